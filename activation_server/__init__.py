@@ -1,0 +1,1 @@
+"""HTTP: the FastAPI app that serves neuron records and live activations."""

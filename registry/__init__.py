@@ -1,0 +1,36 @@
+"""Names and paths: which collated-activation dataset and which model a short name means."""
+
+from registry.builtin import register_builtins
+from registry.errors import (
+    RegistryConflictError,
+    UnknownDatasetError,
+    UnknownModelError,
+    UnsupportedPathError,
+)
+from registry.metadata import DatasetFormat, ModelMetadata, NeuronDatasetMetadata
+from registry.registry import (
+    get_all_models,
+    get_all_neuron_dataset_metadata,
+    get_model,
+    get_neuron_dataset_metadata_by_short_name_and_dst,
+    register_model,
+    register_neuron_dataset_metadata,
+)
+
+register_builtins()
+
+__all__ = [
+    "DatasetFormat",
+    "ModelMetadata",
+    "NeuronDatasetMetadata",
+    "RegistryConflictError",
+    "UnknownDatasetError",
+    "UnknownModelError",
+    "UnsupportedPathError",
+    "get_all_models",
+    "get_all_neuron_dataset_metadata",
+    "get_model",
+    "get_neuron_dataset_metadata_by_short_name_and_dst",
+    "register_model",
+    "register_neuron_dataset_metadata",
+]

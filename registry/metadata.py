@@ -1,0 +1,65 @@
+"""The registry's records: frozen pydantic models with camelCase JSON like neuron-explainer's."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic.alias_generators import to_camel
+
+from activations.derived_scalars import DerivedScalarType
+from registry.paths import validate_path
+
+
+class CamelCaseModel(BaseModel):
+    """Frozen; serialises camelCase, accepts snake_case and camelCase."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        frozen=True,
+        extra="forbid",
+        use_enum_values=False,
+    )
+
+
+class DatasetFormat(str, Enum):
+    TDB_JSON = "tdb_json"
+    """One neuron-explainer JSON record per neuron at {path}/{layer}/{neuron}.json."""
+    GLU_PARQUET = "glu_parquet"
+    """One row per neuron in the OLMo-7B-0424 neuron-activations (GLU quadrant) schema."""
+
+
+class NeuronDatasetMetadata(CamelCaseModel):
+    short_name: str
+    """Short name for the dataset, like "gpt2-small"."""
+    derived_scalar_type: DerivedScalarType
+    """What the records' values are, e.g. mlp_post_act."""
+    user_visible_name: str
+    """Name for humans to read, like "GPT-2 small - MLP neurons"."""
+    neuron_dataset_path: str
+    """Where the collated activations live: local, file://, http(s)://, az://, gs:// or hf://."""
+    format: DatasetFormat = DatasetFormat.TDB_JSON
+    model: str | None = None
+    """Short name of the registered model that produced it, if any."""
+    corpus: str | None = None
+    """What the records' document indices point into."""
+
+    @field_validator("neuron_dataset_path")
+    @classmethod
+    def _supported_path(cls, path: str) -> str:
+        return validate_path(path)
+
+    @property
+    def key(self) -> tuple[str, DerivedScalarType]:
+        return (self.short_name, self.derived_scalar_type)
+
+
+class ModelMetadata(CamelCaseModel):
+    short_name: str
+    hf_path_or_id: str
+    """A Hugging Face model id, a local folder, or "package:NAME" for a folder shipped in an
+    installed Python package (how the embedded model is found offline)."""
+    gguf_file: str | None = None
+    revision: str | None = None
+    user_visible_name: str

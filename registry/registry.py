@@ -1,0 +1,145 @@
+"""The in-process registries of datasets and models, and lookups with helpful errors."""
+
+from __future__ import annotations
+
+import difflib
+
+from activations.derived_scalars import DerivedScalarType
+from registry.errors import RegistryConflictError, UnknownDatasetError, UnknownModelError
+from registry.metadata import DatasetFormat, ModelMetadata, NeuronDatasetMetadata
+
+NEURON_DATASET_METADATA_REGISTRY: dict[tuple[str, DerivedScalarType], NeuronDatasetMetadata] = {}
+MODEL_REGISTRY: dict[str, ModelMetadata] = {}
+
+_AUTOENCODER_KIND = {
+    DerivedScalarType.FLATTENED_ATTN_WRITE_TO_LATENT_SUMMED_OVER_HEADS: "attention ",
+    DerivedScalarType.ATTENTION_AUTOENCODER_LATENT: "attention ",
+    DerivedScalarType.MLP_AUTOENCODER_LATENT: "mlp ",
+}
+
+
+def _put(registry: dict, key: object, value: object, what: str) -> None:
+    existing = registry.get(key)
+    if existing is not None and existing != value:
+        raise RegistryConflictError(
+            f"{what} {key!r} is already registered with different content; "
+            f"registered: {existing.model_dump(exclude_none=True)}; "
+            f"new: {value.model_dump(exclude_none=True)}. Use another short name."
+        )
+    registry[key] = value
+
+
+def register_neuron_dataset_metadata(
+    short_name: str,
+    derived_scalar_type: str | DerivedScalarType,
+    user_visible_name: str,
+    neuron_dataset_path: str,
+    format: str | DatasetFormat = DatasetFormat.TDB_JSON,
+    model: str | None = None,
+    corpus: str | None = None,
+) -> NeuronDatasetMetadata:
+    """Register a dataset; the same content again is a no-op, different content an error."""
+    metadata = NeuronDatasetMetadata(
+        short_name=short_name,
+        derived_scalar_type=derived_scalar_type,
+        user_visible_name=user_visible_name,
+        neuron_dataset_path=neuron_dataset_path,
+        format=format,
+        model=model,
+        corpus=corpus,
+    )
+    _put(NEURON_DATASET_METADATA_REGISTRY, metadata.key, metadata, "dataset")
+    return metadata
+
+
+def register_model(
+    short_name: str,
+    hf_path_or_id: str,
+    gguf_file: str | None = None,
+    revision: str | None = None,
+    user_visible_name: str | None = None,
+) -> ModelMetadata:
+    """Register a model by Hugging Face id or local folder (optionally a GGUF file in it)."""
+    metadata = ModelMetadata(
+        short_name=short_name,
+        hf_path_or_id=hf_path_or_id,
+        gguf_file=gguf_file,
+        revision=revision,
+        user_visible_name=user_visible_name or short_name,
+    )
+    _put(MODEL_REGISTRY, short_name, metadata, "model")
+    return metadata
+
+
+def get_all_neuron_dataset_metadata() -> list[NeuronDatasetMetadata]:
+    return list(NEURON_DATASET_METADATA_REGISTRY.values())
+
+
+def get_all_models() -> list[ModelMetadata]:
+    return list(MODEL_REGISTRY.values())
+
+
+def _suggest(word: str, choices: list[str]) -> list[str]:
+    return difflib.get_close_matches(word, choices, n=3, cutoff=0.5)
+
+
+def get_neuron_dataset_metadata_by_short_name_and_dst(
+    short_name: str, dst: str | DerivedScalarType
+) -> NeuronDatasetMetadata:
+    """Look a dataset up; an unknown pair raises UnknownDatasetError saying what exists."""
+    valid_dst = dst if isinstance(dst, DerivedScalarType) else _maybe_dst(dst)
+    if valid_dst is not None:
+        found = NEURON_DATASET_METADATA_REGISTRY.get((short_name, valid_dst))
+        if found is not None:
+            return found
+    raise UnknownDatasetError(_unknown_dataset_message(short_name, str(dst), valid_dst))
+
+
+def _maybe_dst(value: str) -> DerivedScalarType | None:
+    try:
+        return DerivedScalarType(value)
+    except ValueError:
+        return None
+
+
+def _unknown_dataset_message(short_name: str, dst: str, valid_dst: DerivedScalarType | None) -> str:
+    keys = list(NEURON_DATASET_METADATA_REGISTRY)
+    names = sorted({name for name, _ in keys})
+    lines = [f'Could not find collated activation dataset for ("{short_name}", "{dst}").']
+    if short_name in names:
+        types_here = ", ".join(f'"{t}"' for n, t in keys if n == short_name)
+        lines.append(f'"{short_name}" has datasets for: {types_here}.')
+    else:
+        close = _suggest(short_name, names)
+        if close:
+            lines.append("Did you mean: " + ", ".join(f'"{c}"' for c in close) + "?")
+    if valid_dst is None:
+        valid = ", ".join(f'"{t.value}"' for t in DerivedScalarType)
+        lines.append(f'"{dst}" is not a derived scalar type; valid types are: {valid}.')
+        close = _suggest(dst, [t.value for t in DerivedScalarType])
+        if close:
+            lines.append("Closest types: " + ", ".join(f'"{c}"' for c in close) + ".")
+    lines.append("Available datasets are: " + ", ".join(f'("{n}", "{t}")' for n, t in keys) + ".")
+    if short_name.endswith("_undefined"):
+        # The seed registry's hint: the URL probably lacks the autoencoder name.
+        kind = _AUTOENCODER_KIND.get(valid_dst, "") if valid_dst else ""
+        lines.append(f"May need to specify the {kind}autoencoder name in the URL.")
+    return "\n".join(lines)
+
+
+def get_model(short_name: str) -> ModelMetadata:
+    """Look a model up; an unknown name raises UnknownModelError listing the models."""
+    found = MODEL_REGISTRY.get(short_name)
+    if found is not None:
+        return found
+    names = sorted(MODEL_REGISTRY)
+    message = f'Unknown model "{short_name}".'
+    close = _suggest(short_name, names)
+    if close:
+        message += " Did you mean: " + ", ".join(f'"{c}"' for c in close) + "?"
+    message += " Available models are: " + ", ".join(f'"{n}"' for n in names) + "."
+    raise UnknownModelError(message)
+
+
+def datasets_of_format(fmt: DatasetFormat) -> list[NeuronDatasetMetadata]:
+    return [m for m in NEURON_DATASET_METADATA_REGISTRY.values() if m.format == fmt]

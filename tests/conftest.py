@@ -1,0 +1,26 @@
+"""Tests run offline, with a private NEURONS_HOME, and a registry restored after each test."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("NEURONS_HOME", tempfile.mkdtemp(prefix="neurons-home-"))
+os.environ.pop("NEURONS_REGISTER", None)
+
+import pytest  # noqa: E402
+
+from registry import registry as _registry  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def restore_registry():
+    """Registrations made by a test do not leak into the next."""
+    datasets = dict(_registry.NEURON_DATASET_METADATA_REGISTRY)
+    models = dict(_registry.MODEL_REGISTRY)
+    yield
+    _registry.NEURON_DATASET_METADATA_REGISTRY.clear()
+    _registry.NEURON_DATASET_METADATA_REGISTRY.update(datasets)
+    _registry.MODEL_REGISTRY.clear()
+    _registry.MODEL_REGISTRY.update(models)
