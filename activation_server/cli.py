@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from activations import cli as activations_cli
 from registry import cli as registry_cli
 from registry.plugins import REGISTER_ENV, PluginError, load_register_modules
 
@@ -23,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", required=True)
     registry_cli.add_commands(subparsers, common)
+    activations_cli.add_commands(subparsers, common)
     return parser
 
 

