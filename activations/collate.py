@@ -131,7 +131,8 @@ class Collator:
         bad = [layer for layer in chosen if layer not in valid_layers]
         if bad or not chosen:
             raise ValueError(
-                f"layers {bad or chosen} are not in the model; valid layers are 0-{len(all_sites) - 1}"
+                f"layers {bad or chosen} are not in the model; "
+                f"valid layers are 0-{len(all_sites) - 1}"
             )
         self.layers = chosen
         self.sites = [all_sites[layer] for layer in chosen]

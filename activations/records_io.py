@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
@@ -110,6 +111,12 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     return json.loads(raw[METADATA_KEY]) if METADATA_KEY in raw else {}
 
 
+def _matrix(rows: pa.Table, name: str, dtype, k: int) -> np.ndarray:
+    """A list column of k items per row → [k, rows]."""
+    flat = rows.column(name).combine_chunks().flatten().to_numpy()
+    return flat.astype(dtype).reshape(rows.num_rows, k).T
+
+
 def table_to_accumulators(table: pa.Table, k: int) -> dict[int, LayerAccumulator]:
     """Rebuild exact running totals from a file this project wrote (extension columns needed)."""
     names = table.column_names
@@ -124,7 +131,7 @@ def table_to_accumulators(table: pa.Table, k: int) -> dict[int, LayerAccumulator
     layer_column = table.column("layer").to_numpy()
     accumulators: dict[int, LayerAccumulator] = {}
     for layer in np.unique(layer_column):
-        rows = table.filter(pa.compute.equal(table.column("layer"), layer))
+        rows = table.filter(pc.equal(table.column("layer"), layer))
         n = rows.num_rows
         acc = LayerAccumulator(layout=layout, n_neurons=n, k=k)
         acc.counts = torch.from_numpy(
@@ -138,15 +145,12 @@ def table_to_accumulators(table: pa.Table, k: int) -> dict[int, LayerAccumulator
                 ]
             )
         )
-
-        def matrix(name: str, dtype) -> np.ndarray:
-            flat = rows.column(name).combine_chunks().flatten().to_numpy()
-            return flat.astype(dtype).reshape(n, k).T  # [k, N]
-
         pairs = layout.max_pairs()
-        values = np.stack([matrix(max_values_column(q, h), np.float32) for q, h in pairs])
-        docs = np.stack([matrix(max_indices_column(q, h), np.int64) for q, h in pairs])
-        positions = np.stack([matrix(max_positions_column(q, h), np.int64) for q, h in pairs])
+        values = np.stack([_matrix(rows, max_values_column(q, h), np.float32, k) for q, h in pairs])
+        docs = np.stack([_matrix(rows, max_indices_column(q, h), np.int64, k) for q, h in pairs])
+        positions = np.stack(
+            [_matrix(rows, max_positions_column(q, h), np.int64, k) for q, h in pairs]
+        )
         present = docs >= 0
         acc.top_value = torch.from_numpy(values)
         acc.top_doc = torch.from_numpy(np.where(present, docs, ABSENT_DOC))
