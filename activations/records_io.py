@@ -32,7 +32,7 @@ from activations.schema import (
     sum_column,
 )
 
-DEFAULT_ROWS_PER_GROUP = 64
+DEFAULT_ROWS_PER_GROUP = 128  # divides 1536 and 11008: a group never spans two layers
 
 
 def _lists(matrix: np.ndarray, value_type: pa.DataType) -> pa.ListArray:
@@ -98,6 +98,7 @@ def write_table_atomically(
             row_group_size=rows_per_group,
             compression="zstd",
             write_statistics=["layer", "neuron"],
+            write_page_checksum=True,
         )
         os.replace(tmp, path)
     except BaseException:
