@@ -8,6 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 import registry
+from registry import registry as registry_store
 from activation_server.app import create_app
 from activation_server.settings import ServerSettings
 from activations.collate import CollateConfig, collate
@@ -21,18 +22,23 @@ def tiny_dataset(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("served")
     model = make_tiny_model("llama", root / "model")
     corpus = write_jsonl(root / "docs.jsonl", random_documents(N_DOCS, seed=5))
+    models_before = dict(registry_store.MODEL_REGISTRY)
     registry.register_model("tiny-llama", str(model), user_visible_name="Tiny Llama")
-    out = collate(
-        CollateConfig(
-            model="tiny-llama",
-            out=str(root / "tiny.parquet"),
-            corpus=str(corpus),
-            top_k=4,
-            batch_size=4,
-            compile=False,
-            progress=False,
+    try:
+        out = collate(
+            CollateConfig(
+                model="tiny-llama",
+                out=str(root / "tiny.parquet"),
+                corpus=str(corpus),
+                top_k=4,
+                batch_size=4,
+                compile=False,
+                progress=False,
+            )
         )
-    )
+    finally:  # a session fixture: keep the registry as other tests expect it
+        registry_store.MODEL_REGISTRY.clear()
+        registry_store.MODEL_REGISTRY.update(models_before)
     return {"model": model, "corpus": corpus, "parquet": out}
 
 
