@@ -26,7 +26,10 @@ run: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/neurons run --host $(HOST) --port $(PORT)
 
 test: $(STAMP)
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not stress" tests
+
+stress: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -s -m stress tests/stress
 
 bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from activations import cli as activations_cli
 from registry import cli as registry_cli
-from registry.plugins import REGISTER_ENV, PluginError, load_register_modules
+from registry.plugins import REGISTER_ENV
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,21 +95,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        load_register_modules(args.register)
-    except PluginError as error:
-        print(f"neurons: error: {error}", file=sys.stderr)
-        return 2
-    try:
-        return args.func(args)
-    except (LookupError, ValueError, FileExistsError, FileNotFoundError) as error:
-        print(f"neurons: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("neurons: interrupted (a collation resumes from its checkpoint with --resume)")
-        return 130
+    return registry_cli.execute(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ def parse_layers(text: str) -> list[int]:
 
 def cmd_collate(args: argparse.Namespace) -> int:
     from activations.collate import CollateConfig, collate
+    from activations.distributed import launched_by_torchrun
 
     config = CollateConfig(
         model=args.model,
@@ -46,6 +47,7 @@ def cmd_collate(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         compile=not args.no_compile,
         text_column=args.text_column,
+        distributed=args.distributed or launched_by_torchrun(),
     )
     path = collate(config)
     print(f"wrote {path}")
@@ -60,12 +62,34 @@ def cmd_merge(args: argparse.Namespace) -> int:
     return 0
 
 
+def collate_main(argv: list[str]) -> int:
+    """`python -m activations.collate ...`, the entry torchrun starts on every rank."""
+    from registry.cli import execute
+
+    parser = argparse.ArgumentParser(prog="python -m activations.collate")
+    parser.add_argument("--register", action="append", default=[], metavar="MODULE")
+    add_collate_arguments(parser)
+    return execute(parser.parse_args(argv))
+
+
 def add_commands(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     collate = subparsers.add_parser(
         "collate",
         parents=[common],
         help="run a model over a corpus and write one GLU quadrant record per neuron (Parquet)",
     )
+    add_collate_arguments(collate)
+
+    merge = subparsers.add_parser(
+        "merge", parents=[common], help="merge collated files over disjoint documents exactly"
+    )
+    merge.add_argument("files", nargs="+")
+    merge.add_argument("--out", required=True)
+    merge.add_argument("--overwrite", action="store_true")
+    merge.set_defaults(func=cmd_merge)
+
+
+def add_collate_arguments(collate: argparse.ArgumentParser) -> None:
     collate.add_argument("--model", required=True, help="registered model short name")
     collate.add_argument(
         "--corpus",
@@ -78,7 +102,7 @@ def add_commands(subparsers: argparse._SubParsersAction, common: argparse.Argume
     collate.add_argument("--top-k", type=int, default=DEFAULT_TOP_K)
     collate.add_argument("--layers", type=parse_layers, default=None, help="e.g. 0,3,5-7")
     collate.add_argument("--batch-size", type=int, default=4)
-    collate.add_argument("--device", default="cpu")
+    collate.add_argument("--device", default="cpu", help="cpu, cuda (each rank its own GPU), ...")
     collate.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     collate.add_argument("--refactor-glu", action="store_true", help="GLUScope's sign refactoring")
     collate.add_argument("--checkpoint-every", type=int, default=64, help="documents")
@@ -86,12 +110,9 @@ def add_commands(subparsers: argparse._SubParsersAction, common: argparse.Argume
     collate.add_argument("--overwrite", action="store_true", help="replace an existing output")
     collate.add_argument("--no-compile", action="store_true", help="skip torch.compile")
     collate.add_argument("--text-column", default="text")
-    collate.set_defaults(func=cmd_collate)
-
-    merge = subparsers.add_parser(
-        "merge", parents=[common], help="merge collated files over disjoint documents exactly"
+    collate.add_argument(
+        "--distributed",
+        action="store_true",
+        help="shard documents over torchrun's ranks (implied when started by torchrun)",
     )
-    merge.add_argument("files", nargs="+")
-    merge.add_argument("--out", required=True)
-    merge.add_argument("--overwrite", action="store_true")
-    merge.set_defaults(func=cmd_merge)
+    collate.set_defaults(func=cmd_collate)

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from activations.corpus import Corpus, load_corpus
 from activations.derived_scalars import HOOK_POST
+from activations.distributed import RankInfo, combine, finish, init_distributed, rank_device, shard
 from activations.mlp_hooks import MlpCapture, MlpSite, find_mlp_sites, layout_of
 from activations.model_loading import load_model
 from activations.records_io import (
@@ -65,6 +66,7 @@ class CollateConfig:
     rows_per_group: int = DEFAULT_ROWS_PER_GROUP
     doc_range: tuple[int, int] | None = None  # [start, stop) of the corpus; default all
     progress: bool = True
+    distributed: bool = False  # under torchrun: shard documents over the ranks
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
@@ -192,24 +194,29 @@ def _save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def checkpoint_path(out: str | os.PathLike) -> Path:
+def checkpoint_path(out: str | os.PathLike, rank: RankInfo | None = None) -> Path:
     out = Path(out)
-    return out.with_name(out.name + ".ckpt")
+    suffix = f".rank{rank.rank}-of-{rank.world_size}.ckpt" if rank else ".ckpt"
+    return out.with_name(out.name + suffix)
 
 
 def collate(config: CollateConfig, on_batch: Callable[[int], None] | None = None) -> Path:
     """Run the whole collation and write the Parquet file; returns its path.
 
-    on_batch(next_document) is called after every batch (tests use it to interrupt a run).
+    With `config.distributed` (under torchrun) every rank collates its share of the documents
+    and rank 0 writes the combined file. on_batch(next_document) is called after every batch
+    (tests use it to interrupt a run).
     """
     from registry import get_model
 
+    rank = init_distributed(config.device) if config.distributed else None
+    device = rank_device(config.device, rank) if rank else config.device
     out = Path(config.out)
     if out.exists() and not config.overwrite:
         raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
     model_metadata = get_model(config.model)
     started = time.perf_counter()
-    model, tokenizer = load_model(model_metadata, config.device, DTYPES[config.dtype])
+    model, tokenizer = load_model(model_metadata, device, DTYPES[config.dtype])
     load_seconds = time.perf_counter() - started
     corpus = load_corpus(config.corpus, tokenizer, config.max_tokens, config.text_column)
     start, stop = config.doc_range or (0, len(corpus))
@@ -218,6 +225,7 @@ def collate(config: CollateConfig, on_batch: Callable[[int], None] | None = None
         stop = min(stop, start + config.max_docs)
     if stop <= start:
         raise ValueError(f"no documents to collate: corpus {corpus.name} has {len(corpus)}")
+    first, last = shard(start, stop, config.batch_size, rank) if rank else (start, stop)
 
     collator = Collator(
         model,
@@ -226,11 +234,12 @@ def collate(config: CollateConfig, on_batch: Callable[[int], None] | None = None
         refactor_glu=config.refactor_glu,
         compile=config.compile,
     )
-    ckpt = checkpoint_path(out)
-    next_doc = start
+    ckpt = checkpoint_path(out, rank)
+    fingerprint = f"{config.fingerprint()}/{first}-{last}"
+    next_doc = first
     if config.resume and ckpt.exists():
         saved = torch.load(ckpt, weights_only=False)
-        if saved["fingerprint"] != config.fingerprint():
+        if saved["fingerprint"] != fingerprint:
             raise ValueError(
                 f"checkpoint {ckpt} was made with other settings ({saved['config']}); "
                 "rerun with the same settings, or without --resume to start over"
@@ -238,72 +247,88 @@ def collate(config: CollateConfig, on_batch: Callable[[int], None] | None = None
         collator.load_state_dict(saved["state"])
         next_doc = saved["next_doc"]
 
-    run_docs = _run(collator, tokenizer, corpus, config, next_doc, stop, ckpt, on_batch)
-    metadata = _file_metadata(config, model_metadata, corpus, collator, start, stop, model)
-    metadata["load_seconds"] = round(load_seconds, 3)
-    metadata["documents_this_run"] = run_docs
-    table = accumulators_to_table(collator.accumulators, collator.n_tokens, metadata)
-    write_table_atomically(table, out, config.rows_per_group)
+    progress = config.progress and (rank is None or rank.is_main)
+    run = _Run(collator, tokenizer, corpus, config, ckpt, fingerprint, progress)
+    run_docs = run.documents(first, next_doc, last, on_batch)
+    n_tokens, n_documents = collator.n_tokens, collator.n_documents
+    if rank:
+        n_tokens, n_documents = combine(collator.accumulators, [n_tokens, n_documents])
+    if rank is None or rank.is_main:
+        metadata = _file_metadata(config, model_metadata, corpus, collator, start, stop, model)
+        metadata.update(
+            n_tokens=n_tokens,
+            n_documents=n_documents,
+            load_seconds=round(load_seconds, 3),
+            documents_this_run=run_docs,
+            world_size=rank.world_size if rank else 1,
+        )
+        table = accumulators_to_table(collator.accumulators, n_tokens, metadata)
+        write_table_atomically(table, out, config.rows_per_group)
+    if rank:
+        finish()  # every rank waits for the file before dropping its checkpoint
     ckpt.unlink(missing_ok=True)
     return out
 
 
-def _run(
-    collator: Collator,
-    tokenizer,
-    corpus: Corpus,
-    config: CollateConfig,
-    next_doc: int,
-    stop: int,
-    ckpt: Path,
-    on_batch: Callable[[int], None] | None,
-) -> int:
-    start = next_doc
-    last_saved = next_doc
-    bar = tqdm(
-        total=stop - (config.doc_range or (0, 0))[0],
-        initial=next_doc - (config.doc_range or (0, 0))[0],
-        unit="doc",
-        desc=f"collate {config.model}",
-        disable=not config.progress,
-    )
-    began, tokens = time.perf_counter(), 0
-    batch_starts = range((config.doc_range or (0, 0))[0], stop, config.batch_size)
-    for batch_start in batch_starts:
-        if batch_start < next_doc:
-            continue  # done before the checkpoint; batches keep their boundaries
-        batch_stop = min(batch_start + config.batch_size, stop)
-        encoded = tokenizer(
-            list(corpus.documents[batch_start:batch_stop]),
-            padding=True,
-            truncation=True,
-            max_length=config.max_tokens,
-            return_tensors="pt",
+@dataclass
+class _Run:
+    collator: Collator
+    tokenizer: Any
+    corpus: Corpus
+    config: CollateConfig
+    ckpt: Path
+    fingerprint: str
+    progress: bool
+
+    def documents(
+        self, first: int, next_doc: int, last: int, on_batch: Callable[[int], None] | None
+    ) -> int:
+        """Batches of [first, last) from `next_doc` on; returns how many documents ran."""
+        config, collator = self.config, self.collator
+        bar = tqdm(
+            total=last - first,
+            initial=next_doc - first,
+            unit="doc",
+            desc=f"collate {config.model}",
+            disable=not self.progress,
         )
         device = collator.accumulators[collator.layers[0]].device
-        collator.add_batch(
-            encoded["input_ids"].to(device),
-            encoded["attention_mask"].to(device),
-            torch.arange(batch_start, batch_stop),
-        )
-        tokens += int(encoded["attention_mask"].sum())
-        bar.update(batch_stop - batch_start)
-        bar.set_postfix(tok_per_s=f"{tokens / (time.perf_counter() - began):.0f}")
-        if batch_stop - last_saved >= config.checkpoint_every and batch_stop < stop:
-            _save_checkpoint(
-                ckpt,
-                {
-                    "fingerprint": config.fingerprint(),
-                    "config": asdict(config),
-                    "next_doc": batch_stop,
-                    "state": collator.state_dict(),
-                },
+        began, tokens, last_saved = time.perf_counter(), 0, next_doc
+        for batch_start in range(next_doc, last, config.batch_size):
+            batch_stop = min(batch_start + config.batch_size, last)
+            encoded = self.tokenizer(
+                list(self.corpus.documents[batch_start:batch_stop]),
+                padding=True,
+                truncation=True,
+                max_length=config.max_tokens,
+                return_tensors="pt",
             )
-            last_saved = batch_stop
-        if on_batch is not None:
-            on_batch(batch_stop)
-    bar.close()
-    return stop - start
+            collator.add_batch(
+                encoded["input_ids"].to(device),
+                encoded["attention_mask"].to(device),
+                torch.arange(batch_start, batch_stop),
+            )
+            tokens += int(encoded["attention_mask"].sum())
+            bar.update(batch_stop - batch_start)
+            bar.set_postfix(tok_per_s=f"{tokens / (time.perf_counter() - began):.0f}")
+            if batch_stop - last_saved >= config.checkpoint_every and batch_stop < last:
+                self.save(batch_stop)
+                last_saved = batch_stop
+            if on_batch is not None:
+                on_batch(batch_stop)
+        bar.close()
+        return last - next_doc
+
+    def save(self, next_doc: int) -> None:
+        _save_checkpoint(
+            self.ckpt,
+            {
+                "fingerprint": self.fingerprint,
+                "config": asdict(self.config),
+                "next_doc": next_doc,
+                "state": self.collator.state_dict(),
+            },
+        )
 
 
 def _file_metadata(config, model_metadata, corpus, collator, start, stop, model) -> dict[str, Any]:
@@ -330,3 +355,11 @@ def _file_metadata(config, model_metadata, corpus, collator, start, stop, model)
         "dtype": config.dtype,
         "batch_size": config.batch_size,
     }
+
+
+if __name__ == "__main__":  # torchrun --nproc-per-node N -m activations.collate ...
+    import sys
+
+    from activations.cli import collate_main
+
+    sys.exit(collate_main(sys.argv[1:]))

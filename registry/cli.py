@@ -10,6 +10,22 @@ import orjson
 from registry.registry import get_all_models, get_all_neuron_dataset_metadata
 
 
+def execute(args: argparse.Namespace) -> int:
+    """Load the user's register modules, run the command, and turn expected errors into a
+    one-line message and exit status 2 (never a traceback)."""
+    from registry.plugins import PluginError, load_register_modules
+
+    try:
+        load_register_modules(getattr(args, "register", []))
+        return args.func(args)
+    except (PluginError, LookupError, ValueError, FileExistsError, FileNotFoundError) as error:
+        print(f"neurons: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("neurons: interrupted (a collation resumes from its checkpoint with --resume)")
+        return 130
+
+
 def format_table(rows: list[dict[str, str]]) -> str:
     """Left-aligned columns under a header, for terminals."""
     if not rows:
