@@ -135,7 +135,9 @@ class ModelRunner:
                 captured[layer] = {HOOK_POST: tensors[HOOK_POST].float()}
             else:
                 act = self._sites[layer].act
-                captured[layer] = glu_values(tensors["gate"], tensors["up"], tensors[HOOK_POST], act)
+                captured[layer] = glu_values(
+                    tensors["gate"], tensors["up"], tensors[HOOK_POST], act
+                )
 
         base = getattr(self._model, "base_model", self._model)
         sites = [self._sites[layer] for layer in layers]

@@ -8,10 +8,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 import registry
-from registry import registry as registry_store
 from activation_server.app import create_app
 from activation_server.settings import ServerSettings
 from activations.collate import CollateConfig, collate
+from registry import registry as registry_store
 from tests.activations.conftest import make_tiny_model, random_documents, write_jsonl
 
 N_DOCS = 9

@@ -10,7 +10,6 @@ from activation_server.app import create_app
 from activation_server.settings import ServerSettings
 from tests.activation_server.conftest import register_tiny
 
-
 APP = create_app(ServerSettings(max_tokens_per_request=64))
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
 

@@ -172,7 +172,7 @@ def test_live_top_k_and_several_texts(client):
     [
         ({"model": "nope", "text": "w1", "layer": 0}, 404, "Available models"),
         ({"model": "tiny-llama", "text": "w1", "layer": 9}, 404, "valid layers are 0-1"),
-        ({"model": "tiny-llama", "text": "w1", "layer": 0, "neurons": [99]}, 404, "valid neurons are 0-23"),
+        ({"model": "tiny-llama", "text": "w1", "layer": 0, "neurons": [99]}, 404, "are 0-23"),
         ({"model": "tiny-llama", "text": " ".join(["w1"] * 60), "layer": 0}, 413, "limit is 40"),
         ({"model": "tiny-llama", "layer": 0}, 422, "exactly one of"),
         ({"model": "tiny-llama", "text": "w1", "texts": ["w1"], "layer": 0}, 422, "exactly one of"),

@@ -38,7 +38,8 @@ def run(tmp_path: Path, nproc: int | None, out: str, *extra: str) -> subprocess.
     if nproc is None:
         command = [sys.executable, "-m", "activation_server.cli", "collate", *args]
     else:
-        command = [TORCHRUN, "--standalone", f"--nproc-per-node={nproc}", "-m", "activations.collate", *args]  # fmt: skip
+        launch = [TORCHRUN, "--standalone", f"--nproc-per-node={nproc}"]
+        command = [*launch, "-m", "activations.collate", *args]
     return subprocess.run(
         command,
         cwd=tmp_path,
