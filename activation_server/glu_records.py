@@ -12,7 +12,7 @@ from activation_server.errors import UpstreamError
 from activation_server.runners import RunnerPool
 from activation_server.schemas import GluExample, GluNeuronRecord, GluQuadrant
 from activations.corpus import Corpus, load_corpus
-from activations.derived_scalars import DST_TO_HOOK, HOOK_POST
+from activations.derived_scalars import DST_TO_HOOK, HOOK_POST, HOOK_PRE_LINEAR
 from activations.glu_reader import GluParquetDataset
 from activations.schema import (
     RecordLayout,
@@ -207,6 +207,14 @@ class GluRecordService:
             values = runner.neuron_values(
                 [ids for _, ids, _ in wanted], record.layer, record.neuron, hooks
             )
+            # a refactored file recorded in and hook_post with this neuron's sign flipped
+            sign = 1.0
+            if file_metadata.get("refactor_glu"):
+                sign = runner.refactor_sign(record.layer, record.neuron)
+            flipped = {HOOK_PRE_LINEAR, HOOK_POST} if sign < 0 else set()
             for (example, _, start), by_hook in zip(wanted, values, strict=True):
-                example.activations = {h: v[start:] for h, v in by_hook.items()}
+                example.activations = {
+                    h: [-x for x in v[start:]] if h in flipped else v[start:]
+                    for h, v in by_hook.items()
+                }
         return None

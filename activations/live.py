@@ -198,6 +198,14 @@ class ModelRunner:
             for row, ids in enumerate(id_lists)
         ]
 
+    def refactor_sign(self, layer: int, neuron: int) -> float:
+        """-1.0 where --refactor-glu flipped this neuron's in and output (see collate)."""
+        self._ensure_loaded()
+        from activations.collate import glu_refactor_signs
+
+        site = self._sites[layer]
+        return float(glu_refactor_signs(site)[neuron]) if site.is_glu else 1.0
+
     def _trace(self, values, row: int, length: int, ids: list[int], request: LiveRequest):
         hook = DST_TO_HOOK[request.dst]
         chosen = values[hook][row, :length].cpu()  # [T, N]

@@ -195,3 +195,35 @@ def test_malformed_and_oversized_bodies(client):
     )
     assert huge.status_code == 413
     assert "limit" in huge.json()["detail"]
+
+
+def test_refactored_dataset_shows_activations_with_the_recorded_signs(
+    client, tiny_dataset, tmp_path
+):
+    import registry
+    from activations.collate import CollateConfig, collate
+
+    out = collate(
+        CollateConfig(
+            model="tiny-llama", out=str(tmp_path / "flipped.parquet"),
+            corpus=str(tiny_dataset["corpus"]), top_k=4, batch_size=4, compile=False,
+            progress=False, refactor_glu=True,
+        )
+    )  # fmt: skip
+    registry.register_neuron_dataset_metadata(
+        "tiny-flipped", "mlp_post_act", "Flipped", str(out), format="glu_parquet",
+        model="tiny-llama", corpus=str(tiny_dataset["corpus"]),
+    )  # fmt: skip
+    checked = 0
+    for neuron in range(2, 24):
+        body = client.get(
+            f"/neuron_record/tiny-flipped/mlp_post_act/0/{neuron}?context=2&activations=true"
+        ).json()
+        for quadrant in body["quadrants"]:
+            for example in quadrant["examples"]["hook_post"]:
+                at = example["position"] - example["windowStart"]
+                assert example["activations"]["hook_post"][at] == pytest.approx(
+                    example["value"], abs=1e-4
+                )
+                checked += 1
+    assert checked > 20
