@@ -38,6 +38,7 @@ setup(
             "ruff",
             "hypothesis",
             "schemathesis",
+            "playwright",  # drives the system Chromium (/usr/bin/chromium) in the viewer test
         ],
     },
     entry_points={"console_scripts": ["neurons=activation_server.cli:main"]},

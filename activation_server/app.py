@@ -22,6 +22,7 @@ from activation_server.schemas import (
     TextTraceBody,
 )
 from activation_server.settings import ServerSettings
+from activation_server.viewer import install_viewer
 from activations.derived_scalars import DST_TO_HOOK, DerivedScalarType
 from activations.live import LiveRequest
 from registry import (
@@ -189,6 +190,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
             ],
         )
 
+    install_viewer(app)
     return app
 
 

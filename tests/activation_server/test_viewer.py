@@ -1,0 +1,152 @@
+"""The neuron viewer: its files are served, and the real page works in headless Chromium over a
+live server on the tiny dataset (set NEURONS_SCREENSHOT=1 to refresh docs/viewer.png)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from activation_server.app import create_app
+from activation_server.settings import ServerSettings
+from tests.activation_server.conftest import register_tiny
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SCREENSHOT = Path(__file__).parents[2] / "docs" / "viewer.png"
+TIMEOUT_MS = 60_000  # the first live run loads the model
+
+
+def test_page_and_assets_are_served_but_not_in_the_api_schema(client):
+    for path in ("/", "/neuron/tiny-llama/mlp_post_act/1/5"):
+        response = client.get(path)
+        assert response.status_code == 200
+        assert 'src="/static/app.js"' in response.text
+    assert "pushState" in client.get("/static/app.js").text
+    assert client.get("/static/style.css").headers["content-type"].startswith("text/css")
+    assert client.get("/static/nope.js").status_code == 404
+    paths = client.get("/openapi.json").json()["paths"]
+    assert not any(p == "/" or p.startswith(("/neuron/", "/static")) for p in paths)
+
+
+@pytest.fixture
+def server_url(tiny_dataset) -> Iterator[str]:
+    """The app under uvicorn on an ephemeral port, in a background thread."""
+    register_tiny(tiny_dataset)
+    app = create_app(ServerSettings(max_tokens_per_request=40))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(30)
+
+
+@pytest.fixture
+def page():
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("browser test: `pip install playwright` (or `pip install -e '.[dev]'`)")
+    if not shutil.which(CHROMIUM):
+        pytest.skip("browser test: `apt-get install chromium` to provide /usr/bin/chromium")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.set_default_timeout(TIMEOUT_MS)
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            yield page
+            assert not errors, f"script errors in the page: {errors}"
+        finally:
+            browser.close()
+
+
+def wait_for_neuron(page, layer: int, neuron: int) -> None:
+    """That neuron's address, title and summary, with its examples loaded."""
+    page.wait_for_url(re.compile(rf"/neuron/tiny-llama/mlp_post_act/{layer}/{neuron}$"))
+    page.locator("#title", has_text=f"layer {layer} · neuron {neuron}").wait_for()
+    page.locator("#record[data-state=done] #quadrant-table").wait_for()
+
+
+@pytest.mark.browser
+def test_viewer_in_chromium(page, server_url):
+    from playwright.sync_api import expect
+
+    page.goto(server_url + "/")
+    page.locator("body[data-ready=true]").wait_for()
+    assert page.locator("#record").is_hidden()
+
+    # pick the dataset, then a neuron by typing
+    page.select_option("#dataset", "tiny-llama/mlp_post_act")
+    wait_for_neuron(page, 0, 0)
+    page.fill("#neuron", "3")
+    page.press("#neuron", "Enter")
+    wait_for_neuron(page, 0, 3)
+    expect(page.locator("#quadrant-table tbody tr")).to_have_count(4)
+    header = page.locator("#quadrant-table thead th").all_inner_texts()
+    for column in ("freq", "mean hook_pre", "mean hook_pre_linear", "mean swish", "max hook_post"):
+        assert column in header
+    tokens = page.locator("#examples .tok.coloured")
+    assert tokens.count() > 0
+    assert re.search(r"-?\d+\.\d+", tokens.first.get_attribute("title"))
+    assert page.locator("#examples .tok.max").count() > 0
+    page.select_option("#example-hook", "hook_pre")  # fetched on demand
+    expect(page.locator("#examples h3").first).to_contain_text("by hook_pre")
+    page.select_option("#colour-hook", "hook_pre_linear")
+    assert "hook_pre_linear = " in tokens.first.get_attribute("title")
+
+    # a shared address, then next and back
+    page.goto(server_url + "/neuron/tiny-llama/mlp_post_act/1/5")
+    wait_for_neuron(page, 1, 5)
+    page.locator("#examples .tok.coloured").first.wait_for()
+    page.click("#next")
+    wait_for_neuron(page, 1, 6)
+    page.go_back()
+    wait_for_neuron(page, 1, 5)
+    assert page.input_value("#neuron") == "5"
+
+    # live activations with each token's quadrant
+    page.fill("#live-text", "w1 w2 w3 w4")
+    page.click("#live-run")
+    live = page.locator("#live-output .tok.coloured")
+    expect(live).to_have_count(5)  # [BOS] and four words
+    expect(page.locator("#live-output .quadrant-label")).to_have_count(5)
+    assert "quadrant" in " ".join(live.nth(i).get_attribute("title") for i in range(5))
+
+    if os.environ.get("NEURONS_SCREENSHOT") == "1":
+        SCREENSHOT.parent.mkdir(exist_ok=True)
+        page.screenshot(path=str(SCREENSHOT), full_page=True)
+
+    # a neuron that does not exist: the server's message, with the valid range
+    page.fill("#neuron", "999")
+    page.press("#neuron", "Enter")
+    expect(page.locator("#error")).to_contain_text("valid neurons are 0-23")
+    assert page.locator("#record").is_hidden()
+
+    # a random neuron of the dataset's range
+    page.click("#random")
+    page.wait_for_url(re.compile(r"/neuron/tiny-llama/mlp_post_act/[01]/(\d|1\d|2[0-3])$"))
+    page.locator("#record[data-state=done] #quadrant-table").wait_for()
+    expect(page.locator("#error")).to_be_hidden()
