@@ -91,11 +91,27 @@ class GluRecordService:
         self.cache.put(key, record)
         return record
 
-    def _read(self, metadata: NeuronDatasetMetadata, layer: int, neuron: int) -> tuple:
+    def _read(
+        self, metadata: NeuronDatasetMetadata, layer: int, neuron: int, hooks: list[str] | None
+    ) -> tuple:
+        """The row's columns for these hooks' examples (all hooks: None) and every summary:
+        a cold read decodes only what the answer shows."""
         dataset = self.dataset(metadata)
         source = metadata.neuron_dataset_path
         try:
-            row = dataset.read_record(layer, neuron)
+            columns = None
+            if hooks is not None:
+                available = dataset.columns
+                layout = layout_of_columns(available)
+                wanted = [freq_column(q) for q in layout.quadrants]
+                wanted += [count_column(q) for q in layout.quadrants]
+                wanted += [mean_column(q, h) for q in layout.quadrants for h in layout.hooks]
+                for q, h in layout.max_pairs():
+                    if h in hooks:
+                        wanted += [max_values_column(q, h), max_indices_column(q, h)]
+                        wanted.append(max_positions_column(q, h))
+                columns = [c for c in wanted if c in available]
+            row = dataset.read_record(layer, neuron, columns)
             return row, dataset.describe()
         except FileNotFoundError as error:
             hint = ""
@@ -112,10 +128,10 @@ class GluRecordService:
             raise UpstreamError(502, f"dataset {source} could not be read: {error}") from None
 
     def _build(self, metadata, layer, neuron, all_hooks, context, activations) -> GluNeuronRecord:
-        row, description = self._read(metadata, layer, neuron)
+        hook = DST_TO_HOOK.get(metadata.derived_scalar_type, HOOK_POST)
+        row, description = self._read(metadata, layer, neuron, None if all_hooks else [hook])
         file_metadata = description.get("metadata") or {}
         layout: RecordLayout = layout_of_columns(list(row))
-        hook = DST_TO_HOOK.get(metadata.derived_scalar_type, HOOK_POST)
         hooks = [h for h in layout.hooks if all_hooks or h == hook]
         quadrants = []
         for q in layout.quadrants:
