@@ -177,13 +177,28 @@ class LayerAccumulator:
         self.last_doc = max(self.last_doc, other.last_doc)
 
     def _keep_top(self, score, value, doc, position, in_doc_order: bool = False) -> None:
+        running = (self.top_score, self.top_value, self.top_doc, self.top_position)
+        candidates = (score, value, doc, position)
+        if in_doc_order:
+            # Later documents lose ties, so a (pair, neuron) column changes only where a
+            # candidate beats its current k-th score: once the lists fill, a few percent.
+            columns = (score > self.top_score[:, -1:, :]).any(dim=1)  # [P, N]
+            if not bool(columns.any()):
+                return
+            held = [t.permute(0, 2, 1) for t in running]  # [P, N, k] views
+            new = [t.permute(0, 2, 1)[columns] for t in candidates]
+            merged = merge_top_k(
+                self.k,
+                *(torch.cat([h[columns], n], dim=1) for h, n in zip(held, new, strict=True)),
+                in_doc_order=True,
+            )
+            for h, m in zip(held, merged, strict=True):
+                h[columns] = m  # writes through the views into the running lists
+            return
         merged = merge_top_k(
             self.k,
-            torch.cat([self.top_score, score], dim=1),
-            torch.cat([self.top_value, value], dim=1),
-            torch.cat([self.top_doc, doc], dim=1),
-            torch.cat([self.top_position, position], dim=1),
-            in_doc_order,
+            *(torch.cat([r, c], dim=1) for r, c in zip(running, candidates, strict=True)),
+            in_doc_order=in_doc_order,
         )
         self.top_score, self.top_value, self.top_doc, self.top_position = merged
 
