@@ -138,6 +138,7 @@ def test_resume_gives_the_same_file_as_an_uninterrupted_run(tmp_path, tiny_model
         if next_doc >= 6:
             raise Interrupted
 
+    target = tmp_path / "not" / "yet" / "made" / "resumed.parquet"  # checkpoints make folders
     config = CollateConfig(
         model="tiny-olmo",
         out=str(target),
@@ -151,7 +152,7 @@ def test_resume_gives_the_same_file_as_an_uninterrupted_run(tmp_path, tiny_model
     with pytest.raises(Interrupted):
         collate(config, on_batch=stop_after_two_batches)
     assert checkpoint_path(target).exists() and not target.exists()
-    run(tmp_path, "olmo", tiny_models, "resumed.parquet", checkpoint_every=1, resume=True)
+    run(tmp_path, "olmo", tiny_models, str(target), checkpoint_every=1, resume=True)
     assert not checkpoint_path(target).exists()
     a, b = pq.read_table(whole), pq.read_table(target)
     assert a.schema.remove_metadata() == b.schema.remove_metadata()
