@@ -38,10 +38,13 @@ def init_distributed(device: str) -> RankInfo:
             "--distributed needs torchrun's environment (RANK, WORLD_SIZE): start it with "
             "`torchrun --nproc-per-node N -m activations.collate ...`"
         )
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    on_cuda = device.startswith("cuda") and torch.cuda.is_available()
+    if on_cuda:
+        torch.cuda.set_device(local_rank)  # NCCL's collectives run on the rank's own GPU
     if not dist.is_initialized():
-        backend = "nccl" if device.startswith("cuda") and torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend=backend)
-    return RankInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+        dist.init_process_group(backend="nccl" if on_cuda else "gloo")
+    return RankInfo(dist.get_rank(), dist.get_world_size(), local_rank)
 
 
 def rank_device(device: str, info: RankInfo) -> str:

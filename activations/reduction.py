@@ -21,8 +21,8 @@ ABSENT_DOC = torch.iinfo(torch.int64).max  # sorts after every real document ind
 
 @dataclass
 class BatchStats:
-    counts: torch.Tensor  # [Q, N] int64
-    sums: torch.Tensor  # [Q, H, N] float64
+    counts: torch.Tensor  # [Q, B, N] int32, per document
+    sums: torch.Tensor  # [Q, H, B, N] float32, per document
     values: torch.Tensor  # [P, B, N] float32, per document the value of largest |value|
     positions: torch.Tensor  # [P, B, N] int64, its token position in the document
     present: torch.Tensor  # [P, B, N] bool, whether the document has a token in the quadrant
@@ -46,17 +46,17 @@ def batch_stats(
     values: dict[str, torch.Tensor],
     valid: torch.Tensor,
 ) -> BatchStats:
-    """Counts, sums and per-document maxima of one batch; values are [B, T, N], valid [B, T, 1]."""
+    """Per-document counts, sums and maxima of one batch; values are [B, T, N], valid [B, T, 1].
+
+    Every reduction runs over the tokens of one document only, so a compiler fuses them all into
+    one pass; a document's sum (at most max_tokens terms) is float32, which halves the memory
+    traffic, and from there on sums are float64, so partial results merge exactly.
+    """
     masks = quadrant_masks(layout, values.get(HOOK_PRE), values.get(HOOK_PRE_LINEAR), valid)
-    counts = torch.stack([masks[q].sum(dim=(0, 1)) for q in layout.quadrants])
+    counts = torch.stack([masks[q].sum(dim=1, dtype=torch.int32) for q in layout.quadrants])
     sums = torch.stack(
         [
-            torch.stack(
-                [
-                    torch.where(masks[q], values[h], 0.0).sum(dim=(0, 1), dtype=torch.float64)
-                    for h in layout.hooks
-                ]
-            )
+            torch.stack([torch.where(masks[q], values[h], 0.0).sum(dim=1) for h in layout.hooks])
             for q in layout.quadrants
         ]
     )
@@ -111,29 +111,48 @@ def glu_values(
     }
 
 
+MAX_DOC = 2**31 - 1  # document indices share an int64 with a float's bits in a top-k key
+
+
+def top_k_key(score: torch.Tensor, doc: torch.Tensor) -> torch.Tensor:
+    """An int64 that orders candidates by score, then by lower document index: with it one
+    torch.topk replaces two stable sorts. Absent candidates get -1, below every real one.
+
+    Bits: the score's float32 bits (ordered like the floats, as scores are non-negative), then
+    MAX_DOC - document index.
+    """
+    bits = score.view(torch.int32).to(torch.int64)
+    key = (bits << 32) | (MAX_DOC - doc.clamp(max=MAX_DOC))
+    return torch.where(score >= 0, key, -1)
+
+
 def merge_top_k(
     k: int,
     score: torch.Tensor,
     value: torch.Tensor,
     doc: torch.Tensor,
     position: torch.Tensor,
-    in_doc_order: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Keep the k candidates (dim 1) of largest score, ties to the lower document index.
+    """Keep the k candidates (dim 1) of largest score, ties to the lower document index, sorted.
 
-    in_doc_order: candidates of equal score already stand in ascending document order (true
-    when a batch of later documents is appended to a running top-k), which saves a sort.
+    Every document stands at most once per column, so keys never tie except among absent
+    candidates, which are all alike.
     """
-    if not in_doc_order:
-        by_doc = doc.argsort(dim=1, stable=True)
-        score, value, doc, position = (t.gather(1, by_doc) for t in (score, value, doc, position))
-    keep = (-score).argsort(dim=1, stable=True)[:, :k]
+    keep = top_k_key(score, doc).topk(k, dim=1, sorted=True).indices
     return tuple(t.gather(1, keep) for t in (score, value, doc, position))  # type: ignore[return-value]
+
+
+TOP_NAMES = ("top_score", "top_value", "top_doc", "top_position")
 
 
 @dataclass
 class LayerAccumulator:
-    """Running totals of one layer; memory is O(k·N), whatever the corpus length."""
+    """Running totals of one layer; memory is O(k·N), whatever the corpus length.
+
+    Batches of later documents wait in a small buffer (at most about k documents) and join the
+    running top-k lists together: one merge per k documents instead of one per batch. Reading
+    the lists (`top_*`, `state_dict`, `merge`) folds the buffer in first.
+    """
 
     layout: RecordLayout
     n_neurons: int
@@ -141,33 +160,66 @@ class LayerAccumulator:
     device: torch.device | str = "cpu"
     counts: torch.Tensor = field(init=False)
     sums: torch.Tensor = field(init=False)
-    top_score: torch.Tensor = field(init=False)
-    top_value: torch.Tensor = field(init=False)
-    top_doc: torch.Tensor = field(init=False)
-    top_position: torch.Tensor = field(init=False)
     last_doc: int = -1  # highest document index seen
+    _top: list[torch.Tensor] = field(init=False, repr=False)
+    _pending: list[tuple[torch.Tensor, ...]] = field(init=False, repr=False)
+    _pending_docs: int = field(init=False, repr=False, default=0)
 
     def __post_init__(self) -> None:
         q, h, p = len(self.layout.quadrants), len(self.layout.hooks), len(self.layout.max_pairs())
         shape = (p, self.k, self.n_neurons)
         self.counts = torch.zeros(q, self.n_neurons, dtype=torch.int64, device=self.device)
         self.sums = torch.zeros(q, h, self.n_neurons, dtype=torch.float64, device=self.device)
-        self.top_score = torch.full(shape, ABSENT_SCORE, device=self.device)
-        self.top_value = torch.zeros(shape, device=self.device)
-        self.top_doc = torch.full(shape, ABSENT_DOC, dtype=torch.int64, device=self.device)
-        self.top_position = torch.full(shape, -1, dtype=torch.int64, device=self.device)
+        self._top = [
+            torch.full(shape, ABSENT_SCORE, device=self.device),
+            torch.zeros(shape, device=self.device),
+            torch.full(shape, ABSENT_DOC, dtype=torch.int64, device=self.device),
+            torch.full(shape, -1, dtype=torch.int64, device=self.device),
+        ]
+        self._pending = []
+
+    def _get(self, i: int) -> torch.Tensor:
+        self.flush()
+        return self._top[i]
+
+    def _set(self, i: int, tensor: torch.Tensor) -> None:
+        self.flush()
+        self._top[i] = tensor
+
+    # [P, k, N] each: score (|value|, -1 when absent), signed value, document, position
+    top_score = property(lambda self: self._get(0), lambda self, t: self._set(0, t))
+    top_value = property(lambda self: self._get(1), lambda self, t: self._set(1, t))
+    top_doc = property(lambda self: self._get(2), lambda self, t: self._set(2, t))
+    top_position = property(lambda self: self._get(3), lambda self, t: self._set(3, t))
 
     def add(self, stats: BatchStats, doc_indices: torch.Tensor) -> None:
         """Fold in one batch; doc_indices [B] are the corpus indices of its rows."""
-        self.counts += stats.counts
-        self.sums += stats.sums
+        self.counts += stats.counts.sum(dim=1)
+        self.sums += stats.sums.sum(dim=2, dtype=torch.float64)
         docs = doc_indices.to(self.device).view(1, -1, 1).expand_as(stats.positions)
         score = torch.where(stats.present, stats.values.abs(), ABSENT_SCORE)
         docs = torch.where(stats.present, docs, ABSENT_DOC)
-        first = int(doc_indices.min())
-        in_order = first > self.last_doc and bool((doc_indices.diff() > 0).all())
-        self._keep_top(score, stats.values, docs, stats.positions, in_order)
-        self.last_doc = max(self.last_doc, int(doc_indices.max()))
+        first, last = int(doc_indices.min()), int(doc_indices.max())
+        if last > MAX_DOC:
+            raise ValueError(f"document index {last} is over the largest supported, {MAX_DOC}")
+        candidates = (score, stats.values, docs, stats.positions)
+        if first > self.last_doc and bool((doc_indices.diff() > 0).all()):
+            self._pending.append(candidates)
+            self._pending_docs += len(doc_indices)
+            if self._pending_docs >= self.k:
+                self.flush()
+        else:
+            self.flush()
+            self._keep_top(*candidates)
+        self.last_doc = max(self.last_doc, last)
+
+    def flush(self) -> None:
+        """Fold the buffered batches into the running lists."""
+        if not self._pending:
+            return
+        pending = [torch.cat(parts, dim=1) for parts in zip(*self._pending, strict=True)]
+        self._pending, self._pending_docs = [], 0
+        self._keep_top(*pending, in_doc_order=True)
 
     def merge(self, other: LayerAccumulator) -> None:
         """Fold in the totals of a disjoint set of documents."""
@@ -177,12 +229,13 @@ class LayerAccumulator:
         self.last_doc = max(self.last_doc, other.last_doc)
 
     def _keep_top(self, score, value, doc, position, in_doc_order: bool = False) -> None:
-        running = (self.top_score, self.top_value, self.top_doc, self.top_position)
+        self.flush()
+        running = self._top
         candidates = (score, value, doc, position)
         if in_doc_order:
             # Later documents lose ties, so a (pair, neuron) column changes only where a
-            # candidate beats its current k-th score: once the lists fill, a few percent.
-            columns = (score > self.top_score[:, -1:, :]).any(dim=1)  # [P, N]
+            # candidate beats its current k-th score: once the lists fill, a fraction.
+            columns = (score > running[0][:, -1:, :]).any(dim=1)  # [P, N]
             if not bool(columns.any()):
                 return
             held = [t.permute(0, 2, 1) for t in running]  # [P, N, k] views
@@ -190,20 +243,19 @@ class LayerAccumulator:
             merged = merge_top_k(
                 self.k,
                 *(torch.cat([h[columns], n], dim=1) for h, n in zip(held, new, strict=True)),
-                in_doc_order=True,
             )
             for h, m in zip(held, merged, strict=True):
                 h[columns] = m  # writes through the views into the running lists
             return
-        merged = merge_top_k(
-            self.k,
-            *(torch.cat([r, c], dim=1) for r, c in zip(running, candidates, strict=True)),
-            in_doc_order=in_doc_order,
+        self._top = list(
+            merge_top_k(
+                self.k,
+                *(torch.cat([r, c], dim=1) for r, c in zip(running, candidates, strict=True)),
+            )
         )
-        self.top_score, self.top_value, self.top_doc, self.top_position = merged
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        names = ("counts", "sums", "top_score", "top_value", "top_doc", "top_position")
+        names = ("counts", "sums", *TOP_NAMES)
         return {name: getattr(self, name).cpu() for name in names} | {"last_doc": self.last_doc}
 
     def load_state_dict(self, state: dict) -> None:
