@@ -24,6 +24,8 @@ ROUNDS = 3
 REQUESTS = 2000  # per burst
 CONCURRENCY = 16
 SEQUENTIAL = 8  # single lookups per round, one at a time, to compare with the naive ways
+ONE_CLIENT = 300  # warm lookups per round from one client: the latency one user feels
+LATENCY_TARGET_S = 0.005  # warm p50 of one client
 NAIVE = 2  # naive lookups of each kind per round
 TARGET = 0.5
 SHORT_NAME = "bench-lookup"
@@ -88,6 +90,8 @@ async def _round(server: Server, neurons: list[tuple[int, int]], naive: dict) ->
             out["health"].append(await run_load(session, server.url, health, CONCURRENCY))
             random.shuffle(calls)
             out["warm"].append(await run_load(session, server.url, calls, CONCURRENCY))
+        out["one_health"] = await run_load(session, server.url, health[:ONE_CLIENT], 1)
+        out["one_warm"] = await run_load(session, server.url, calls[:ONE_CLIENT], 1)
     out["server_peak_rss_mb"] = server.peak_rss_mb()
     return out
 
@@ -140,6 +144,8 @@ def run() -> FigureResult:
                     "cold": _stats(r["cold"]),
                     "warm": [_stats(w) for w in r["warm"]],
                     "health": [_stats(h) for h in r["health"]],
+                    "one_client_warm": _stats(r["one_warm"]),
+                    "one_client_health": _stats(r["one_health"]),
                     "sequential_s": r["sequential_s"],
                     "pandas_s": r["pandas_s"],
                     "datasets_s": r["datasets_s"],
@@ -195,6 +201,19 @@ def _rows(result: FigureResult, rounds: list[dict], conversion: float) -> None:
             f"/health: {_summary(health)}",
             warm_ratio,
             TARGET,
+        )
+    )
+    one_warm = _merged([r["one_warm"] for r in rounds])
+    one_health = _merged([r["one_health"] for r in rounds])
+    p50, p99 = percentile(one_warm.latencies, 50), percentile(one_warm.latencies, 99)
+    result.rows.append(
+        Row(
+            "lookup",
+            f"warm records, one client: p50 {ms(p50)}, p99 {ms(p99)}",
+            f"target p50 {ms(LATENCY_TARGET_S)}; /health, one client: p50 "
+            f"{ms(percentile(one_health.latencies, 50))}",
+            LATENCY_TARGET_S / p50,
+            1.0,
         )
     )
     single = median([s for r in rounds for s in r["sequential_s"]])

@@ -123,6 +123,7 @@ def test_load_records_while_live_activations_run(tiny_setup):
     print("\nload figures: " + json.dumps(figures))
     assert figures["record_errors"] == 0 and figures["live_errors"] == 0
     assert figures["records_sent"] == 5000
+    assert figures["live_requests_done"] > 0
     assert figures["rss_growth_mb"] < 300  # bounded: caches are LRUs
 
 
@@ -133,6 +134,7 @@ async def _load(base: str, pid: int) -> dict:
     latencies: list[float] = []
     health: list[float] = []
     errors = {"record": 0, "live": 0}
+    done = {"live": 0}
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(n_records):
         queue.put_nowait(i)
@@ -156,6 +158,7 @@ async def _load(base: str, pid: int) -> dict:
                     "/activations", json={"model": "tiny-olmo", "text": text, "layer": 1, "topK": 5}
                 )
                 errors["live"] += r.status_code != 200
+                done["live"] += 1
 
         async def health_probe() -> None:
             nonlocal peak
@@ -167,12 +170,16 @@ async def _load(base: str, pid: int) -> dict:
                 await asyncio.sleep(0.05)
 
         background = [asyncio.create_task(live_client()) for _ in range(4)]
-        background.append(asyncio.create_task(health_probe()))
+        probe = asyncio.create_task(health_probe())
         started = time.perf_counter()
         await asyncio.gather(*(record_client() for _ in range(clients)))
         elapsed = time.perf_counter() - started
+        # the model keeps computing; /health alone shows whether the event loop is free
+        under_load, health = health, []
+        while len(health) < 100:
+            await asyncio.sleep(0.02)
         stop.set()
-        await asyncio.gather(*background)
+        await asyncio.gather(*background, probe)
 
     latencies.sort()
     return {
@@ -182,11 +189,19 @@ async def _load(base: str, pid: int) -> dict:
         "records_per_s": round(len(latencies) / elapsed, 1),
         "record_p50_ms": round(1000 * statistics.median(latencies), 2),
         "record_p99_ms": round(1000 * latencies[int(0.99 * len(latencies))], 2),
-        "health_p99_ms": round(1000 * sorted(health)[int(0.99 * len(health))], 2),
+        "health_p99_ms_beside_64_record_clients": round(1000 * percentile(under_load, 99), 2),
+        "health_p50_ms_beside_live_requests": round(1000 * statistics.median(health), 2),
+        "health_p99_ms_beside_live_requests": round(1000 * percentile(health, 99), 2),
+        "live_requests_done": done["live"],
         "rss_start_mb": round(rss_start, 1),
         "rss_peak_mb": round(peak, 1),
         "rss_growth_mb": round(peak - rss_start, 1),
     }
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
 
 
 def children(pid: int) -> list[int]:
