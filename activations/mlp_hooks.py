@@ -72,16 +72,24 @@ def layout_of(sites: list[MlpSite]) -> RecordLayout:
 LayerCallback = Callable[[int, dict[str, torch.Tensor | None]], None]
 
 
+class _EnoughLayers(Exception):
+    """Raised by the last wanted layer's hook to end a forward pass early."""
+
+
 class MlpCapture:
     """Context manager: while active, calls `callback(layer, tensors)` once per layer and forward.
 
-    tensors holds "gate", "up" (None for plain MLPs) and HOOK_POST, each [B, T, N].
+    tensors holds "gate", "up" (None for plain MLPs) and HOOK_POST, each [B, T, N]. The forward
+    pass inside the block stops once the last wanted layer is read: later layers cannot change
+    it, so a question about layer 3 of 30 costs a tenth of a pass. The block's code after that
+    pass does not run, so wrap only the pass.
     """
 
     def __init__(
         self, sites: list[MlpSite], callback: LayerCallback, layers: list[int] | None = None
     ):
         self.sites = [s for s in sites if layers is None or s.layer in layers]
+        self.last_layer = max((s.layer for s in self.sites), default=-1)
         self.callback = callback
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self._held: dict[int, dict[str, torch.Tensor]] = {}
@@ -95,11 +103,12 @@ class MlpCapture:
             self._handles.append(site.down.register_forward_pre_hook(self._emit(site, held)))
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, exc, traceback) -> bool:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
         self._held.clear()
+        return exc_type is _EnoughLayers
 
     @staticmethod
     def _keep(held: dict, name: str):
@@ -116,5 +125,7 @@ class MlpCapture:
                 HOOK_POST: inputs[0],
             }
             self.callback(site.layer, tensors)
+            if site.layer == self.last_layer:
+                raise _EnoughLayers
 
         return hook
