@@ -25,11 +25,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from activations.schema import METADATA_KEY
+from activations.schema import KEY_COLUMNS, METADATA_KEY
 from registry.paths import local_path, path_scheme
 
 DEFAULT_CACHED_ROW_GROUPS = 64
-KEY_COLUMNS = ("layer", "neuron")
 # Per-file readers kept idle for reuse; more are opened (sharing the parsed footer) under load.
 MAX_IDLE_READERS = 4
 

@@ -24,6 +24,8 @@ QUADRANT_SIGNS: dict[str, tuple[int, int]] = {
 # Non-GLU MLPs (GPT-2 style) have one pseudo-quadrant holding every token, and hook_post only.
 ALL_TOKENS = "all"
 
+# Every row's key, sorted by: (layer, neuron).
+KEY_COLUMNS: tuple[str, ...] = ("layer", "neuron")
 # Column order of the card within one quadrant.
 CARD_HOOK_ORDER: tuple[str, ...] = (HOOK_POST, HOOK_PRE_LINEAR, HOOK_PRE, SWISH)
 DEFAULT_TOP_K = 16
@@ -77,7 +79,7 @@ class RecordLayout:
 
     def card_fields(self) -> list[pa.Field]:
         """The columns of the published dataset, in its order."""
-        fields = [pa.field("layer", pa.int64()), pa.field("neuron", pa.int64())]
+        fields = [pa.field(name, pa.int64()) for name in KEY_COLUMNS]
         for q in self.quadrants:
             fields.append(pa.field(freq_column(q), pa.float32()))
             for h in CARD_HOOK_ORDER:
