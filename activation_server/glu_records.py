@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import math
 import threading
-from collections import OrderedDict
 from typing import Any
 
 from activation_server.errors import UpstreamError
@@ -14,6 +13,7 @@ from activation_server.schemas import GluExample, GluNeuronRecord, GluQuadrant
 from activations.corpus import Corpus, load_corpus
 from activations.derived_scalars import DST_TO_HOOK, HOOK_POST, HOOK_PRE_LINEAR
 from activations.glu_reader import GluParquetDataset
+from activations.lru import LruCache
 from activations.schema import (
     RecordLayout,
     count_column,
@@ -31,29 +31,6 @@ from registry.paths import local_path
 
 def _float(value: Any) -> float | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
-
-
-class LruCache:
-    """A small thread-safe LRU of finished responses."""
-
-    def __init__(self, capacity: int):
-        self.capacity = capacity
-        self._items: OrderedDict = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key):
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-        return None
-
-    def put(self, key, value) -> None:
-        with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self.capacity:
-                self._items.popitem(last=False)
 
 
 class GluRecordService:

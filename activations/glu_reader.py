@@ -13,7 +13,6 @@ import bisect
 import json
 import operator
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -25,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from activations.lru import LruCache
 from activations.schema import KEY_COLUMNS, METADATA_KEY
 from registry.paths import local_path, path_scheme
 
@@ -60,35 +60,6 @@ def _format_ranges(values: Sequence[int]) -> str:
         else:
             spans.append([v, v])
     return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
-
-
-class _LruCache:
-    """Decoded row groups by (file, row group, columns); capacity 0 disables it."""
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self._items: OrderedDict[tuple, pa.Table] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple) -> pa.Table | None:
-        with self._lock:
-            table = self._items.get(key)
-            if table is not None:
-                self._items.move_to_end(key)
-            return table
-
-    def put(self, key: tuple, table: pa.Table) -> None:
-        if self.capacity <= 0:
-            return
-        with self._lock:
-            self._items[key] = table
-            self._items.move_to_end(key)
-            while len(self._items) > self.capacity:
-                self._items.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
 
 
 # Opens a reader of one file: given the parsed footer (or None the first time), returns the
@@ -236,7 +207,7 @@ class GluParquetDataset:
 
     def __init__(self, path: str, cached_row_groups: int = DEFAULT_CACHED_ROW_GROUPS) -> None:
         self.path = str(path)
-        self._cache = _LruCache(cached_row_groups)
+        self._cache = LruCache(cached_row_groups)
         self._layout: _Layout | None = None
         self._open_lock = threading.Lock()
         self._inflight: dict[tuple, threading.Lock] = {}

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import operator
-from collections import OrderedDict
 from typing import NamedTuple, Protocol
 
+from activations.lru import LruCache
 from activations.tdb_records import NeuronRecord, parse_neuron_record
 from registry.storage import join_path
 
@@ -59,7 +59,7 @@ class TdbRecordStore:
             raise ValueError(f"cache_size must be ≥ 0, got {cache_size}")
         self.reader = reader
         self.cache_size = cache_size
-        self._cache: OrderedDict[tuple[str, bool], NeuronRecord] = OrderedDict()
+        self._cache: LruCache[tuple[str, bool], NeuronRecord] = LruCache(cache_size)
         self._pending: dict[tuple[str, bool], asyncio.Future[NeuronRecord]] = {}
         self._hits = 0
         self._misses = 0
@@ -73,7 +73,6 @@ class TdbRecordStore:
         key = (record_path(dataset_path, layer, neuron), token_pairs)
         cached = self._cache.get(key)
         if cached is not None:
-            self._cache.move_to_end(key)
             self._hits += 1
             return cached
         pending = self._pending.get(key)
@@ -100,11 +99,8 @@ class TdbRecordStore:
             del self._pending[key]
         if done.cancelled():
             return
-        if done.exception() is None and self.cache_size:  # also marks the error as retrieved
-            self._cache[key] = done.result()
-            self._cache.move_to_end(key)
-            while len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
+        if done.exception() is None:  # also marks the error as retrieved
+            self._cache.put(key, done.result())
 
     def cache_info(self) -> CacheInfo:
         return CacheInfo(self._hits, self._misses, self.cache_size, len(self._cache))

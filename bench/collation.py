@@ -1,9 +1,11 @@
 """Figure 1: collation throughput against the bare forward pass it rides on.
 
 The Collator (compiled reduction, as `neurons collate` runs it) and a bare
-`model.base_model(...)` under inference_mode see the same batches of Shakespeare documents,
-alternately; the ratio of their token rates is what reading every neuron costs. torch.compile
-gets a fresh cache directory so that its one-time warm-up is the one a first run pays. The ratio
+`model.base_model(...)` under inference_mode, up to the same last layer (a collation of layers
+0-9 stops the pass after layer 9, and so does its baseline), see the same batches of Shakespeare
+documents, alternately; the ratio of their token rates is what reading every neuron costs.
+torch.compile gets a fresh cache directory so that its one-time warm-up is the one a first run
+pays. The ratio
 is the median of per-repeat ratios, which holds up better than a ratio of medians when other
 work on the machine comes and goes. Timing starts once the top-k lists hold k documents, as in
 all but the first moments of a real run.
@@ -44,6 +46,7 @@ def layer_subset(count: int, n_layers: int) -> list[int]:
 def run() -> FigureResult:
     from activations.collate import Collator
     from activations.corpus import load_corpus
+    from activations.mlp_hooks import MlpCapture, find_mlp_sites
     from activations.model_loading import load_model
     from registry import get_model
 
@@ -67,8 +70,11 @@ def run() -> FigureResult:
             next_doc += size
             return encoded["input_ids"], encoded["attention_mask"], indices
 
-        def forward(ids: torch.Tensor, mask: torch.Tensor) -> None:
-            with torch.inference_mode():
+        sites = find_mlp_sites(model)
+
+        def forward(ids: torch.Tensor, mask: torch.Tensor, last_layer: int) -> None:
+            """The bare pass up to the last layer read: collation stops there too."""
+            with torch.inference_mode(), MlpCapture([sites[last_layer]], lambda *_: None):
                 model.base_model(input_ids=ids, attention_mask=mask, use_cache=False)
 
         warmups: dict[str, float] = {}
@@ -81,7 +87,7 @@ def run() -> FigureResult:
             collator.add_batch(ids, mask, docs)  # compiles (or recompiles) the reduction
             first = time.perf_counter() - began
             began = time.perf_counter()
-            forward(ids, mask)
+            forward(ids, mask, layers[-1])
             warmups[label] = round(first - (time.perf_counter() - began), 2)
             log(f"collation: {label}: first call {first:.1f} s (warm-up)")
             while collator.n_documents < collator.top_k:  # untimed: the top-k lists fill
@@ -100,7 +106,7 @@ def run() -> FigureResult:
                     if who == "collator":
                         collator.add_batch(ids, mask, docs)
                     else:
-                        forward(ids, mask)
+                        forward(ids, mask, layers[-1])
                     times[who].append(time.perf_counter() - began)
                     peaks[who].append(peak_rss_mb())
             subject = tokens / median(times["collator"])
