@@ -29,6 +29,8 @@ from activations.schema import KEY_COLUMNS, METADATA_KEY
 from registry.paths import local_path, path_scheme
 
 DEFAULT_CACHED_ROW_GROUPS = 64
+# A remote row group up to this size is fetched whole, in one request, rather than by columns.
+WHOLE_GROUP_BYTES = 8 * 2**20
 # Per-file readers kept idle for reuse; more are opened (sharing the parsed footer) under load.
 MAX_IDLE_READERS = 4
 
@@ -71,9 +73,13 @@ class _ParquetPart:
     """One file: its footer parsed once, its first and last (layer, neuron), and a pool of open
     readers sharing that footer, so concurrent reads of one file neither block nor re-read it."""
 
-    def __init__(self, name: str, opener: _Opener) -> None:
+    def __init__(self, name: str, opener: _Opener, whole_groups: bool = False) -> None:
         self.name = name
         self._opener = opener
+        # Remote files: read every column of a small row group, one contiguous span that
+        # pre-buffering fetches in one ranged request; a subset leaves gaps, and each gap
+        # costs a round trip (13 of them for one record's columns of our files).
+        self.whole_groups = whole_groups
         self._idle: list[tuple[pq.ParquetFile, Any]] = []
         self._lock = threading.Lock()
         try:
@@ -156,6 +162,14 @@ class _ParquetPart:
             if not keep:
                 _close(reader)
 
+    def reads_whole(self, group: int) -> bool:
+        """Whether a row group is read with all its columns (see whole_groups)."""
+        if not self.whole_groups:
+            return False
+        rg = self.metadata.row_group(group)
+        size = sum(rg.column(j).total_compressed_size for j in range(rg.num_columns))
+        return size <= WHOLE_GROUP_BYTES
+
     def read_group(self, group: int, columns: list[str] | None) -> pa.Table:
         try:
             with self.reader() as pf:
@@ -230,8 +244,9 @@ class GluParquetDataset:
                 self._layout = self._load_layout()
             return self._layout
 
-    def _openers(self) -> list[tuple[str, _Opener]]:
-        """The dataset's files, each with a function that opens a reader of it."""
+    def _openers(self) -> list[tuple[str, _Opener, bool]]:
+        """The dataset's files, each with a function that opens a reader of it and whether it
+        is remote (read by whole row groups)."""
         local = local_path(self.path)
         if local is not None:
             fs: fsspec.AbstractFileSystem = fsspec.filesystem("file")
@@ -280,8 +295,8 @@ class GluParquetDataset:
             return open_reader
 
         if local is not None:
-            return [(f, local_opener(f)) for f in files]
-        return [(fs.unstrip_protocol(f), remote_opener(f)) for f in files]
+            return [(f, local_opener(f), False) for f in files]
+        return [(fs.unstrip_protocol(f), remote_opener(f), True) for f in files]
 
     def _load_layout(self) -> _Layout:
         openers = self._openers()
@@ -406,6 +421,8 @@ class GluParquetDataset:
     ) -> pa.Table:
         """A decoded row group from the cache (all columns, or exactly these), else read once
         even when several threads ask for it together."""
+        if part.reads_whole(group):
+            wanted = None
         full_key = (part.index, group, None)
         key = (part.index, group, None if wanted is None else tuple(sorted(wanted)))
         cached = self._cache.get(full_key)
