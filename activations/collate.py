@@ -160,13 +160,14 @@ class Collator:
         if input_ids.shape[1] == 0:
             return
         valid = attention_mask.bool().unsqueeze(-1)
+        on_device = doc_indices.to(input_ids.device)
 
         def on_layer(layer: int, tensors: dict[str, torch.Tensor | None]) -> None:
             counts, sums, values, positions, present = self._stats(
                 tensors["gate"], tensors["up"], tensors[HOOK_POST], valid, self._signs[layer]
             )
             self.accumulators[layer].add(
-                BatchStats(counts, sums, values, positions, present), doc_indices
+                BatchStats(counts, sums, values, positions, present), doc_indices, on_device
             )
 
         base = getattr(self.model, "base_model", self.model)

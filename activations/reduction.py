@@ -192,11 +192,17 @@ class LayerAccumulator:
     top_doc = property(lambda self: self._get(2), lambda self, t: self._set(2, t))
     top_position = property(lambda self: self._get(3), lambda self, t: self._set(3, t))
 
-    def add(self, stats: BatchStats, doc_indices: torch.Tensor) -> None:
-        """Fold in one batch; doc_indices [B] are the corpus indices of its rows."""
+    def add(
+        self, stats: BatchStats, doc_indices: torch.Tensor, on_device: torch.Tensor | None = None
+    ) -> None:
+        """Fold in one batch; doc_indices [B] (on the CPU) are the corpus indices of its rows,
+        on_device the same already on this accumulator's device (on a GPU, a copy per layer
+        would wait for the device)."""
         self.counts += stats.counts.sum(dim=1)
         self.sums += stats.sums.sum(dim=2, dtype=torch.float64)
-        docs = doc_indices.to(self.device).view(1, -1, 1).expand_as(stats.positions)
+        if on_device is None:
+            on_device = doc_indices.to(self.device)
+        docs = on_device.view(1, -1, 1).expand_as(stats.positions)
         score = torch.where(stats.present, stats.values.abs(), ABSENT_SCORE)
         docs = torch.where(stats.present, docs, ABSENT_DOC)
         first, last = int(doc_indices.min()), int(doc_indices.max())
@@ -232,9 +238,10 @@ class LayerAccumulator:
         self.flush()
         running = self._top
         candidates = (score, value, doc, position)
-        if in_doc_order:
+        if in_doc_order and running[0].device.type == "cpu":
             # Later documents lose ties, so a (pair, neuron) column changes only where a
-            # candidate beats its current k-th score: once the lists fill, a fraction.
+            # candidate beats its current k-th score: once the lists fill, a fraction. (On a
+            # GPU, choosing those columns would wait for the device: it merges them all.)
             columns = (score > running[0][:, -1:, :]).any(dim=1)  # [P, N]
             if not bool(columns.any()):
                 return
