@@ -80,6 +80,7 @@ class _ParquetPart:
         # pre-buffering fetches in one ranged request; a subset leaves gaps, and each gap
         # costs a round trip (13 of them for one record's columns of our files).
         self.whole_groups = whole_groups
+        self._reads_whole: dict[int, bool] = {}
         self._idle: list[tuple[pq.ParquetFile, Any]] = []
         self._lock = threading.Lock()
         try:
@@ -166,9 +167,12 @@ class _ParquetPart:
         """Whether a row group is read with all its columns (see whole_groups)."""
         if not self.whole_groups:
             return False
-        rg = self.metadata.row_group(group)
-        size = sum(rg.column(j).total_compressed_size for j in range(rg.num_columns))
-        return size <= WHOLE_GROUP_BYTES
+        whole = self._reads_whole.get(group)
+        if whole is None:  # once per group: every lookup, cached or not, asks
+            rg = self.metadata.row_group(group)
+            size = sum(rg.column(j).total_compressed_size for j in range(rg.num_columns))
+            whole = self._reads_whole[group] = size <= WHOLE_GROUP_BYTES
+        return whole
 
     def read_group(self, group: int, columns: list[str] | None) -> pa.Table:
         try:

@@ -18,18 +18,7 @@ import torch
 
 from activations.collate import Collator
 
-ARCHITECTURES: dict[str, Callable[[], object]] = {}
 
-
-def _arch(name: str):
-    def register(build):
-        ARCHITECTURES[name] = build
-        return build
-
-    return register
-
-
-@_arch("olmo-7b")
 def _olmo_7b():
     from transformers import OlmoConfig
 
@@ -43,7 +32,6 @@ def _olmo_7b():
     )
 
 
-@_arch("smollm2-135m")
 def _smollm2_135m():
     from transformers import LlamaConfig
 
@@ -57,6 +45,12 @@ def _smollm2_135m():
         max_position_embeddings=8192,
         tie_word_embeddings=True,
     )
+
+
+ARCHITECTURES: dict[str, Callable[[], object]] = {
+    "olmo-7b": _olmo_7b,
+    "smollm2-135m": _smollm2_135m,
+}
 
 
 def timed(fn: Callable[[], None]) -> float:

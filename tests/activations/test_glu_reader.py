@@ -413,51 +413,52 @@ class RangeServer:
         self.httpd.server_close()
 
 
-def test_remote_reads_are_ranged(tmp_path):
+@pytest.fixture
+def remote(tmp_path):
+    """(table, file bytes, server): 4 layers of 256 neurons in row groups of 32, over HTTP."""
     table = random_table(layers=[0, 1, 2, 3], n=256, seed=11)
     path = write(table, tmp_path / "remote.parquet", metadata_for(range(4), n=256), 32)
     data = path.read_bytes()
     server = RangeServer({"/remote.parquet": data})
     try:
-        dataset = GluParquetDataset(server.url("/remote.parquet"))
-        assert dataset.describe()["layers"] == [0, 1, 2, 3]
-        footer_bytes = server.bytes_sent
-        expected = table.to_pylist()
-        record = dataset.read_record(2, 100)
-        assert all(same(record[c], expected[2 * 256 + 100][c]) for c in record)
-        one_record = server.bytes_sent
-        assert one_record < len(data) / 4, (one_record, len(data))
-        assert server.requests and all(r and r.startswith("bytes=") for r in server.requests)
-        assert one_record - footer_bytes < 2 * len(data) / 32  # about one row group of 32
-        dataset.read_record(2, 101)  # same row group: cached
-        assert server.bytes_sent == one_record
-        before = (server.bytes_sent, len(server.requests))
-        record = dataset.read_record(3, 255, columns=["gate+_in+_freq"])
-        assert same(record["gate+_in+_freq"], expected[-1]["gate+_in+_freq"])
-        # a small row group comes whole in one request: more bytes, one round trip
-        assert len(server.requests) == before[1] + 1
-        assert server.bytes_sent - before[0] < 2 * len(data) / 32
-        dataset.close()
+        yield table, data, server
     finally:
         server.close()
 
 
-def test_remote_row_groups_over_the_limit_are_read_by_columns(tmp_path, monkeypatch):
+def test_remote_reads_are_ranged(remote):
+    table, data, server = remote
+    dataset = GluParquetDataset(server.url("/remote.parquet"))
+    assert dataset.describe()["layers"] == [0, 1, 2, 3]
+    footer_bytes = server.bytes_sent
+    expected = table.to_pylist()
+    record = dataset.read_record(2, 100)
+    assert all(same(record[c], expected[2 * 256 + 100][c]) for c in record)
+    one_record = server.bytes_sent
+    assert one_record < len(data) / 4, (one_record, len(data))
+    assert server.requests and all(r and r.startswith("bytes=") for r in server.requests)
+    assert one_record - footer_bytes < 2 * len(data) / 32  # about one row group of 32
+    dataset.read_record(2, 101)  # same row group: cached
+    assert server.bytes_sent == one_record
+    before = (server.bytes_sent, len(server.requests))
+    record = dataset.read_record(3, 255, columns=["gate+_in+_freq"])
+    assert same(record["gate+_in+_freq"], expected[-1]["gate+_in+_freq"])
+    # a small row group comes whole in one request: more bytes, one round trip
+    assert len(server.requests) == before[1] + 1
+    assert server.bytes_sent - before[0] < 2 * len(data) / 32
+    dataset.close()
+
+
+def test_remote_row_groups_over_the_limit_are_read_by_columns(remote, monkeypatch):
     monkeypatch.setattr(glu_reader, "WHOLE_GROUP_BYTES", 0)
-    table = random_table(layers=[0, 1, 2, 3], n=256, seed=11)
-    path = write(table, tmp_path / "remote.parquet", metadata_for(range(4), n=256), 32)
-    data = path.read_bytes()
-    server = RangeServer({"/remote.parquet": data})
-    try:
-        dataset = GluParquetDataset(server.url("/remote.parquet"))
-        dataset.describe()  # opens: the footer
-        before = server.bytes_sent
-        record = dataset.read_record(3, 255, columns=["gate+_in+_freq"])
-        assert same(record["gate+_in+_freq"], table.to_pylist()[-1]["gate+_in+_freq"])
-        assert server.bytes_sent - before < len(data) / 100  # three small column chunks
-        dataset.close()
-    finally:
-        server.close()
+    table, data, server = remote
+    dataset = GluParquetDataset(server.url("/remote.parquet"))
+    dataset.describe()  # opens: the footer
+    before = server.bytes_sent
+    record = dataset.read_record(3, 255, columns=["gate+_in+_freq"])
+    assert same(record["gate+_in+_freq"], table.to_pylist()[-1]["gate+_in+_freq"])
+    assert server.bytes_sent - before < len(data) / 100  # three small column chunks
+    dataset.close()
 
 
 def test_remote_corrupted_file_names_the_url(tmp_path):
