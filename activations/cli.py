@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from activations.engines import ENGINES
 from activations.schema import DEFAULT_TOP_K
 
 
@@ -45,7 +46,7 @@ def cmd_collate(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every,
         resume=args.resume,
         overwrite=args.overwrite,
-        compile=not args.no_compile,
+        engine=args.engine,
         text_column=args.text_column,
         distributed=args.distributed or launched_by_torchrun(),
     )
@@ -108,7 +109,13 @@ def add_collate_arguments(collate: argparse.ArgumentParser) -> None:
     collate.add_argument("--checkpoint-every", type=int, default=64, help="documents")
     collate.add_argument("--resume", action="store_true", help="continue from the checkpoint")
     collate.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    collate.add_argument("--no-compile", action="store_true", help="skip torch.compile")
+    collate.add_argument(
+        "--engine",
+        default="auto",
+        choices=ENGINES,
+        help="kernel: AVX-512 CPU, float32 GLU; compiled: torch.compile; eager: plain torch; "
+        "auto: kernel where it fits, else compiled",
+    )
     collate.add_argument("--text-column", default="text")
     collate.add_argument(
         "--distributed",

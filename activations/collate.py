@@ -20,9 +20,12 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from activations import glu_kernel
 from activations.corpus import Corpus, load_corpus
-from activations.derived_scalars import HOOK_POST
+from activations.derived_scalars import HOOK_POST, HOOK_PRE, HOOK_PRE_LINEAR, SWISH
 from activations.distributed import RankInfo, combine, finish, init_distributed, rank_device, shard
+from activations.engines import ENGINES
+from activations.heap import retained_heap
 from activations.mlp_hooks import MlpCapture, MlpSite, find_mlp_sites, layout_of
 from activations.model_loading import load_model
 from activations.records_io import (
@@ -31,7 +34,7 @@ from activations.records_io import (
     write_table_atomically,
 )
 from activations.reduction import BatchStats, LayerAccumulator, batch_stats, glu_values
-from activations.schema import DEFAULT_TOP_K, SCHEMA_VERSION, RecordLayout
+from activations.schema import DEFAULT_TOP_K, GLU_LAYOUT, SCHEMA_VERSION, RecordLayout
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -61,7 +64,7 @@ class CollateConfig:
     checkpoint_every: int = 64
     resume: bool = False
     overwrite: bool = False
-    compile: bool = True
+    engine: str = "auto"
     text_column: str = "text"
     rows_per_group: int = DEFAULT_ROWS_PER_GROUP
     doc_range: tuple[int, int] | None = None  # [start, stop) of the corpus; default all
@@ -71,6 +74,8 @@ class CollateConfig:
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
             raise ValueError(f"unknown dtype {self.dtype!r}; valid: {', '.join(DTYPES)}")
+        if self.engine not in ENGINES:
+            raise ValueError(f"unknown engine {self.engine!r}; valid: {', '.join(ENGINES)}")
         for name in ("top_k", "max_tokens", "batch_size", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
@@ -92,6 +97,23 @@ def glu_refactor_signs(site: MlpSite) -> torch.Tensor:
     return torch.where(dot < 0, -1.0, 1.0)
 
 
+def choose_engine(requested: str, layout: RecordLayout, model: torch.nn.Module) -> str:
+    """The engine that runs `requested` here; an explicit "kernel" that cannot run is an error."""
+    if requested not in ENGINES:
+        raise ValueError(f"unknown engine {requested!r}; valid: {', '.join(ENGINES)}")
+    weight = next(model.parameters())
+    kernel_fits = layout == GLU_LAYOUT and weight.device.type == "cpu"
+    kernel_fits = kernel_fits and weight.dtype == torch.float32 and glu_kernel.available()
+    if requested == "auto":
+        return "kernel" if kernel_fits else "compiled"
+    if requested == "kernel" and not kernel_fits:
+        raise ValueError(
+            "the kernel engine needs a GLU model in float32 on a CPU with AVX-512 and gcc; "
+            "use --engine compiled or eager"
+        )
+    return requested
+
+
 def make_stats_fn(layout: RecordLayout, act: Callable, compile: bool) -> Callable:
     """The per-layer reduction, fused by torch.compile when asked (one kernel instead of ~60
     separate masked passes over [B, T, N])."""
@@ -111,6 +133,16 @@ def make_stats_fn(layout: RecordLayout, act: Callable, compile: bool) -> Callabl
     return stats
 
 
+def captured_glu_values(tensors: dict[str, torch.Tensor | None], act: Callable) -> dict:
+    """The four GLU hooks of one layer, as the model computed them where the capture saw its
+    activation (else act(gate) again)."""
+    gate, swish = tensors["gate"], tensors["act"]
+    if swish is None or swish.shape != gate.shape:
+        swish = act(gate)
+    linear, post = tensors["up"], tensors[HOOK_POST]
+    return {HOOK_PRE: gate, HOOK_PRE_LINEAR: linear, SWISH: swish, HOOK_POST: post}
+
+
 @dataclass
 class Collator:
     """Running totals for the chosen layers of one model; feed it tokenized batches."""
@@ -119,7 +151,7 @@ class Collator:
     top_k: int = DEFAULT_TOP_K
     layers: list[int] | None = None
     refactor_glu: bool = False
-    compile: bool = False
+    engine: str = "auto"  # one of ENGINES; after __post_init__, the one that runs
     sites: list[MlpSite] = field(init=False)
     layout: RecordLayout = field(init=False)
     accumulators: dict[int, LayerAccumulator] = field(init=False)
@@ -150,7 +182,10 @@ class Collator:
             s.layer: glu_refactor_signs(s).to(device) if self.refactor_glu else None
             for s in self.sites
         }
-        self._stats = make_stats_fn(self.layout, self.sites[0].act, self.compile)
+        self.engine = choose_engine(self.engine, self.layout, self.model)
+        self._post_is_product: dict[int, bool] = {}
+        compile = self.engine == "compiled"
+        self._stats = make_stats_fn(self.layout, self.sites[0].act, compile)
 
     def add_batch(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, doc_indices: torch.Tensor
@@ -163,6 +198,16 @@ class Collator:
         on_device = doc_indices.to(input_ids.device)
 
         def on_layer(layer: int, tensors: dict[str, torch.Tensor | None]) -> None:
+            if self.engine == "kernel":
+                values = captured_glu_values(tensors, self.sites[0].act)
+                if layer not in self._post_is_product:  # as in every GLU we know; checked once
+                    product = values[SWISH] * values[HOOK_PRE_LINEAR]
+                    self._post_is_product[layer] = torch.equal(values[HOOK_POST], product)
+                if self._post_is_product[layer]:
+                    del values[HOOK_POST]  # the kernel multiplies: a quarter less to read
+                sign = self._signs[layer]
+                self.accumulators[layer].fold(values, attention_mask, doc_indices, sign)
+                return
             counts, sums, values, positions, present = self._stats(
                 tensors["gate"], tensors["up"], tensors[HOOK_POST], valid, self._signs[layer]
             )
@@ -234,7 +279,7 @@ def collate(config: CollateConfig, on_batch: Callable[[int], None] | None = None
         top_k=config.top_k,
         layers=config.layers,
         refactor_glu=config.refactor_glu,
-        compile=config.compile,
+        engine=config.engine,
     )
     ckpt = checkpoint_path(out, rank)
     fingerprint = f"{config.fingerprint()}/{first}-{last}"
@@ -251,7 +296,8 @@ def collate(config: CollateConfig, on_batch: Callable[[int], None] | None = None
 
     progress = config.progress and (rank is None or rank.is_main)
     run = _Run(collator, tokenizer, corpus, config, ckpt, fingerprint, progress)
-    run_docs = run.documents(first, next_doc, last, on_batch)
+    with retained_heap():
+        run_docs = run.documents(first, next_doc, last, on_batch)
     n_tokens, n_documents = collator.n_tokens, collator.n_documents
     if rank:
         n_tokens, n_documents = combine(collator.accumulators, [n_tokens, n_documents])

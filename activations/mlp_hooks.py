@@ -79,7 +79,8 @@ class _EnoughLayers(Exception):
 class MlpCapture:
     """Context manager: while active, calls `callback(layer, tensors)` once per layer and forward.
 
-    tensors holds "gate", "up" (None for plain MLPs) and HOOK_POST, each [B, T, N]. The forward
+    tensors holds "gate", "up", "act" (the model's act(gate), when its activation is a module it
+    calls; None for plain MLPs) and HOOK_POST, each [B, T, N]. The forward
     pass inside the block stops once the last wanted layer is read: later layers cannot change
     it, so a question about layer 3 of 30 costs a tenth of a pass. The block's code after that
     pass does not run, so wrap only the pass.
@@ -99,6 +100,8 @@ class MlpCapture:
             held = self._held.setdefault(site.layer, {})
             if site.gate is not None:
                 self._handles.append(site.gate.register_forward_hook(self._keep(held, "gate")))
+                if isinstance(site.act, nn.Module):
+                    self._handles.append(site.act.register_forward_hook(self._keep(held, "act")))
             self._handles.append(site.up.register_forward_hook(self._keep(held, "up")))
             self._handles.append(site.down.register_forward_pre_hook(self._emit(site, held)))
         return self
@@ -122,6 +125,7 @@ class MlpCapture:
             tensors = {
                 "gate": held.pop("gate", None),
                 "up": held.pop("up", None),
+                "act": held.pop("act", None),
                 HOOK_POST: inputs[0],
             }
             self.callback(site.layer, tensors)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from activations import glu_kernel
 from activations.derived_scalars import HOOK_POST, HOOK_PRE, HOOK_PRE_LINEAR, SWISH
 from activations.schema import ALL_TOKENS, QUADRANT_SIGNS, RecordLayout
 
@@ -142,6 +143,13 @@ def merge_top_k(
     return tuple(t.gather(1, keep) for t in (score, value, doc, position))  # type: ignore[return-value]
 
 
+def _document_range(doc_indices: torch.Tensor) -> tuple[int, int]:
+    first, last = int(doc_indices.min()), int(doc_indices.max())
+    if last > MAX_DOC:
+        raise ValueError(f"document index {last} is over the largest supported, {MAX_DOC}")
+    return first, last
+
+
 TOP_NAMES = ("top_score", "top_value", "top_doc", "top_position")
 
 
@@ -164,17 +172,21 @@ class LayerAccumulator:
     _top: list[torch.Tensor] = field(init=False, repr=False)
     _pending: list[tuple[torch.Tensor, ...]] = field(init=False, repr=False)
     _pending_docs: int = field(init=False, repr=False, default=0)
+    _threshold: torch.Tensor | None = field(init=False, repr=False, default=None)  # kernel's
 
     def __post_init__(self) -> None:
         q, h, p = len(self.layout.quadrants), len(self.layout.hooks), len(self.layout.max_pairs())
-        shape = (p, self.k, self.n_neurons)
+        shape = (p, self.n_neurons, self.k)  # viewed [P, k, N]; each list contiguous (kernel)
         self.counts = torch.zeros(q, self.n_neurons, dtype=torch.int64, device=self.device)
         self.sums = torch.zeros(q, h, self.n_neurons, dtype=torch.float64, device=self.device)
         self._top = [
-            torch.full(shape, ABSENT_SCORE, device=self.device),
-            torch.zeros(shape, device=self.device),
-            torch.full(shape, ABSENT_DOC, dtype=torch.int64, device=self.device),
-            torch.full(shape, -1, dtype=torch.int64, device=self.device),
+            t.permute(*glu_kernel.LIST_ORDER)
+            for t in (
+                torch.full(shape, ABSENT_SCORE, device=self.device),
+                torch.zeros(shape, device=self.device),
+                torch.full(shape, ABSENT_DOC, dtype=torch.int64, device=self.device),
+                torch.full(shape, -1, dtype=torch.int64, device=self.device),
+            )
         ]
         self._pending = []
 
@@ -185,6 +197,7 @@ class LayerAccumulator:
     def _set(self, i: int, tensor: torch.Tensor) -> None:
         self.flush()
         self._top[i] = tensor
+        self._threshold = None
 
     # [P, k, N] each: score (|value|, -1 when absent), signed value, document, position
     top_score = property(lambda self: self._get(0), lambda self, t: self._set(0, t))
@@ -205,9 +218,7 @@ class LayerAccumulator:
         docs = on_device.view(1, -1, 1).expand_as(stats.positions)
         score = torch.where(stats.present, stats.values.abs(), ABSENT_SCORE)
         docs = torch.where(stats.present, docs, ABSENT_DOC)
-        first, last = int(doc_indices.min()), int(doc_indices.max())
-        if last > MAX_DOC:
-            raise ValueError(f"document index {last} is over the largest supported, {MAX_DOC}")
+        first, last = _document_range(doc_indices)
         candidates = (score, stats.values, docs, stats.positions)
         if first > self.last_doc and bool((doc_indices.diff() > 0).all()):
             self._pending.append(candidates)
@@ -217,6 +228,26 @@ class LayerAccumulator:
         else:
             self.flush()
             self._keep_top(*candidates)
+        self.last_doc = max(self.last_doc, last)
+
+    def fold(
+        self,
+        values: dict[str, torch.Tensor],
+        valid: torch.Tensor,
+        doc_indices: torch.Tensor,
+        sign: torch.Tensor | None = None,
+    ) -> None:
+        """Fold in one batch of raw GLU activations ([B, T, N] per hook, valid [B, T]) with the
+        CPU kernel: the reduction and the top-k in one pass. sign flips in and post
+        (--refactor-glu)."""
+        _, last = _document_range(doc_indices)
+        self.flush()
+        self._top = [glu_kernel.to_list_order(t) for t in self._top]
+        if self._threshold is None:  # each list's k-th score; the kernel keeps it up to date
+            self._threshold = self._top[0][:, -1, :].contiguous()
+        glu_kernel.fold_batch(
+            values, valid, doc_indices, sign, self.counts, self.sums, self._top, self._threshold
+        )
         self.last_doc = max(self.last_doc, last)
 
     def flush(self) -> None:
@@ -236,6 +267,7 @@ class LayerAccumulator:
 
     def _keep_top(self, score, value, doc, position, in_doc_order: bool = False) -> None:
         self.flush()
+        self._threshold = None
         running = self._top
         candidates = (score, value, doc, position)
         if in_doc_order and running[0].device.type == "cpu":

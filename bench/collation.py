@@ -1,6 +1,6 @@
 """Figure 1: collation throughput against the bare forward pass it rides on.
 
-The Collator (compiled reduction, as `neurons collate` runs it) and a bare
+The Collator (its default engine here, as `neurons collate` runs it) and a bare
 `model.base_model(...)` under inference_mode, up to the same last layer (a collation of layers
 0-9 stops the pass after layer 9, and so does its baseline), see the same batches of Shakespeare
 documents, alternately; the ratio of their token rates is what reading every neuron costs.
@@ -80,11 +80,11 @@ def run() -> FigureResult:
         warmups: dict[str, float] = {}
         for size, count in CASES:
             layers = layer_subset(count, n_layers)
-            collator = Collator(model, layers=layers, compile=True)
+            collator = Collator(model, layers=layers)
             label = f"{size}×{MAX_TOKENS} tok, {count} layers"
             ids, mask, docs = batch(size)
             began = time.perf_counter()
-            collator.add_batch(ids, mask, docs)  # compiles (or recompiles) the reduction
+            collator.add_batch(ids, mask, docs)  # builds or compiles the reduction
             first = time.perf_counter() - began
             began = time.perf_counter()
             forward(ids, mask, layers[-1])

@@ -96,7 +96,7 @@ def main() -> None:
         with torch.inference_mode():
             model.base_model(input_ids=ids, attention_mask=mask, use_cache=False)
 
-    collator = Collator(model, top_k=args.top_k, compile=True)
+    collator = Collator(model, top_k=args.top_k, engine="compiled")
     ids, mask, docs = batch()
     first_call = timed(lambda: collator.add_batch(ids, mask, docs))
     fill = []

@@ -32,7 +32,7 @@ def tiny_dataset(tmp_path_factory) -> dict[str, Path]:
                 corpus=str(corpus),
                 top_k=4,
                 batch_size=4,
-                compile=False,
+                engine="eager",
                 progress=False,
             )
         )

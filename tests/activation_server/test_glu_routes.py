@@ -206,7 +206,7 @@ def test_refactored_dataset_shows_activations_with_the_recorded_signs(
     out = collate(
         CollateConfig(
             model="tiny-llama", out=str(tmp_path / "flipped.parquet"),
-            corpus=str(tiny_dataset["corpus"]), top_k=4, batch_size=4, compile=False,
+            corpus=str(tiny_dataset["corpus"]), top_k=4, batch_size=4, engine="eager",
             progress=False, refactor_glu=True,
         )
     )  # fmt: skip

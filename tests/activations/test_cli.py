@@ -44,7 +44,7 @@ def workdir(tmp_path, tiny_models) -> Path:
 def collate_args(*extra: str) -> list[str]:
     return [
         "collate", "--register", "tiny", "--model", "tiny-llama", "--corpus", "docs.jsonl",
-        "--no-compile", "--batch-size", "2", *extra,
+        "--engine", "eager", "--batch-size", "2", *extra,
     ]  # fmt: skip
 
 
@@ -106,7 +106,7 @@ def test_embedded_smollm2_over_shakespeare(tmp_path):
     home = {"NEURONS_HOME": str(tmp_path / "home")}
     args = [
         "collate", "--model", "smollm2-135m", "--corpus", "shakespeare", "--max-docs", "2",
-        "--max-tokens", "64", "--layers", "0,29", "--no-compile",
+        "--max-tokens", "64", "--layers", "0,29", "--engine", "eager",
     ]  # fmt: skip
     first = neurons(*args, "--out", "smol.parquet", cwd=tmp_path, timeout=900, env=home)
     assert first.returncode == 0, first.stderr[-3000:]

@@ -11,6 +11,7 @@ import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import registry
+from activations import glu_kernel
 from activations.collate import CollateConfig, checkpoint_path, collate
 from activations.merge import merge_files
 from activations.schema import GLU_LAYOUT, METADATA_KEY
@@ -25,6 +26,12 @@ from tests.activations.reference import (
 
 K = 16
 N_DOCS = 11  # fewer than k documents: the max lists are padded
+# the default engine where it runs (an AVX-512 CPU), else plain torch
+FAST = "kernel" if glu_kernel.available() else "eager"
+needs_kernel = pytest.mark.skipif(
+    not glu_kernel.available(), reason="the collation kernel needs an AVX-512 CPU and gcc"
+)
+ENGINES = ["eager", pytest.param("kernel", marks=needs_kernel)]
 
 
 def register(name: str, folder) -> None:
@@ -42,7 +49,7 @@ def run(tmp_path, arch, tiny_models, name="out.parquet", **overrides):
         corpus=str(corpus),
         top_k=K,
         batch_size=3,
-        compile=False,
+        engine=FAST,
         progress=False,
     )
     settings.update(overrides)
@@ -58,9 +65,10 @@ def expected_records(tiny_models, arch, corpus_path, glu=True, batch_size=3):
     return brute_force_records(acts, K, glu=glu), sum(map(len, ids))
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("arch", ["llama", "olmo"])
-def test_every_column_matches_brute_force(tmp_path, tiny_models, arch):
-    out = run(tmp_path, arch, tiny_models)
+def test_every_column_matches_brute_force(tmp_path, tiny_models, arch, engine):
+    out = run(tmp_path, arch, tiny_models, engine=engine)
     expected, n_tokens = expected_records(tiny_models, arch, tmp_path / "corpus.jsonl")
     rows = pq.read_table(out).to_pylist()
     checked = assert_matches(rows, expected)
@@ -76,7 +84,7 @@ def test_every_column_matches_brute_force(tmp_path, tiny_models, arch):
 
 
 def test_gpt2_style_mlp_records_hook_post(tmp_path, tiny_models):
-    out = run(tmp_path, "gpt2", tiny_models)
+    out = run(tmp_path, "gpt2", tiny_models, engine="eager")
     expected, _ = expected_records(tiny_models, "gpt2", tmp_path / "corpus.jsonl", glu=False)
     assert_matches(pq.read_table(out).to_pylist(), expected)
 
@@ -145,7 +153,7 @@ def test_resume_gives_the_same_file_as_an_uninterrupted_run(tmp_path, tiny_model
         corpus=str(tmp_path / "corpus.jsonl"),
         top_k=K,
         batch_size=3,
-        compile=False,
+        engine=FAST,
         progress=False,
         checkpoint_every=1,
     )
@@ -169,14 +177,17 @@ def test_existing_output_is_never_overwritten(tmp_path, tiny_models):
     assert pq.read_table(out).column("gate+_in+_hook_post_max_values")[0].as_py().__len__() == 4
 
 
-def test_refactor_glu_flips_in_and_post_of_neurons_pointing_apart(tmp_path, tiny_models):
-    plain = pq.read_table(run(tmp_path, "llama", tiny_models, "plain.parquet")).to_pylist()
+@pytest.mark.parametrize("engine", ENGINES)
+def test_refactor_glu_flips_in_and_post_of_neurons_pointing_apart(tmp_path, tiny_models, engine):
+    plain = pq.read_table(
+        run(tmp_path, "llama", tiny_models, "plain.parquet", engine=engine)
+    ).to_pylist()
     flipped = pq.read_table(
-        run(tmp_path, "llama", tiny_models, "flipped.parquet", refactor_glu=True)
+        run(tmp_path, "llama", tiny_models, "flipped.parquet", refactor_glu=True, engine=engine)
     ).to_pylist()
     model = AutoModelForCausalLM.from_pretrained(tiny_models["llama"])
     mlp = model.model.layers[0].mlp
-    dots = (mlp.gate_proj.weight * mlp.up_proj.weight).sum(1)
+    dots = (mlp.gate_proj.weight * mlp.up_proj.weight).sum(1).detach()
     signs = {n: (-1 if float(d) < 0 else 1) for n, d in enumerate(dots)}
     assert -1 in signs.values() and 1 in signs.values()
     for a, b in zip(plain[:24], flipped[:24], strict=True):
@@ -195,9 +206,10 @@ def test_refactor_glu_flips_in_and_post_of_neurons_pointing_apart(tmp_path, tiny
     assert meta["refactor_glu"] is True
 
 
-def test_compiled_reduction_equals_eager(tmp_path, tiny_models):
-    eager = pq.read_table(run(tmp_path, "llama", tiny_models, "eager.parquet"))
-    fused = pq.read_table(run(tmp_path, "llama", tiny_models, "fused.parquet", compile=True))
+@pytest.mark.parametrize("engine", ["compiled", pytest.param("kernel", marks=needs_kernel)])
+def test_fused_engines_equal_eager(tmp_path, tiny_models, engine):
+    eager = pq.read_table(run(tmp_path, "llama", tiny_models, "eager.parquet", engine="eager"))
+    fused = pq.read_table(run(tmp_path, "llama", tiny_models, "fused.parquet", engine=engine))
     expected, _ = expected_records(tiny_models, "llama", tmp_path / "corpus.jsonl")
     assert_matches(fused.to_pylist(), expected)
     for column in eager.column_names:

@@ -72,7 +72,7 @@ def assert_same_records(cpu, gpu, atol: float) -> None:
 
 @pytest.mark.parametrize("model", ["tiny-llama", "tiny-olmo"])
 def test_compiled_cuda_collation_gives_the_cpu_records(workdir, model):
-    cpu = collate(workdir, model, "cpu.parquet", "--no-compile")
+    cpu = collate(workdir, model, "cpu.parquet", "--engine", "eager")
     gpu = collate(workdir, model, "gpu.parquet", "--device", "cuda")
     assert_same_records(cpu, gpu, atol=1e-4)
 

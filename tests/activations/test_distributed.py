@@ -33,7 +33,7 @@ def test_shards_are_disjoint_whole_batches_covering_everything(n_docs, world):
 def run(tmp_path: Path, nproc: int | None, out: str, *extra: str) -> subprocess.CompletedProcess:
     args = [
         "--register", "tiny", "--model", "tiny-llama", "--corpus", "docs.jsonl",
-        "--batch-size", "2", "--top-k", "4", "--no-compile", "--out", out, *extra,
+        "--batch-size", "2", "--top-k", "4", "--engine", "eager", "--out", out, *extra,
     ]  # fmt: skip
     if nproc is None:
         command = [sys.executable, "-m", "activation_server.cli", "collate", *args]

@@ -59,7 +59,7 @@ def tiny_setup(tmp_path) -> Path:
 
 
 COLLATE = ["collate", "--register", "tiny_reg", "--model", "tiny-olmo", "--corpus", "docs.jsonl",
-           "--batch-size", "2", "--checkpoint-every", "20", "--no-compile"]  # fmt: skip
+           "--batch-size", "2", "--checkpoint-every", "20", "--engine", "eager"]  # fmt: skip
 
 
 def test_kill_9_during_collation_then_resume_gives_the_same_file(tiny_setup):

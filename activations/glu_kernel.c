@@ -1,0 +1,207 @@
+// One pass of a GLU layer's activations into its running quadrant totals, on an AVX-512 CPU.
+//
+// For every 16 neurons (one vector, one OpenMP task) and every document of the batch, the
+// document's tokens are read twice, each time with all accumulators in vector registers and the
+// quadrant masks in mask registers: first the token count and float32 sum of every hook in
+// every quadrant, then for every (quadrant, hook) pair the value of largest |value| (negative
+// first, then the first position: the order of reduction.max_key) and its position. The document's totals are then added to the float64 sums and int64 counts, and its
+// maxima are offered to the running top-k lists, which a candidate rarely enters once they are
+// full: one vector compare rejects it.
+//
+// The quadrant signs and the (quadrant, hook) pairs come from schema.py: glu_kernel.py writes
+// them in front of this file, so every loop below unrolls over constants.
+#include <immintrin.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+// glu_kernel.py defines, from the layout in schema.py (see layout_header() there):
+//   NQ, NH, NP: quadrants, hooks and (quadrant, hook) max pairs;
+//   LOAD_TOKEN: v_<h> = hook h's 16 values of token t (in and post times `flip`), and the
+//     quadrant masks in_q_<q>;
+//   SUM_DECLARE / SUM_STEP / SUM_STORE(count, sum): per-quadrant count_<q> and sum_<q>_<h>;
+//   MAX_DECLARE / MAX_STEP / MAX_STORE(best, at): per-pair key best_<p> and position at_<p>;
+//   PAIR_H: the hook of each pair.
+// Each accumulator is its own variable, so every one of them stays in a vector register.
+
+#define W 16  // neurons per vector
+#ifndef TILE_BYTES
+#define TILE_BYTES (1 << 20)  // a thread's copy of a tile: about half of a core's L2 cache
+#endif
+#ifndef MAX_TILE
+#define MAX_TILE 8  // vectors per tile
+#endif
+
+typedef struct {  // each [NP, N, K]: one column's list is contiguous
+    float* score;  // |value|, -1 where absent
+    float* value;
+    int64_t* doc;
+    int64_t* position;
+    float* threshold;  // [NP, N]: each list's k-th score, read once per document and vector
+} TopLists;
+
+// Whether (score, doc) ranks before entry j of a list: larger score, then lower document.
+static inline int ranks_before(float score, int64_t doc, const TopLists* top, int64_t at) {
+    return score > top->score[at] || (score == top->score[at] && doc < top->doc[at]);
+}
+
+// Put one candidate into the sorted list of column (pair, neuron), if it ranks in the top k.
+static void offer(const TopLists* top, int64_t K, int64_t N, int p, int64_t n, float score,
+                  float value, int64_t doc, int64_t position) {
+    const int64_t base = ((int64_t)p * N + n) * K;
+    int64_t j = K - 1;
+    if (!ranks_before(score, doc, top, base + j)) return;
+    for (; j > 0 && ranks_before(score, doc, top, base + j - 1); --j) {
+        const int64_t to = base + j, from = to - 1;
+        top->score[to] = top->score[from];
+        top->value[to] = top->value[from];
+        top->doc[to] = top->doc[from];
+        top->position[to] = top->position[from];
+    }
+    const int64_t at = base + j;
+    top->score[at] = score;
+    top->value[at] = value;
+    top->doc[at] = doc;
+    top->position[at] = position;
+    top->threshold[(int64_t)p * N + n] = top->score[base + K - 1];
+}
+
+// The per-document statistics of one vector of neurons, read from `rows` (NH columns of T
+// tokens, `stride` floats apart), folded into the running totals.
+static void fold_vector(const float* const* rows, int64_t stride, int product,
+                        const uint8_t* row_valid,
+                        int64_t T, int64_t N, int64_t K, int64_t n0, int width, __m512 flip,
+                        int64_t doc, int64_t* counts, double* sums, const TopLists* top) {
+    const __mmask16 live = width == W ? (__mmask16)0xFFFF : (__mmask16)((1u << width) - 1);
+    const __m512 zero = _mm512_setzero_ps();
+    const __m512i zero_i = _mm512_setzero_si512(), one = _mm512_set1_epi32(1);
+    const float* row0[NH];
+    for (int h = 0; h < NH; ++h) row0[h] = rows[h];
+    int32_t count[NQ][W];
+    float sum[NQ][NH][W];
+    {
+        SUM_DECLARE
+        for (int64_t t = 0; t < T; ++t) {
+            if (!row_valid[t]) continue;
+            LOAD_TOKEN
+            SUM_STEP
+        }
+        SUM_STORE(count, sum)
+    }
+    // A value's key orders like (|value|, negative first) as unsigned integers: its float bits
+    // rotated left by one (the magnitude's bits, then the sign), plus one so that 0 means "no
+    // token yet" (the key of +0.0 is 1). The first position keeps a tie.
+    int32_t best[NP][W], best_at[NP][W];
+    {
+        MAX_DECLARE
+        for (int64_t t = 0; t < T; ++t) {
+            if (!row_valid[t]) continue;
+            LOAD_TOKEN
+            const __m512i here = _mm512_set1_epi32((int32_t)t);
+            MAX_STEP
+        }
+        MAX_STORE(best, best_at)
+    }
+    for (int q = 0; q < NQ; ++q) {
+        for (int i = 0; i < width; ++i) counts[q * N + n0 + i] += count[q][i];
+        for (int h = 0; h < NH; ++h) {
+            double* out = sums + ((int64_t)q * NH + h) * N + n0;
+            for (int i = 0; i < width; ++i) out[i] += (double)sum[q][h][i];
+        }
+    }
+    // Which candidates may enter their lists: at least the k-th score. Their lists' cache lines
+    // are fetched for all of them first, then they are inserted: early in a run, when many
+    // enter, the misses then overlap instead of coming one after the other.
+    __mmask16 enter[NP];
+    float lane_score[NP][W], lane_value[NP][W];
+    for (int p = 0; p < NP; ++p) {
+        const __m512i key = _mm512_loadu_si512(best[p]);
+        const __mmask16 found = _mm512_mask_test_epi32_mask(live, key, key);
+        const __m512i bits = _mm512_ror_epi32(_mm512_sub_epi32(key, one), 1);
+        const __m512 score = _mm512_abs_ps(_mm512_castsi512_ps(bits));
+        const __m512 kth = _mm512_maskz_loadu_ps(live, top->threshold + (int64_t)p * N + n0);
+        enter[p] = _mm512_mask_cmp_ps_mask(found, score, kth, _CMP_GE_OQ);
+        if (!enter[p]) continue;
+        _mm512_storeu_ps(lane_score[p], score);
+        _mm512_storeu_ps(lane_value[p], _mm512_castsi512_ps(bits));
+        for (int i = 0; i < width; ++i) {
+            if (!(enter[p] >> i & 1)) continue;
+            const int64_t base = ((int64_t)p * N + n0 + i) * K;
+            for (int64_t byte = 0; byte < K * 4; byte += 64) {
+                _mm_prefetch((const char*)(top->score + base) + byte, _MM_HINT_T0);
+                _mm_prefetch((const char*)(top->value + base) + byte, _MM_HINT_T0);
+            }
+            for (int64_t byte = 0; byte < K * 8; byte += 64) {
+                _mm_prefetch((const char*)(top->doc + base) + byte, _MM_HINT_T0);
+                _mm_prefetch((const char*)(top->position + base) + byte, _MM_HINT_T0);
+            }
+        }
+    }
+    for (int p = 0; p < NP; ++p) {
+        for (int i = 0; i < width; ++i) {
+            if (enter[p] >> i & 1)
+                offer(top, K, N, p, n0 + i, lane_score[p][i], lane_value[p][i], doc,
+                      best_at[p][i]);
+        }
+    }
+}
+
+void glu_fold_batch(
+    const float* const* hooks,  // NH inputs, each [B, T, N] contiguous float32; hook_post may be NULL
+    const uint8_t* valid,  // [B, T]: 0 for padding
+    const int64_t* docs,  // [B]: corpus index of each row
+    const float* sign,  // [N] of +-1 (--refactor-glu), or NULL
+    int64_t B, int64_t T, int64_t N, int64_t K,
+    int64_t* counts,  // [NQ, N]
+    double* sums,  // [NQ, NH, N]
+    float* top_score, float* top_value, int64_t* top_doc, int64_t* top_position,  // [NP, N, K]
+    float* threshold  // [NP, N]: top_score[:, :, K - 1], kept up to date here
+) {
+    const TopLists top = {top_score, top_value, top_doc, top_position, threshold};
+    const int product = hooks[POST_HOOK] == NULL;  // then hook_post = swish * in, as GLUs compute it
+    // A tile's columns are copied out of the rows first: read in place, a column of a [T, N]
+    // tensor strides N floats from token to token, and with N like 1536 those addresses fall
+    // in a few cache sets, which then miss on every token.
+    int64_t tile = TILE_BYTES / ((int64_t)NH * (T + 1) * W * sizeof(float));
+    tile = tile < 1 ? 1 : tile > MAX_TILE ? MAX_TILE : tile;
+    const int64_t vectors = (N + W - 1) / W, tiles = (vectors + tile - 1) / tile;
+#pragma omp parallel
+    {
+        // one column after the other, each a token longer than T: columns a power of two
+        // apart would share cache sets in turn
+        const int64_t column = (T + 1) * W;
+        float* copy = aligned_alloc(64, (size_t)NH * tile * column * sizeof(float));
+#pragma omp for schedule(static)
+        for (int64_t i = 0; i < tiles; ++i) {
+            const int64_t v0 = i * tile, v1 = v0 + tile < vectors ? v0 + tile : vectors;
+            for (int64_t b = 0; b < B; ++b) {
+                const uint8_t* row_valid = valid + b * T;
+                for (int64_t t = 0; t < T; ++t) {
+                    if (!row_valid[t]) continue;
+                    for (int h = 0; h < NH; ++h) {
+                        if (product && h == POST_HOOK) continue;
+                        const float* src = hooks[h] + (b * T + t) * N;
+                        for (int64_t v = v0; v < v1; ++v) {
+                            const int64_t n0 = v * W, width = N - n0 < W ? N - n0 : W;
+                            const __mmask16 live = (__mmask16)((1u << width) - 1);
+                            float* dst = copy + ((int64_t)h * tile + (v - v0)) * column + t * W;
+                            _mm512_store_ps(dst, _mm512_maskz_loadu_ps(live, src + n0));
+                        }
+                    }
+                }
+                for (int64_t v = v0; v < v1; ++v) {
+                    const int64_t n0 = v * W;
+                    const int width = N - n0 < W ? (int)(N - n0) : W;
+                    const __mmask16 live = (__mmask16)((1u << width) - 1);
+                    const __m512 flip =
+                        sign ? _mm512_maskz_loadu_ps(live, sign + n0) : _mm512_set1_ps(1.0f);
+                    const float* rows[NH];
+                    for (int h = 0; h < NH; ++h)
+                        rows[h] = copy + ((int64_t)h * tile + (v - v0)) * column;
+                    fold_vector(rows, W, product, row_valid, T, N, K, n0, width, flip, docs[b], counts,
+                                sums, &top);
+                }
+            }
+        }
+        free(copy);
+    }
+}

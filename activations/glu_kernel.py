@@ -1,0 +1,234 @@
+"""The CPU collation kernel (glu_kernel.c): built with gcc on first use, called through ctypes.
+
+torch.compile fuses the reduction into one pass, but its per-document maxima and the separate
+top-k merge still cost a third of the forward pass on a CPU; the kernel keeps every accumulator
+in registers and offers each document's maxima to the running lists in the same pass. It needs
+an x86 CPU with AVX-512 and gcc; elsewhere (and on GPUs) collation uses the compiled reduction.
+Its OpenMP threads are torch's own (the same libgomp), so it never competes with the model.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import torch
+
+from activations.derived_scalars import HOOK_POST, HOOK_PRE, HOOK_PRE_LINEAR, SWISH
+from activations.schema import GLU_LAYOUT, QUADRANT_SIGNS
+from registry.locations import neurons_home
+
+log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("glu_kernel.c")
+FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c11")
+FLIPPED_HOOKS = (HOOK_PRE_LINEAR, HOOK_POST)  # --refactor-glu flips the sign of these
+_pointer, _i64 = ctypes.c_void_p, ctypes.c_int64
+
+
+def layout_header() -> str:
+    """The GLU layout as C macros, from schema.py: one place for quadrants, hooks and pairs.
+
+    Every accumulator is a variable of its own (count_<q>, sum_<q>_<h>, best_<p>, at_<p>), which
+    gcc keeps in a register; arrays of vectors it would keep in memory.
+    """
+    hooks, quadrants, pairs = GLU_LAYOUT.hooks, GLU_LAYOUT.quadrants, GLU_LAYOUT.max_pairs()
+    gate, linear = hooks.index(HOOK_PRE), hooks.index(HOOK_PRE_LINEAR)
+    sign_mask = {(0, 1): "g_pos", (0, -1): "g_neg", (1, 1): "u_pos", (1, -1): "u_neg"}
+    swish, post = hooks.index(SWISH), hooks.index(HOOK_POST)
+    load = []
+    for h, name in enumerate(hooks):
+        value = f"_mm512_maskz_loadu_ps(live, row0[{h}] + t * stride)"
+        if name in FLIPPED_HOOKS:
+            value = f"_mm512_mul_ps({value}, flip)"
+        if h == post:  # without its tensor, the product of act and the (flipped) in
+            value = f"product ? _mm512_mul_ps(v_{swish}, v_{linear}) : {value}"
+        load.append(f"const __m512 v_{h} = {value};")
+    for which, h in ((0, gate), (1, linear)):
+        for sign, cmp in ((1, "_CMP_GT_OQ"), (-1, "_CMP_LT_OQ")):
+            load.append(
+                f"const __mmask16 {sign_mask[which, sign]} = "
+                f"_mm512_cmp_ps_mask(v_{h}, zero, {cmp});"
+            )
+    for q, name in enumerate(quadrants):
+        gate_sign, in_sign = QUADRANT_SIGNS[name]
+        load.append(
+            f"const __mmask16 in_q_{q} = {sign_mask[0, gate_sign]} & {sign_mask[1, in_sign]};"
+        )
+    counted = [(q, h) for q in range(len(quadrants)) for h in range(len(hooks))]
+    sum_declare = [f"__m512i count_{q} = zero_i;" for q in range(len(quadrants))]
+    sum_declare += [f"__m512 sum_{q}_{h} = zero;" for q, h in counted]
+    sum_step = [
+        f"count_{q} = _mm512_mask_add_epi32(count_{q}, in_q_{q}, count_{q}, one);"
+        for q in range(len(quadrants))
+    ]
+    sum_step += [
+        f"sum_{q}_{h} = _mm512_mask_add_ps(sum_{q}_{h}, in_q_{q}, sum_{q}_{h}, v_{h});"
+        for q, h in counted
+    ]
+    sum_store = [f"_mm512_storeu_si512(count[{q}], count_{q});" for q in range(len(quadrants))]
+    sum_store += [f"_mm512_storeu_ps(sum[{q}][{h}], sum_{q}_{h});" for q, h in counted]
+    pair_index = [(quadrants.index(q), hooks.index(h)) for q, h in pairs]
+    keyed = sorted({h for _, h in pair_index})
+    max_declare = [
+        f"__m512i best_{p} = zero_i, at_{p} = _mm512_set1_epi32(-1);" for p in range(len(pairs))
+    ]
+    max_step = [
+        f"const __m512i key_{h} = "
+        f"_mm512_add_epi32(_mm512_rol_epi32(_mm512_castps_si512(v_{h}), 1), one);"
+        for h in keyed
+    ]
+    for p, (q, h) in enumerate(pair_index):
+        max_step.append(
+            f"{{ const __mmask16 up = _mm512_mask_cmp_epu32_mask(in_q_{q}, key_{h}, best_{p}, "
+            f"_MM_CMPINT_NLE); best_{p} = _mm512_mask_mov_epi32(best_{p}, up, key_{h}); "
+            f"at_{p} = _mm512_mask_mov_epi32(at_{p}, up, here); }}"
+        )
+    max_store = [
+        f"_mm512_storeu_si512(best[{p}], best_{p}); _mm512_storeu_si512(at[{p}], at_{p});"
+        for p in range(len(pairs))
+    ]
+
+    def macro(name: str, lines: list[str]) -> str:
+        return f"#define {name} " + " \\\n    ".join(lines)
+
+    return "\n".join(
+        [
+            f"#define NQ {len(quadrants)}",
+            f"#define NH {len(hooks)}",
+            f"#define NP {len(pairs)}",
+            f"#define POST_HOOK {post}",
+            f"static const int PAIR_H[] = {{{', '.join(str(h) for _, h in pair_index)}}};",
+            macro("LOAD_TOKEN", load),
+            macro("SUM_DECLARE", sum_declare),
+            macro("SUM_STEP", sum_step),
+            macro("SUM_STORE(count, sum)", sum_store),
+            macro("MAX_DECLARE", max_declare),
+            macro("MAX_STEP", max_step),
+            macro("MAX_STORE(best, at)", max_store),
+            "",
+        ]
+    )
+
+
+def cpu_has_avx512() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " avx512f " in flags.replace("\n", " ") and " avx512bw " in flags.replace("\n", " ")
+
+
+def _build(compiler: str) -> Path:
+    """Compile into $NEURONS_HOME/kernels, keyed by source, layout and flags; reuse if there."""
+    source = layout_header() + SOURCE.read_text()
+    version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout
+    key = hashlib.sha256("\0".join([source, *FLAGS, version]).encode()).hexdigest()[:16]
+    library = neurons_home() / "kernels" / f"glu_kernel-{key}.so"
+    if library.exists():
+        return library
+    library.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=library.parent) as tmp:
+        c_file, built = Path(tmp) / "glu_kernel.c", Path(tmp) / "glu_kernel.so"
+        c_file.write_text(source)
+        subprocess.run(
+            [compiler, *FLAGS, str(c_file), "-o", str(built)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        os.replace(built, library)  # atomic: a concurrent build of the same key is identical
+    return library
+
+
+@functools.cache
+def load() -> ctypes.CDLL | None:
+    """The compiled kernel, or None where it cannot run here (then the caller falls back)."""
+    compiler = os.environ.get("CC", "gcc")
+    if os.environ.get("NEURONS_NO_KERNEL") or not cpu_has_avx512() or not shutil.which(compiler):
+        return None
+    try:
+        library = ctypes.CDLL(str(_build(compiler)))
+    except (OSError, subprocess.CalledProcessError) as error:
+        detail = getattr(error, "stderr", "") or error
+        log.warning("the CPU collation kernel did not build (%s); using torch.compile", detail)
+        return None
+    fold = library.glu_fold_batch
+    fold.restype = None
+    fold.argtypes = [_pointer, _pointer, _pointer, _pointer, _i64, _i64, _i64, _i64]
+    fold.argtypes += [_pointer] * 7
+    return library
+
+
+def available() -> bool:
+    return load() is not None
+
+
+def usable_for(*tensors: torch.Tensor) -> bool:
+    """Whether the kernel can read these activations as they are: float32 on the CPU."""
+    return available() and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
+
+
+def fold_batch(
+    values: dict[str, torch.Tensor],
+    valid: torch.Tensor,
+    docs: torch.Tensor,
+    sign: torch.Tensor | None,
+    counts: torch.Tensor,
+    sums: torch.Tensor,
+    top: list[torch.Tensor],
+    threshold: torch.Tensor,
+) -> None:
+    """Add one batch ([B, T, N] per GLU hook, valid [B, T], docs [B]) to the running totals,
+    (without hook_post, the kernel multiplies swish and in: a quarter less to read),
+    in place: counts [Q, N] int64, sums [Q, H, N] float64, the top lists (score, value,
+    document, position), [P, k, N] views of [P, N, k] contiguous tensors (LIST_ORDER), and
+    threshold [P, N], the lists' k-th scores."""
+    library = load()
+    if library is None:
+        raise RuntimeError("the CPU collation kernel is not available on this machine")
+    inputs = [values[h].contiguous() if h in values else None for h in GLU_LAYOUT.hooks]
+    batch, length, n_neurons = inputs[0].shape
+    valid = valid.reshape(batch, length).to(torch.uint8).contiguous()
+    docs = docs.to(torch.int64).contiguous()
+    sign = None if sign is None else sign.to(torch.float32).contiguous()
+    if not all(t.is_contiguous() for t in (counts, sums, threshold)):
+        raise ValueError("counts, sums and threshold must be contiguous")
+    if not all(in_list_order(t) for t in top):
+        raise ValueError("the top lists must be [P, k, N] views of contiguous [P, N, k] tensors")
+    pointers = (_pointer * len(inputs))(*(None if t is None else t.data_ptr() for t in inputs))
+    library.glu_fold_batch(
+        ctypes.cast(pointers, _pointer),
+        valid.data_ptr(),
+        docs.data_ptr(),
+        None if sign is None else sign.data_ptr(),
+        batch,
+        length,
+        n_neurons,
+        top[0].shape[1],
+        counts.data_ptr(),
+        sums.data_ptr(),
+        *(t.data_ptr() for t in top),
+        threshold.data_ptr(),
+    )
+
+
+LIST_ORDER = (0, 2, 1)  # [P, k, N] <-> [P, N, k]: the kernel inserts into one contiguous column
+
+
+def in_list_order(tensor: torch.Tensor) -> bool:
+    return tensor.permute(*LIST_ORDER).is_contiguous()
+
+
+def to_list_order(tensor: torch.Tensor) -> torch.Tensor:
+    """The same [P, k, N] values, stored [P, N, k]."""
+    if in_list_order(tensor):
+        return tensor
+    return tensor.permute(*LIST_ORDER).contiguous().permute(*LIST_ORDER)

@@ -1,0 +1,84 @@
+"""The CPU collation kernel against the torch reduction, through LayerAccumulator.fold and .add."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from activations import glu_kernel
+from activations.derived_scalars import HOOK_POST, HOOK_PRE, HOOK_PRE_LINEAR, SWISH
+from activations.reduction import TOP_NAMES, LayerAccumulator, batch_stats
+from activations.schema import GLU_LAYOUT
+
+pytestmark = pytest.mark.skipif(
+    not glu_kernel.available(), reason="the collation kernel needs an AVX-512 CPU and gcc"
+)
+
+
+def activations(generator: torch.Generator, b: int, t: int, n: int) -> dict[str, torch.Tensor]:
+    """Values on a coarse grid (many exact ties), exact zeros in gate and in, and the first
+    token alike in every document (ties across documents, as a BOS token gives)."""
+    gate = torch.randn(b, t, n, generator=generator).round(decimals=1)
+    linear = torch.randn(b, t, n, generator=generator).round(decimals=1)
+    gate[:, :, 0], linear[:, :, 1 % n] = 0.0, 0.0
+    gate[:, 0], linear[:, 0] = gate[0, 0], linear[0, 0]
+    swish = F.silu(gate)
+    return {HOOK_PRE: gate, HOOK_PRE_LINEAR: linear, SWISH: swish, HOOK_POST: swish * linear}
+
+
+def assert_same_totals(torch_acc: LayerAccumulator, kernel_acc: LayerAccumulator) -> None:
+    assert torch.equal(torch_acc.counts, kernel_acc.counts)
+    torch.testing.assert_close(torch_acc.sums, kernel_acc.sums, rtol=1e-5, atol=1e-4)
+    for name in TOP_NAMES:
+        assert torch.equal(getattr(torch_acc, name), getattr(kernel_acc, name)), name
+
+
+SHAPES = [(3, 7, 20, 4, 5), (1, 1, 5, 16, 3), (2, 9, 300, 16, 12), (4, 33, 17, 2, 7)]
+
+
+@pytest.mark.parametrize(("b", "t", "n", "k", "batches"), [*SHAPES, (2, 64, 96, 16, 9)])
+@pytest.mark.parametrize("with_post", [True, False])
+@pytest.mark.parametrize("flipped", [False, True])
+def test_kernel_equals_the_torch_reduction(b, t, n, k, batches, with_post, flipped):
+    """Neuron counts that are not a multiple of 16, fewer documents than k, padding, ties,
+    exact zeros, GLUScope's sign flips, and hook_post read or computed as swish * in."""
+    generator = torch.Generator().manual_seed(b * 1000 + t * 10 + n)
+    sign = torch.where(torch.rand(n, generator=generator) < 0.5, -1.0, 1.0) if flipped else None
+    by_torch = LayerAccumulator(GLU_LAYOUT, n, k)
+    by_kernel = LayerAccumulator(GLU_LAYOUT, n, k)
+    for i in range(batches):
+        values = activations(generator, b, t, n)
+        valid = torch.ones(b, t, dtype=torch.bool)
+        valid[-1, t // 2 + 1 :] = False  # right padding
+        docs = torch.arange(i * b, (i + 1) * b)
+        seen = dict(values)
+        if sign is not None:
+            seen[HOOK_PRE_LINEAR] = values[HOOK_PRE_LINEAR] * sign
+            seen[HOOK_POST] = values[HOOK_POST] * sign
+        by_torch.add(batch_stats(GLU_LAYOUT, seen, valid.unsqueeze(-1)), docs)
+        if not with_post:
+            del values[HOOK_POST]
+        by_kernel.fold(values, valid, docs, sign)
+    assert_same_totals(by_torch, by_kernel)
+
+
+def test_kernel_and_torch_batches_mix_in_one_accumulator():
+    """Lists the torch path changed (merge, resume) are picked up by the kernel, and back."""
+    generator = torch.Generator().manual_seed(7)
+    mixed, reference = LayerAccumulator(GLU_LAYOUT, 40, 4), LayerAccumulator(GLU_LAYOUT, 40, 4)
+    valid = torch.ones(2, 9, dtype=torch.bool)
+    for i in range(8):
+        values, docs = activations(generator, 2, 9, 40), torch.arange(2 * i, 2 * i + 2)
+        reference.add(batch_stats(GLU_LAYOUT, values, valid.unsqueeze(-1)), docs)
+        if i % 3 == 0:
+            mixed.add(batch_stats(GLU_LAYOUT, values, valid.unsqueeze(-1)), docs)
+        else:
+            mixed.fold(values, valid, docs)
+    assert_same_totals(reference, mixed)
+
+
+def test_layout_constants_come_from_the_schema():
+    header = glu_kernel.layout_header()
+    assert f"#define NQ {len(GLU_LAYOUT.quadrants)}" in header
+    assert f"#define NP {len(GLU_LAYOUT.max_pairs())}" in header
