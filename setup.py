@@ -7,7 +7,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["registry*", "activations*", "activation_server*"]),
     include_package_data=True,
-    package_data={"activation_server": ["static/*"]},
+    package_data={"activation_server": ["static/*"], "activations": ["glu_kernel.c"]},
     install_requires=[
         "torch>=2.2",
         "transformers>=4.46",
