@@ -1,26 +1,30 @@
 // One pass of a GLU layer's activations into its running quadrant totals, on an AVX-512 CPU.
 //
-// For every 16 neurons (one vector, one OpenMP task) and every document of the batch, the
-// document's tokens are read twice, each time with all accumulators in vector registers and the
-// quadrant masks in mask registers: first the token count and float32 sum of every hook in
-// every quadrant, then for every (quadrant, hook) pair the value of largest |value| (negative
-// first, then the first position: the order of reduction.max_key) and its position. The document's totals are then added to the float64 sums and int64 counts, and its
-// maxima are offered to the running top-k lists, which a candidate rarely enters once they are
-// full: one vector compare rejects it.
+// Work is split over torch's own OpenMP threads by tiles of up to 8 vectors of 16 neurons. For
+// each document, a tile's columns are first copied out of the [T, N] rows into a contiguous
+// buffer (read in place, a column strides N floats per token, and for N like 1536 those
+// addresses share a few cache sets and miss on every token). Then, per vector, the document's
+// tokens are read twice with every accumulator in a vector register and the quadrant masks in
+// mask registers: first each quadrant's token count and float32 sum of every hook, then for
+// every (quadrant, hook) pair the value of largest |value| (negative first, then the first
+// position: the order of reduction.max_key) and its position. The totals are added to the
+// float64 sums and int64 counts; the maxima are offered to the running top-k lists, which,
+// once full, turn most candidates away with one vector compare against their k-th scores.
 //
-// The quadrant signs and the (quadrant, hook) pairs come from schema.py: glu_kernel.py writes
-// them in front of this file, so every loop below unrolls over constants.
+// hook_post may be left out (NULL): then it is swish * in, as GLU MLPs compute it, and a
+// quarter less memory is read.
+
 #include <immintrin.h>
 #include <stdint.h>
 #include <stdlib.h>
 
-// glu_kernel.py defines, from the layout in schema.py (see layout_header() there):
+// glu_kernel.py writes in front of this file, from the layout in schema.py (layout_header()):
 //   NQ, NH, NP: quadrants, hooks and (quadrant, hook) max pairs;
 //   LOAD_TOKEN: v_<h> = hook h's 16 values of token t (in and post times `flip`), and the
 //     quadrant masks in_q_<q>;
 //   SUM_DECLARE / SUM_STEP / SUM_STORE(count, sum): per-quadrant count_<q> and sum_<q>_<h>;
 //   MAX_DECLARE / MAX_STEP / MAX_STORE(best, at): per-pair key best_<p> and position at_<p>;
-//   PAIR_H: the hook of each pair.
+//   POST_HOOK: hook_post's index.
 // Each accumulator is its own variable, so every one of them stays in a vector register.
 
 #define W 16  // neurons per vector

@@ -1,10 +1,11 @@
 """The CPU collation kernel (glu_kernel.c): built with gcc on first use, called through ctypes.
 
-torch.compile fuses the reduction into one pass, but its per-document maxima and the separate
-top-k merge still cost a third of the forward pass on a CPU; the kernel keeps every accumulator
-in registers and offers each document's maxima to the running lists in the same pass. It needs
-an x86 CPU with AVX-512 and gcc; elsewhere (and on GPUs) collation uses the compiled reduction.
-Its OpenMP threads are torch's own (the same libgomp), so it never competes with the model.
+torch.compile fuses the reduction into one pass, but with its separate top-k merge it still
+costs about a third of SmolLM2's forward pass on a CPU; the kernel keeps every accumulator in a
+register and offers each document's maxima to the running lists in the same pass. It needs an
+x86 CPU with AVX-512 and gcc; elsewhere (and on GPUs) collation uses the compiled reduction.
+Its OpenMP threads are torch's own (the process has one libgomp), so they take turns with the
+model's instead of competing with them.
 """
 
 from __future__ import annotations
@@ -105,7 +106,6 @@ def layout_header() -> str:
             f"#define NH {len(hooks)}",
             f"#define NP {len(pairs)}",
             f"#define POST_HOOK {post}",
-            f"static const int PAIR_H[] = {{{', '.join(str(h) for _, h in pair_index)}}};",
             macro("LOAD_TOKEN", load),
             macro("SUM_DECLARE", sum_declare),
             macro("SUM_STEP", sum_step),
@@ -118,19 +118,28 @@ def layout_header() -> str:
     )
 
 
-def cpu_has_avx512() -> bool:
+def cpu_flags() -> str:
+    """This CPU's model and feature flags (empty where /proc/cpuinfo is missing)."""
     try:
-        flags = Path("/proc/cpuinfo").read_text()
+        info = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return False
-    return " avx512f " in flags.replace("\n", " ") and " avx512bw " in flags.replace("\n", " ")
+        return ""
+    wanted = ("model name", "flags")
+    return "\n".join(sorted({line for line in info.splitlines() if line.startswith(wanted)}))
+
+
+def cpu_has_avx512() -> bool:
+    flags = f" {cpu_flags()} ".replace("\n", " ")
+    return " avx512f " in flags and " avx512bw " in flags
 
 
 def _build(compiler: str) -> Path:
-    """Compile into $NEURONS_HOME/kernels, keyed by source, layout and flags; reuse if there."""
+    """Compile into $NEURONS_HOME/kernels, keyed by source, layout, flags, compiler and CPU
+    (-march=native), so a home shared by other machines never runs another CPU's build."""
     source = layout_header() + SOURCE.read_text()
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout
-    key = hashlib.sha256("\0".join([source, *FLAGS, version]).encode()).hexdigest()[:16]
+    ident = [source, *FLAGS, version, cpu_flags()]
+    key = hashlib.sha256("\0".join(ident).encode()).hexdigest()[:16]
     library = neurons_home() / "kernels" / f"glu_kernel-{key}.so"
     if library.exists():
         return library

@@ -31,9 +31,17 @@ from bench.common import (
 )
 
 MAX_TOKENS = 512
-REPEATS = 3
-# (documents per batch, layers read): batch size grows at 30 layers, layers grow at 2 documents.
-CASES: tuple[tuple[int, int], ...] = ((1, 30), (2, 30), (4, 30), (2, 1), (2, 10))
+REPEATS = 5
+# (documents per batch, layers read, engine): batch size grows at 30 layers, layers grow at 2
+# documents, all with the default engine; then the torch.compile engine for comparison.
+CASES: tuple[tuple[int, int, str], ...] = (
+    (1, 30, "auto"),
+    (2, 30, "auto"),
+    (4, 30, "auto"),
+    (2, 1, "auto"),
+    (2, 10, "auto"),
+    (2, 30, "compiled"),
+)
 TARGET = 0.9
 
 
@@ -46,6 +54,7 @@ def layer_subset(count: int, n_layers: int) -> list[int]:
 def run() -> FigureResult:
     from activations.collate import Collator
     from activations.corpus import load_corpus
+    from activations.heap import retained_heap
     from activations.mlp_hooks import MlpCapture, find_mlp_sites
     from activations.model_loading import load_model
     from registry import get_model
@@ -54,102 +63,106 @@ def run() -> FigureResult:
     compile_cache = tempfile.mkdtemp(prefix="bench-inductor-")
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = compile_cache
     try:
-        log("collation: loading the model and the Shakespeare corpus")
-        model, tokenizer = load_model(get_model(EMBEDDED_MODEL))
-        corpus = load_corpus("shakespeare", tokenizer, MAX_TOKENS)
-        n_layers = model.config.num_hidden_layers
-        next_doc = 0
+        with retained_heap():  # as `neurons collate` runs; the bare passes share it
+            log("collation: loading the model and the Shakespeare corpus")
+            model, tokenizer = load_model(get_model(EMBEDDED_MODEL))
+            corpus = load_corpus("shakespeare", tokenizer, MAX_TOKENS)
+            n_layers = model.config.num_hidden_layers
+            next_doc = 0
 
-        def batch(size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-            nonlocal next_doc
-            docs = list(corpus.documents[next_doc : next_doc + size])
-            encoded = tokenizer(
-                docs, padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt"
-            )
-            indices = torch.arange(next_doc, next_doc + size)
-            next_doc += size
-            return encoded["input_ids"], encoded["attention_mask"], indices
+            def batch(size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                nonlocal next_doc
+                docs = list(corpus.documents[next_doc : next_doc + size])
+                encoded = tokenizer(
+                    docs, padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt"
+                )
+                indices = torch.arange(next_doc, next_doc + size)
+                next_doc += size
+                return encoded["input_ids"], encoded["attention_mask"], indices
 
-        sites = find_mlp_sites(model)
+            sites = find_mlp_sites(model)
 
-        def forward(ids: torch.Tensor, mask: torch.Tensor, last_layer: int) -> None:
-            """The bare pass up to the last layer read: collation stops there too."""
-            with torch.inference_mode(), MlpCapture([sites[last_layer]], lambda *_: None):
-                model.base_model(input_ids=ids, attention_mask=mask, use_cache=False)
+            def forward(ids: torch.Tensor, mask: torch.Tensor, last_layer: int) -> None:
+                """The bare pass up to the last layer read: collation stops there too."""
+                with torch.inference_mode(), MlpCapture([sites[last_layer]], lambda *_: None):
+                    model.base_model(input_ids=ids, attention_mask=mask, use_cache=False)
 
-        warmups: dict[str, float] = {}
-        for size, count in CASES:
-            layers = layer_subset(count, n_layers)
-            collator = Collator(model, layers=layers)
-            label = f"{size}×{MAX_TOKENS} tok, {count} layers"
-            ids, mask, docs = batch(size)
-            began = time.perf_counter()
-            collator.add_batch(ids, mask, docs)  # builds or compiles the reduction
-            first = time.perf_counter() - began
-            began = time.perf_counter()
-            forward(ids, mask, layers[-1])
-            warmups[label] = round(first - (time.perf_counter() - began), 2)
-            log(f"collation: {label}: first call {first:.1f} s (warm-up)")
-            while collator.n_documents < collator.top_k:  # untimed: the top-k lists fill
-                collator.add_batch(*batch(size))
-
-            times: dict[str, list[float]] = {"collator": [], "forward": []}
-            peaks: dict[str, list[float]] = {"collator": [], "forward": []}
-            tokens = 0
-            for repeat in range(REPEATS):
+            warmups: dict[str, float] = {}
+            for size, count, engine in CASES:
+                layers = layer_subset(count, n_layers)
+                collator = Collator(model, layers=layers, engine=engine)
+                label = f"{size}×{MAX_TOKENS} tok, {count} layers, {collator.engine}"
                 ids, mask, docs = batch(size)
-                tokens = int(mask.sum())
-                order = ["forward", "collator"] if repeat % 2 == 0 else ["collator", "forward"]
-                for who in order:
-                    reset_peak_rss()
-                    began = time.perf_counter()
-                    if who == "collator":
-                        collator.add_batch(ids, mask, docs)
-                    else:
-                        forward(ids, mask, layers[-1])
-                    times[who].append(time.perf_counter() - began)
-                    peaks[who].append(peak_rss_mb())
-            subject = tokens / median(times["collator"])
-            baseline = tokens / median(times["forward"])
-            log(f"collation: {label}: {subject:.0f} vs {baseline:.0f} tok/s")
+                began = time.perf_counter()
+                collator.add_batch(ids, mask, docs)  # builds the kernel or compiles the reduction
+                first = time.perf_counter() - began
+                began = time.perf_counter()
+                forward(ids, mask, layers[-1])
+                warmups[label] = round(first - (time.perf_counter() - began), 2)
+                log(f"collation: {label}: first call {first:.1f} s (warm-up)")
+                while collator.n_documents < collator.top_k:  # untimed: the top-k lists fill
+                    collator.add_batch(*batch(size))
+
+                times: dict[str, list[float]] = {"collator": [], "forward": []}
+                peaks: dict[str, list[float]] = {"collator": [], "forward": []}
+                tokens = 0
+                for repeat in range(REPEATS):
+                    ids, mask, docs = batch(size)
+                    tokens = int(mask.sum())
+                    order = ["forward", "collator"] if repeat % 2 == 0 else ["collator", "forward"]
+                    for who in order:
+                        reset_peak_rss()
+                        began = time.perf_counter()
+                        if who == "collator":
+                            collator.add_batch(ids, mask, docs)
+                        else:
+                            forward(ids, mask, layers[-1])
+                        times[who].append(time.perf_counter() - began)
+                        peaks[who].append(peak_rss_mb())
+                subject = tokens / median(times["collator"])
+                baseline = tokens / median(times["forward"])
+                log(f"collation: {label}: {subject:.0f} vs {baseline:.0f} tok/s")
+                result.rows.append(
+                    Row(
+                        "collation",
+                        f"Collator {label}: {subject:.0f} tok/s",
+                        f"forward: {baseline:.0f} tok/s",
+                        median(
+                            [
+                                f / c
+                                for f, c in zip(times["forward"], times["collator"], strict=True)
+                            ]
+                        ),
+                        TARGET,
+                    )
+                )
+                rss, base_rss = max(peaks["collator"]), max(peaks["forward"])
+                result.rows.append(
+                    Row(
+                        "collation",
+                        f"peak RSS, Collator {label}: {rss:.0f} MB",
+                        f"forward: {base_rss:.0f} MB",
+                        rss / base_rss,
+                    )
+                )
+                result.details[label] = {
+                    "collator_s": times["collator"],
+                    "forward_s": times["forward"],
+                    "tokens_per_batch": tokens,
+                    "peak_rss_mb": {"collator": peaks["collator"], "forward": peaks["forward"]},
+                }
+            total = sum(warmups.values())
+            result.details["warmup_s"] = warmups
+            first_label = next(iter(warmups))
             result.rows.append(
                 Row(
                     "collation",
-                    f"Collator {label}: {subject:.0f} tok/s",
-                    f"forward: {baseline:.0f} tok/s",
-                    median(
-                        [f / c for f, c in zip(times["forward"], times["collator"], strict=True)]
-                    ),
-                    TARGET,
+                    f"build or compile (excluded): {warmups[first_label]:.1f} s first, "
+                    f"{total:.1f} s over all cases",
+                    "—",
+                    None,
                 )
             )
-            rss, base_rss = max(peaks["collator"]), max(peaks["forward"])
-            result.rows.append(
-                Row(
-                    "collation",
-                    f"peak RSS, Collator {label}: {rss:.0f} MB",
-                    f"forward: {base_rss:.0f} MB",
-                    rss / base_rss,
-                )
-            )
-            result.details[label] = {
-                "collator_s": times["collator"],
-                "forward_s": times["forward"],
-                "tokens_per_batch": tokens,
-                "peak_rss_mb": {"collator": peaks["collator"], "forward": peaks["forward"]},
-            }
-        total = sum(warmups.values())
-        result.details["warmup_s"] = warmups
-        first_label = next(iter(warmups))
-        result.rows.append(
-            Row(
-                "collation",
-                f"torch.compile warm-up (excluded): {warmups[first_label]:.1f} s first, "
-                f"{total:.1f} s over all shapes",
-                "—",
-                None,
-            )
-        )
     finally:
         shutil.rmtree(compile_cache, ignore_errors=True)
     return result
