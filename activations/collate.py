@@ -196,6 +196,7 @@ class Collator:
             return
         valid = attention_mask.bool().unsqueeze(-1)
         on_device = doc_indices.to(input_ids.device)
+        valid_bytes = attention_mask.to(torch.uint8)  # the kernel's form, made once per batch
 
         def on_layer(layer: int, tensors: dict[str, torch.Tensor | None]) -> None:
             if self.engine == "kernel":
@@ -206,7 +207,7 @@ class Collator:
                 if self._post_is_product[layer]:
                     del values[HOOK_POST]  # the kernel multiplies: a quarter less to read
                 sign = self._signs[layer]
-                self.accumulators[layer].fold(values, attention_mask, doc_indices, sign)
+                self.accumulators[layer].fold(values, valid_bytes, doc_indices, sign)
                 return
             counts, sums, values, positions, present = self._stats(
                 tensors["gate"], tensors["up"], tensors[HOOK_POST], valid, self._signs[layer]

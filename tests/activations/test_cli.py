@@ -75,6 +75,11 @@ def test_collate_and_merge_from_the_command_line(workdir):
         (["--top-k", "0"], "--top-k must be at least 1"),
         (["--corpus", "nowhere.txt"], "unknown corpus 'nowhere.txt'"),
         (["--model", "tiny-lama"], 'Did you mean: "tiny-llama"'),
+        (["--engine", "turbo"], "invalid choice: 'turbo'"),
+        (
+            ["--engine", "kernel", "--dtype", "bfloat16"],
+            "the kernel engine needs a GLU model in float32",
+        ),
     ],
 )
 def test_bad_collate_arguments_are_clear_errors(workdir, extra, message):
