@@ -49,8 +49,8 @@ static inline int ranks_before(float score, int64_t doc, const TopLists* top, in
 }
 
 // Put one candidate into the sorted list of column (pair, neuron), if it ranks in the top k.
-static void offer(const TopLists* top, int64_t K, int64_t N, int p, int64_t n, float score,
-                  float value, int64_t doc, int64_t position) {
+static void offer_scalar(const TopLists* top, int64_t K, int64_t N, int p, int64_t n,
+                         float score, float value, int64_t doc, int64_t position) {
     const int64_t base = ((int64_t)p * N + n) * K;
     int64_t j = K - 1;
     if (!ranks_before(score, doc, top, base + j)) return;
@@ -67,6 +67,55 @@ static void offer(const TopLists* top, int64_t K, int64_t N, int p, int64_t n, f
     top->doc[at] = doc;
     top->position[at] = position;
     top->threshold[(int64_t)p * N + n] = top->score[base + K - 1];
+}
+
+// Entry j of a 16-entry list becomes x; the entries from j on move down one place (the last
+// drops out). Floats are one vector, int64s two (entries 0-7 and 8-15).
+static inline void insert16_ps(float* list, int j, float x) {
+    const __m512i down = _mm512_set_epi32(14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 0);
+    const __m512 old = _mm512_loadu_ps(list);
+    const __m512 moved = _mm512_mask_permutexvar_ps(old, (__mmask16)(0xFFFEu << j), down, old);
+    _mm512_storeu_ps(list, _mm512_mask_mov_ps(moved, (__mmask16)(1u << j), _mm512_set1_ps(x)));
+}
+
+static inline void insert16_epi64(int64_t* list, int j, int64_t x) {
+    const __m512i down_lo = _mm512_set_epi64(6, 5, 4, 3, 2, 1, 0, 0);
+    const __m512i down_hi = _mm512_set_epi64(14, 13, 12, 11, 10, 9, 8, 7);  // 8: lo's lane 7
+    const unsigned moved = 0xFFFEu << j, here = 1u << j;
+    const __m512i lo = _mm512_loadu_si512(list), hi = _mm512_loadu_si512(list + 8);
+    const __m512i x8 = _mm512_set1_epi64(x);
+    __m512i new_lo = _mm512_mask_permutexvar_epi64(lo, (__mmask8)moved, down_lo, lo);
+    __m512i new_hi = _mm512_permutex2var_epi64(lo, down_hi, hi);
+    new_hi = _mm512_mask_mov_epi64(hi, (__mmask8)(moved >> 8), new_hi);
+    _mm512_storeu_si512(list, _mm512_mask_mov_epi64(new_lo, (__mmask8)here, x8));
+    _mm512_storeu_si512(list + 8, _mm512_mask_mov_epi64(new_hi, (__mmask8)(here >> 8), x8));
+}
+
+// offer_scalar for lists of 16 (the default k) in vector registers: the candidate's place is
+// the number of entries that rank before it.
+static void offer(const TopLists* top, int64_t K, int64_t N, int p, int64_t n, float score,
+                  float value, int64_t doc, int64_t position) {
+    if (K != 16) {
+        offer_scalar(top, K, N, p, n, score, value, doc, position);
+        return;
+    }
+    const int64_t base = ((int64_t)p * N + n) * K;
+    float* scores = top->score + base;
+    int64_t* docs = top->doc + base;
+    const __m512 list = _mm512_loadu_ps(scores), s = _mm512_set1_ps(score);
+    const __m512i d = _mm512_set1_epi64(doc);
+    const unsigned lower_doc = _mm512_cmplt_epi64_mask(_mm512_loadu_si512(docs), d) |
+                               (unsigned)_mm512_cmplt_epi64_mask(_mm512_loadu_si512(docs + 8), d)
+                                   << 8;
+    const unsigned before = _mm512_cmp_ps_mask(list, s, _CMP_GT_OQ) |
+                            (_mm512_cmp_ps_mask(list, s, _CMP_EQ_OQ) & lower_doc);
+    const int j = __builtin_popcount(before);
+    if (j >= 16) return;
+    insert16_ps(scores, j, score);
+    insert16_ps(top->value + base, j, value);
+    insert16_epi64(docs, j, doc);
+    insert16_epi64(top->position + base, j, position);
+    top->threshold[(int64_t)p * N + n] = scores[15];
 }
 
 // The per-document statistics of one vector of neurons, read from `rows` (NH columns of T
@@ -97,10 +146,13 @@ static void fold_vector(const float* const* rows, int64_t stride, int product,
     int32_t best[NP][W], best_at[NP][W];
     {
         MAX_DECLARE
+        // the position as a vector that counts up: broadcast from t in each step, every
+        // position update would cost gcc a second instruction
+        __m512i here = _mm512_set1_epi32(-1);
         for (int64_t t = 0; t < T; ++t) {
+            here = _mm512_add_epi32(here, one);
             if (!row_valid[t]) continue;
             LOAD_TOKEN
-            const __m512i here = _mm512_set1_epi32((int32_t)t);
             MAX_STEP
         }
         MAX_STORE(best, best_at)
