@@ -1,15 +1,17 @@
 // One pass of a GLU layer's activations into its running quadrant totals, on an AVX-512 CPU.
 //
-// Work is split over torch's own OpenMP threads by tiles of up to 8 vectors of 16 neurons. For
-// each document, a tile's columns are first copied out of the [T, N] rows into a contiguous
-// buffer (read in place, a column strides N floats per token, and for N like 1536 those
-// addresses share a few cache sets and miss on every token). Then, per vector, the document's
-// tokens are read twice with every accumulator in a vector register and the quadrant masks in
-// mask registers: first each quadrant's token count and float32 sum of every hook, then for
-// every (quadrant, hook) pair the value of largest |value| (negative first, then the first
-// position: the order of reduction.max_key) and its position. The totals are added to the
-// float64 sums and int64 counts; the maxima are offered to the running top-k lists, which,
-// once full, turn most candidates away with one vector compare against their k-th scores.
+// Work is split over torch's own OpenMP threads by vectors of 16 neurons. For each document, a
+// vector's tokens are read twice with every accumulator in a vector register and the quadrant
+// masks in mask registers. Pass 1 reads the [T, N] activations in place, a token every N floats,
+// with a software prefetch some tokens ahead (the hardware prefetchers do not follow a stride
+// that crosses a page on every token), and sums each quadrant's tokens and every hook's values;
+// it also keeps the vector's values in a contiguous copy, which pass 2 reads from the core's own
+// cache (read in place again, a column's addresses would fall into a few cache sets, for N like
+// 1536, and miss on every token). Pass 2 finds, for every (quadrant, hook) pair, the value of
+// largest |value| (negative first, then the first position: the order of reduction.max_key) and
+// its position. The totals are added to the float64 sums and int64 counts; the maxima are
+// offered to the running top-k lists, which, once full, turn most candidates away with one
+// vector compare against their k-th scores.
 //
 // hook_post may be left out (NULL): then it is swish * in, as GLU MLPs compute it, and a
 // quarter less memory is read.
@@ -20,19 +22,17 @@
 
 // glu_kernel.py writes in front of this file, from the layout in schema.py (layout_header()):
 //   NQ, NH, NP: quadrants, hooks and (quadrant, hook) max pairs;
-//   LOAD_TOKEN: v_<h> = hook h's 16 values of token t (in and post times `flip`), and the
-//     quadrant masks in_q_<q>;
+//   LOAD_TOKEN: v_<h> = hook h's 16 values of token t, read in place (in and post times
+//     `flip`; post the product of swish and in where `product`), and the quadrant masks in_q_<q>;
+//   STORE_COPY / LOAD_COPY: those values of token t into and out of the copy;
 //   SUM_DECLARE / SUM_STEP / SUM_STORE(count, sum): per-quadrant count_<q> and sum_<q>_<h>;
 //   MAX_DECLARE / MAX_STEP / MAX_STORE(best, at): per-pair key best_<p> and position at_<p>;
 //   POST_HOOK: hook_post's index.
 // Each accumulator is its own variable, so every one of them stays in a vector register.
 
 #define W 16  // neurons per vector
-#ifndef TILE_BYTES
-#define TILE_BYTES (1 << 20)  // a thread's copy of a tile: about half of a core's L2 cache
-#endif
-#ifndef MAX_TILE
-#define MAX_TILE 8  // vectors per tile
+#ifndef PREFETCH
+#define PREFETCH 12  // tokens ahead: 8 to 16 measured alike on a 2-core Xeon
 #endif
 
 typedef struct {  // each [NP, N, K]: one column's list is contiguous
@@ -119,24 +119,26 @@ static void offer(const TopLists* top, int64_t K, int64_t N, int p, int64_t n, f
 }
 
 // The per-document statistics of one vector of neurons, read from `rows` (NH columns of T
-// tokens, `stride` floats apart), folded into the running totals.
-static void fold_vector(const float* const* rows, int64_t stride, int product,
-                        const uint8_t* row_valid,
-                        int64_t T, int64_t N, int64_t K, int64_t n0, int width, __m512 flip,
-                        int64_t doc, int64_t* counts, double* sums, const TopLists* top) {
+// tokens, `stride` floats apart; hook_post NULL where `product`), folded into the running
+// totals. `copy` holds NH columns of T + 1 tokens of W floats, 64-byte aligned.
+static void fold_vector(const float* const* rows, int64_t stride, int product, float* const* copy,
+                        const uint8_t* row_valid, int64_t T, int64_t N, int64_t K, int64_t n0,
+                        int width, __m512 flip, int64_t doc, int64_t* counts, double* sums,
+                        const TopLists* top) {
     const __mmask16 live = width == W ? (__mmask16)0xFFFF : (__mmask16)((1u << width) - 1);
     const __m512 zero = _mm512_setzero_ps();
     const __m512i zero_i = _mm512_setzero_si512(), one = _mm512_set1_epi32(1);
-    const float* row0[NH];
-    for (int h = 0; h < NH; ++h) row0[h] = rows[h];
     int32_t count[NQ][W];
     float sum[NQ][NH][W];
     {
         SUM_DECLARE
         for (int64_t t = 0; t < T; ++t) {
+            for (int h = 0; h < NH; ++h)
+                if (rows[h]) _mm_prefetch((const char*)(rows[h] + (t + PREFETCH) * stride), _MM_HINT_T0);
             if (!row_valid[t]) continue;
             LOAD_TOKEN
             SUM_STEP
+            STORE_COPY
         }
         SUM_STORE(count, sum)
     }
@@ -152,7 +154,7 @@ static void fold_vector(const float* const* rows, int64_t stride, int product,
         for (int64_t t = 0; t < T; ++t) {
             here = _mm512_add_epi32(here, one);
             if (!row_valid[t]) continue;
-            LOAD_TOKEN
+            LOAD_COPY
             MAX_STEP
         }
         MAX_STORE(best, best_at)
@@ -214,50 +216,28 @@ void glu_fold_batch(
 ) {
     const TopLists top = {top_score, top_value, top_doc, top_position, threshold};
     const int product = hooks[POST_HOOK] == NULL;  // then hook_post = swish * in, as GLUs compute it
-    // A tile's columns are copied out of the rows first: read in place, a column of a [T, N]
-    // tensor strides N floats from token to token, and with N like 1536 those addresses fall
-    // in a few cache sets, which then miss on every token.
-    int64_t tile = TILE_BYTES / ((int64_t)NH * (T + 1) * W * sizeof(float));
-    tile = tile < 1 ? 1 : tile > MAX_TILE ? MAX_TILE : tile;
-    const int64_t vectors = (N + W - 1) / W, tiles = (vectors + tile - 1) / tile;
+    const int64_t vectors = (N + W - 1) / W;
+    // columns a token longer than T: a power of two apart, they would share cache sets
+    const int64_t column = (T + 1) * W;
 #pragma omp parallel
     {
-        // one column after the other, each a token longer than T: columns a power of two
-        // apart would share cache sets in turn
-        const int64_t column = (T + 1) * W;
-        float* copy = aligned_alloc(64, (size_t)NH * tile * column * sizeof(float));
+        float* buffer = aligned_alloc(64, (size_t)NH * column * sizeof(float));
+        float* copy[NH];
+        for (int h = 0; h < NH; ++h) copy[h] = buffer + h * column;
 #pragma omp for schedule(static)
-        for (int64_t i = 0; i < tiles; ++i) {
-            const int64_t v0 = i * tile, v1 = v0 + tile < vectors ? v0 + tile : vectors;
+        for (int64_t v = 0; v < vectors; ++v) {
+            const int64_t n0 = v * W;
+            const int width = N - n0 < W ? (int)(N - n0) : W;
+            const __mmask16 live = (__mmask16)((1u << width) - 1);
+            const __m512 flip =
+                sign ? _mm512_maskz_loadu_ps(live, sign + n0) : _mm512_set1_ps(1.0f);
             for (int64_t b = 0; b < B; ++b) {
-                const uint8_t* row_valid = valid + b * T;
-                for (int64_t t = 0; t < T; ++t) {
-                    if (!row_valid[t]) continue;
-                    for (int h = 0; h < NH; ++h) {
-                        if (product && h == POST_HOOK) continue;
-                        const float* src = hooks[h] + (b * T + t) * N;
-                        for (int64_t v = v0; v < v1; ++v) {
-                            const int64_t n0 = v * W, width = N - n0 < W ? N - n0 : W;
-                            const __mmask16 live = (__mmask16)((1u << width) - 1);
-                            float* dst = copy + ((int64_t)h * tile + (v - v0)) * column + t * W;
-                            _mm512_store_ps(dst, _mm512_maskz_loadu_ps(live, src + n0));
-                        }
-                    }
-                }
-                for (int64_t v = v0; v < v1; ++v) {
-                    const int64_t n0 = v * W;
-                    const int width = N - n0 < W ? (int)(N - n0) : W;
-                    const __mmask16 live = (__mmask16)((1u << width) - 1);
-                    const __m512 flip =
-                        sign ? _mm512_maskz_loadu_ps(live, sign + n0) : _mm512_set1_ps(1.0f);
-                    const float* rows[NH];
-                    for (int h = 0; h < NH; ++h)
-                        rows[h] = copy + ((int64_t)h * tile + (v - v0)) * column;
-                    fold_vector(rows, W, product, row_valid, T, N, K, n0, width, flip, docs[b], counts,
-                                sums, &top);
-                }
+                const float* rows[NH];
+                for (int h = 0; h < NH; ++h) rows[h] = hooks[h] ? hooks[h] + b * T * N + n0 : NULL;
+                fold_vector(rows, N, product, copy, valid + b * T, T, N, K, n0, width, flip,
+                            docs[b], counts, sums, &top);
             }
         }
-        free(copy);
+        free(buffer);
     }
 }

@@ -44,23 +44,29 @@ def layout_header() -> str:
     gate, linear = hooks.index(HOOK_PRE), hooks.index(HOOK_PRE_LINEAR)
     sign_mask = {(0, 1): "g_pos", (0, -1): "g_neg", (1, 1): "u_pos", (1, -1): "u_neg"}
     swish, post = hooks.index(SWISH), hooks.index(HOOK_POST)
-    load = []
+    # pass 1 reads the activations in place (a token every `stride` floats), flips in and
+    # post, multiplies post where it is not read and keeps the results in `copy`; pass 2 reads
+    # that copy as it is
+    load, load_copy, store = [], [], []
     for h, name in enumerate(hooks):
-        value = f"_mm512_maskz_loadu_ps(live, row0[{h}] + t * stride)"
+        value = f"_mm512_maskz_loadu_ps(live, rows[{h}] + t * stride)"
         if name in FLIPPED_HOOKS:
             value = f"_mm512_mul_ps({value}, flip)"
         if h == post:  # without its tensor, the product of act and the (flipped) in
             value = f"product ? _mm512_mul_ps(v_{swish}, v_{linear}) : {value}"
         load.append(f"const __m512 v_{h} = {value};")
+        load_copy.append(f"const __m512 v_{h} = _mm512_load_ps(copy[{h}] + t * W);")
+        store.append(f"_mm512_store_ps(copy[{h}] + t * W, v_{h});")
+    masks = []
     for which, h in ((0, gate), (1, linear)):
         for sign, cmp in ((1, "_CMP_GT_OQ"), (-1, "_CMP_LT_OQ")):
-            load.append(
+            masks.append(
                 f"const __mmask16 {sign_mask[which, sign]} = "
                 f"_mm512_cmp_ps_mask(v_{h}, zero, {cmp});"
             )
     for q, name in enumerate(quadrants):
         gate_sign, in_sign = QUADRANT_SIGNS[name]
-        load.append(
+        masks.append(
             f"const __mmask16 in_q_{q} = {sign_mask[0, gate_sign]} & {sign_mask[1, in_sign]};"
         )
     counted = [(q, h) for q in range(len(quadrants)) for h in range(len(hooks))]
@@ -106,7 +112,9 @@ def layout_header() -> str:
             f"#define NH {len(hooks)}",
             f"#define NP {len(pairs)}",
             f"#define POST_HOOK {post}",
-            macro("LOAD_TOKEN", load),
+            macro("LOAD_TOKEN", load + masks),
+            macro("LOAD_COPY", load_copy + masks),
+            macro("STORE_COPY", store),
             macro("SUM_DECLARE", sum_declare),
             macro("SUM_STEP", sum_step),
             macro("SUM_STORE(count, sum)", sum_store),
