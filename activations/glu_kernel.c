@@ -9,15 +9,17 @@
 // cache (read in place again, a column's addresses would fall into a few cache sets, for N like
 // 1536, and miss on every token). Pass 2 finds, for every (quadrant, hook) pair, the value of
 // largest |value| (negative first, then the first position: the order of reduction.max_key) and
-// its position. The totals are added to the float64 sums and int64 counts; the maxima are
-// offered to the running top-k lists, which, once full, turn most candidates away with one
-// vector compare against their k-th scores.
+// its position. The totals are added to the float64 sums and int64 counts. A maximum that
+// reaches its list's k-th score (one vector compare turns most away once the lists are full)
+// waits with those of up to `slots` documents (glu_kernel.WAIT_SLOTS), and they enter the list
+// together.
 //
 // hook_post may be left out (NULL): then it is swish * in, as GLU MLPs compute it, and a
 // quarter less memory is read.
 
 #include <immintrin.h>
 #include <stdint.h>
+#include <math.h>
 #include <stdlib.h>
 
 // glu_kernel.py writes in front of this file, from the layout in schema.py (layout_header()):
@@ -35,12 +37,23 @@
 #define PREFETCH 12  // tokens ahead: 8 to 16 measured alike on a 2-core Xeon
 #endif
 
-typedef struct {  // each [NP, N, K]: one column's list is contiguous
+typedef struct {
+    // the lists, each [NP, N, K]: one column's list is contiguous
     float* score;  // |value|, -1 where absent
     float* value;
     int64_t* doc;
     int64_t* position;
     float* threshold;  // [NP, N]: each list's k-th score, read once per document and vector
+    // Candidates wait here, per (pair, vector of neurons), up to `slots` documents of them,
+    // and enter their lists together: a list's lines are then fetched once per `slots`
+    // documents, not once per document, which early in a run, when most candidates enter,
+    // is most of the kernel's memory traffic.
+    float* wait_value;  // [NP, V, slots, W]
+    int32_t* wait_position;  // [NP, V, slots, W]
+    int64_t* wait_doc;  // [NP, V, slots]
+    uint16_t* wait_lanes;  // [NP, V, slots]: the lanes that hold a candidate
+    int32_t* waiting;  // [NP, V]: slots in use
+    int64_t slots;
 } TopLists;
 
 // Whether (score, doc) ranks before entry j of a list: larger score, then lower document.
@@ -118,6 +131,22 @@ static void offer(const TopLists* top, int64_t K, int64_t N, int p, int64_t n, f
     top->threshold[(int64_t)p * N + n] = scores[15];
 }
 
+// The waiting candidates of (pair p, vector) enter their lists, or drop out.
+static void admit(const TopLists* top, int64_t K, int64_t N, int p, int64_t vector) {
+    const int64_t vectors = (N + W - 1) / W, room = (int64_t)p * vectors + vector;
+    const int64_t first = room * top->slots, used = top->waiting[room];
+    for (int i = 0; i < W && vector * W + i < N; ++i) {
+        const int64_t n = vector * W + i;
+        for (int64_t slot = first; slot < first + used; ++slot) {
+            if (!(top->wait_lanes[slot] >> i & 1)) continue;
+            const float value = top->wait_value[slot * W + i];
+            offer(top, K, N, p, n, fabsf(value), value, top->wait_doc[slot],
+                  top->wait_position[slot * W + i]);
+        }
+    }
+    top->waiting[room] = 0;
+}
+
 // The per-document statistics of one vector of neurons, read from `rows` (NH columns of T
 // tokens, `stride` floats apart; hook_post NULL where `product`), folded into the running
 // totals. `copy` holds NH columns of T + 1 tokens of W floats, 64-byte aligned.
@@ -166,40 +195,23 @@ static void fold_vector(const float* const* rows, int64_t stride, int product, f
             for (int i = 0; i < width; ++i) out[i] += (double)sum[q][h][i];
         }
     }
-    // Which candidates may enter their lists: at least the k-th score. Their lists' cache lines
-    // are fetched for all of them first, then they are inserted: early in a run, when many
-    // enter, the misses then overlap instead of coming one after the other.
-    __mmask16 enter[NP];
-    float lane_score[NP][W], lane_value[NP][W];
+    // Candidates that may enter their lists (at least the k-th score) take a waiting slot.
+    const int64_t vector = n0 / W, vectors = (N + W - 1) / W;
     for (int p = 0; p < NP; ++p) {
         const __m512i key = _mm512_loadu_si512(best[p]);
         const __mmask16 found = _mm512_mask_test_epi32_mask(live, key, key);
         const __m512i bits = _mm512_ror_epi32(_mm512_sub_epi32(key, one), 1);
         const __m512 score = _mm512_abs_ps(_mm512_castsi512_ps(bits));
         const __m512 kth = _mm512_maskz_loadu_ps(live, top->threshold + (int64_t)p * N + n0);
-        enter[p] = _mm512_mask_cmp_ps_mask(found, score, kth, _CMP_GE_OQ);
-        if (!enter[p]) continue;
-        _mm512_storeu_ps(lane_score[p], score);
-        _mm512_storeu_ps(lane_value[p], _mm512_castsi512_ps(bits));
-        for (int i = 0; i < width; ++i) {
-            if (!(enter[p] >> i & 1)) continue;
-            const int64_t base = ((int64_t)p * N + n0 + i) * K;
-            for (int64_t byte = 0; byte < K * 4; byte += 64) {
-                _mm_prefetch((const char*)(top->score + base) + byte, _MM_HINT_T0);
-                _mm_prefetch((const char*)(top->value + base) + byte, _MM_HINT_T0);
-            }
-            for (int64_t byte = 0; byte < K * 8; byte += 64) {
-                _mm_prefetch((const char*)(top->doc + base) + byte, _MM_HINT_T0);
-                _mm_prefetch((const char*)(top->position + base) + byte, _MM_HINT_T0);
-            }
-        }
-    }
-    for (int p = 0; p < NP; ++p) {
-        for (int i = 0; i < width; ++i) {
-            if (enter[p] >> i & 1)
-                offer(top, K, N, p, n0 + i, lane_score[p][i], lane_value[p][i], doc,
-                      best_at[p][i]);
-        }
+        const __mmask16 enter = _mm512_mask_cmp_ps_mask(found, score, kth, _CMP_GE_OQ);
+        if (!enter) continue;
+        const int64_t room = (int64_t)p * vectors + vector;
+        if (top->waiting[room] == top->slots) admit(top, K, N, p, vector);
+        const int64_t slot = room * top->slots + top->waiting[room]++;
+        _mm512_storeu_si512(top->wait_value + slot * W, bits);
+        _mm512_storeu_si512(top->wait_position + slot * W, _mm512_loadu_si512(best_at[p]));
+        top->wait_doc[slot] = doc;
+        top->wait_lanes[slot] = enter;
     }
 }
 
@@ -212,9 +224,12 @@ void glu_fold_batch(
     int64_t* counts,  // [NQ, N]
     double* sums,  // [NQ, NH, N]
     float* top_score, float* top_value, int64_t* top_doc, int64_t* top_position,  // [NP, N, K]
-    float* threshold  // [NP, N]: top_score[:, :, K - 1], kept up to date here
+    float* threshold,  // [NP, N]: top_score[:, :, K - 1], kept up to date here
+    float* wait_value, int32_t* wait_position, int64_t* wait_doc, uint16_t* wait_lanes,
+    int32_t* waiting, int64_t slots  // see TopLists
 ) {
-    const TopLists top = {top_score, top_value, top_doc, top_position, threshold};
+    const TopLists top = {top_score, top_value, top_doc, top_position, threshold,
+                          wait_value, wait_position, wait_doc, wait_lanes, waiting, slots};
     const int product = hooks[POST_HOOK] == NULL;  // then hook_post = swish * in, as GLUs compute it
     const int64_t vectors = (N + W - 1) / W;
     // columns a token longer than T: a power of two apart, they would share cache sets
@@ -239,5 +254,21 @@ void glu_fold_batch(
             }
         }
         free(buffer);
+    }
+}
+
+// Every waiting candidate enters its list, or drops out: before the lists are read.
+void glu_admit_all(
+    int64_t N, int64_t K,
+    float* top_score, float* top_value, int64_t* top_doc, int64_t* top_position, float* threshold,
+    float* wait_value, int32_t* wait_position, int64_t* wait_doc, uint16_t* wait_lanes,
+    int32_t* waiting, int64_t slots
+) {
+    const TopLists top = {top_score, top_value, top_doc, top_position, threshold,
+                          wait_value, wait_position, wait_doc, wait_lanes, waiting, slots};
+    const int64_t vectors = (N + W - 1) / W;
+#pragma omp parallel for schedule(static)
+    for (int64_t room = 0; room < NP * vectors; ++room) {
+        if (waiting[room]) admit(&top, K, N, (int)(room / vectors), room % vectors);
     }
 }

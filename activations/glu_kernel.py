@@ -180,7 +180,10 @@ def load() -> ctypes.CDLL | None:
     fold = library.glu_fold_batch
     fold.restype = None
     fold.argtypes = [_pointer, _pointer, _pointer, _pointer, _i64, _i64, _i64, _i64]
-    fold.argtypes += [_pointer] * 7
+    fold.argtypes += [_pointer] * 7 + [_pointer] * 5 + [_i64]
+    admit = library.glu_admit_all
+    admit.restype = None
+    admit.argtypes = [_i64, _i64] + [_pointer] * 5 + [_pointer] * 5 + [_i64]
     return library
 
 
@@ -193,6 +196,38 @@ def usable_for(*tensors: torch.Tensor) -> bool:
     return available() and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
 
 
+WAIT_SLOTS = 8  # documents of candidates that wait to enter their lists together
+VECTOR = 16  # neurons per vector, the kernel's W
+
+
+def waiting_room(n_pairs: int, n_neurons: int) -> list[torch.Tensor]:
+    """Where candidates wait to enter their lists (glu_kernel.c, TopLists): value, position,
+    document, lanes, slots in use; empty at first."""
+    vectors = -(-n_neurons // VECTOR)
+    lanes = (n_pairs, vectors, WAIT_SLOTS, VECTOR)
+    return [
+        torch.zeros(lanes, dtype=torch.float32),
+        torch.zeros(lanes, dtype=torch.int32),
+        torch.zeros(lanes[:3], dtype=torch.int64),
+        torch.zeros(lanes[:3], dtype=torch.int16),
+        torch.zeros(lanes[:2], dtype=torch.int32),
+    ]
+
+
+def _library() -> ctypes.CDLL:
+    library = load()
+    if library is None:
+        raise RuntimeError("the CPU collation kernel is not available on this machine")
+    return library
+
+
+def _check_lists(top: list[torch.Tensor], threshold: torch.Tensor) -> None:
+    if not threshold.is_contiguous():
+        raise ValueError("threshold must be contiguous")
+    if not all(in_list_order(t) for t in top):
+        raise ValueError("the top lists must be [P, k, N] views of contiguous [P, N, k] tensors")
+
+
 def fold_batch(
     values: dict[str, torch.Tensor],
     valid: torch.Tensor,
@@ -202,24 +237,23 @@ def fold_batch(
     sums: torch.Tensor,
     top: list[torch.Tensor],
     threshold: torch.Tensor,
+    waiting: list[torch.Tensor],
 ) -> None:
     """Add one batch ([B, T, N] per GLU hook, valid [B, T], docs [B]) to the running totals,
     (without hook_post, the kernel multiplies swish and in: a quarter less to read),
     in place: counts [Q, N] int64, sums [Q, H, N] float64, the top lists (score, value,
     document, position), [P, k, N] views of [P, N, k] contiguous tensors (LIST_ORDER), and
-    threshold [P, N], the lists' k-th scores."""
-    library = load()
-    if library is None:
-        raise RuntimeError("the CPU collation kernel is not available on this machine")
+    threshold [P, N], the lists' k-th scores. Candidates may stay in `waiting` (waiting_room)
+    until admit_all."""
+    library = _library()
     inputs = [values[h].contiguous() if h in values else None for h in GLU_LAYOUT.hooks]
     batch, length, n_neurons = inputs[0].shape
     valid = valid.reshape(batch, length).to(torch.uint8).contiguous()
     docs = docs.to(torch.int64).contiguous()
     sign = None if sign is None else sign.to(torch.float32).contiguous()
-    if not all(t.is_contiguous() for t in (counts, sums, threshold)):
-        raise ValueError("counts, sums and threshold must be contiguous")
-    if not all(in_list_order(t) for t in top):
-        raise ValueError("the top lists must be [P, k, N] views of contiguous [P, N, k] tensors")
+    if not all(t.is_contiguous() for t in (counts, sums)):
+        raise ValueError("counts and sums must be contiguous")
+    _check_lists(top, threshold)
     pointers = (_pointer * len(inputs))(*(None if t is None else t.data_ptr() for t in inputs))
     library.glu_fold_batch(
         ctypes.cast(pointers, _pointer),
@@ -234,6 +268,24 @@ def fold_batch(
         sums.data_ptr(),
         *(t.data_ptr() for t in top),
         threshold.data_ptr(),
+        *(t.data_ptr() for t in waiting),
+        WAIT_SLOTS,
+    )
+
+
+def admit_all(
+    top: list[torch.Tensor], threshold: torch.Tensor, waiting: list[torch.Tensor]
+) -> None:
+    """Every waiting candidate enters its list or drops out, and the waiting room empties."""
+    _check_lists(top, threshold)
+    n_neurons, k = top[0].shape[2], top[0].shape[1]
+    _library().glu_admit_all(
+        n_neurons,
+        k,
+        *(t.data_ptr() for t in top),
+        threshold.data_ptr(),
+        *(t.data_ptr() for t in waiting),
+        WAIT_SLOTS,
     )
 
 

@@ -173,6 +173,7 @@ class LayerAccumulator:
     _pending: list[tuple[torch.Tensor, ...]] = field(init=False, repr=False)
     _pending_docs: int = field(init=False, repr=False, default=0)
     _threshold: torch.Tensor | None = field(init=False, repr=False, default=None)  # kernel's
+    _waiting: list[torch.Tensor] | None = field(init=False, repr=False, default=None)  # kernel's
 
     def __post_init__(self) -> None:
         q, h, p = len(self.layout.quadrants), len(self.layout.hooks), len(self.layout.max_pairs())
@@ -241,17 +242,33 @@ class LayerAccumulator:
         CPU kernel: the reduction and the top-k in one pass. sign flips in and post
         (--refactor-glu)."""
         _, last = _document_range(doc_indices)
-        self.flush()
+        self._flush_pending()
         self._top = [glu_kernel.to_list_order(t) for t in self._top]
         if self._threshold is None:  # each list's k-th score; the kernel keeps it up to date
             self._threshold = self._top[0][:, -1, :].contiguous()
+        if self._waiting is None:
+            self._waiting = glu_kernel.waiting_room(len(self._top[0]), self.n_neurons)
         glu_kernel.fold_batch(
-            values, valid, doc_indices, sign, self.counts, self.sums, self._top, self._threshold
+            values,
+            valid,
+            doc_indices,
+            sign,
+            self.counts,
+            self.sums,
+            self._top,
+            self._threshold,
+            self._waiting,
         )
         self.last_doc = max(self.last_doc, last)
 
     def flush(self) -> None:
-        """Fold the buffered batches into the running lists."""
+        """Fold the buffered batches and the kernel's waiting candidates into the lists."""
+        self._flush_pending()
+        if self._waiting is not None and self._threshold is not None:
+            glu_kernel.admit_all(self._top, self._threshold, self._waiting)
+            self._waiting = None
+
+    def _flush_pending(self) -> None:
         if not self._pending:
             return
         pending = [torch.cat(parts, dim=1) for parts in zip(*self._pending, strict=True)]

@@ -63,6 +63,22 @@ def test_kernel_equals_the_torch_reduction(b, t, n, k, batches, with_post, flipp
     assert_same_totals(by_torch, by_kernel)
 
 
+@pytest.mark.parametrize("read_every", [1, 3, 5])
+def test_lists_read_between_batches_hold_every_waiting_candidate(read_every):
+    """Candidates wait to enter their lists WAIT_SLOTS documents at a time; reading the lists
+    (a checkpoint) admits them, and the run goes on as if it had never stopped."""
+    generator = torch.Generator().manual_seed(read_every)
+    by_torch, by_kernel = LayerAccumulator(GLU_LAYOUT, 40, 16), LayerAccumulator(GLU_LAYOUT, 40, 16)
+    valid = torch.ones(3, 11, dtype=torch.bool)
+    for i in range(3 * glu_kernel.WAIT_SLOTS):  # rooms fill and empty several times
+        values, docs = activations(generator, 3, 11, 40), torch.arange(3 * i, 3 * i + 3)
+        by_torch.add(batch_stats(GLU_LAYOUT, values, valid.unsqueeze(-1)), docs)
+        by_kernel.fold(values, valid, docs)
+        if i % read_every == 0:
+            assert_same_totals(by_torch, by_kernel)
+    assert_same_totals(by_torch, by_kernel)
+
+
 def test_kernel_and_torch_batches_mix_in_one_accumulator():
     """Lists the torch path changed (merge, resume) are picked up by the kernel, and back."""
     generator = torch.Generator().manual_seed(7)
