@@ -8,10 +8,10 @@ torch.compile gets a fresh cache directory so that its one-time warm-up is the o
 pays. Timing starts once the top-k lists hold k documents, the costliest stretch of a run (later,
 fewer and fewer candidates enter the lists). The ratio is total forward time over total
 collation time: a median of per-batch ratios would hide the batches in which the kernel's
-waiting candidates enter their lists (every 8 documents). Every case times about as many layer
-passes as 5 batches of 30 layers (a case of fewer layers repeats the fill and 5 batches with a
-fresh Collator), so that the short passes of the 1-layer case are not left to the machine's
-noise.
+waiting candidates enter their lists (every 8 documents). A case fills and times 5 batches
+with a fresh Collator RUNS times at 30 layers, and proportionally more often at fewer layers,
+so that every case times about as many layer passes and the short passes of the 1-layer case
+are not left to the machine's noise.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ from bench.common import (
 )
 
 MAX_TOKENS = 512
-REPEATS = 5  # batches at 30 layers; more at fewer layers
+REPEATS = 5  # batches timed after each fill
+RUNS = 2  # fresh collations per case at 30 layers; more at fewer layers
 # (documents per batch, layers read, engine): batch size grows at 30 layers, layers grow at 2
 # documents, all with the default engine; then the torch.compile engine for comparison.
 CASES: tuple[tuple[int, int, str], ...] = (
@@ -105,8 +106,8 @@ def run() -> FigureResult:
                 times: dict[str, list[float]] = {"collator": [], "forward": []}
                 peaks: dict[str, list[float]] = {"collator": [], "forward": []}
                 tokens = 0
-                for group in range(max(1, n_layers // count)):
-                    if group:  # a fresh run, so that every batch timed comes right after the fill
+                for run_index in range(RUNS * max(1, n_layers // count)):
+                    if run_index:  # a fresh run: every batch timed comes right after the fill
                         collator = Collator(model, layers=layers, engine=engine)
                     while collator.n_documents < collator.top_k:  # untimed: the lists fill
                         collator.add_batch(*batch(size))
