@@ -162,8 +162,10 @@ static void fold_vector(const float* const* rows, int64_t stride, int product, f
     {
         SUM_DECLARE
         for (int64_t t = 0; t < T; ++t) {
-            for (int h = 0; h < NH; ++h)
-                if (rows[h]) _mm_prefetch((const char*)(rows[h] + (t + PREFETCH) * stride), _MM_HINT_T0);
+            if (t + PREFETCH < T && row_valid[t + PREFETCH])  // not past the row, nor padding
+                for (int h = 0; h < NH; ++h)
+                    if (rows[h])
+                        _mm_prefetch((const char*)(rows[h] + (t + PREFETCH) * stride), _MM_HINT_T0);
             if (!row_valid[t]) continue;
             LOAD_TOKEN
             SUM_STEP
@@ -224,7 +226,7 @@ void glu_fold_batch(
     int64_t* counts,  // [NQ, N]
     double* sums,  // [NQ, NH, N]
     float* top_score, float* top_value, int64_t* top_doc, int64_t* top_position,  // [NP, N, K]
-    float* threshold,  // [NP, N]: top_score[:, :, K - 1], kept up to date here
+    float* threshold,  // [NP, N]: top_score[:, :, K - 1], kept up to date (the waiting aside)
     float* wait_value, int32_t* wait_position, int64_t* wait_doc, uint16_t* wait_lanes,
     int32_t* waiting, int64_t slots  // see TopLists
 ) {

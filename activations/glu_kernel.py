@@ -1,8 +1,9 @@
 """The CPU collation kernel (glu_kernel.c): built with gcc on first use, called through ctypes.
 
 torch.compile fuses the reduction into one pass, but with its separate top-k merge it still
-costs about a third of SmolLM2's forward pass on a CPU; the kernel keeps every accumulator in a
-register and offers each document's maxima to the running lists in the same pass. It needs an
+costs about a third of SmolLM2's forward pass on a CPU; the kernel reads each neuron's values
+once from memory, keeps every accumulator in a register, and lets each document's maxima that
+may enter the running lists wait a few documents to enter them together. It needs an
 x86 CPU with AVX-512 and gcc; elsewhere (and on GPUs) collation uses the compiled reduction.
 Its OpenMP threads are torch's own (the process has one libgomp), so they take turns with the
 model's instead of competing with them.
@@ -254,6 +255,9 @@ def fold_batch(
     if not all(t.is_contiguous() for t in (counts, sums)):
         raise ValueError("counts and sums must be contiguous")
     _check_lists(top, threshold)
+    room = (len(top[0]), -(-n_neurons // VECTOR), WAIT_SLOTS, VECTOR)
+    if top[0].shape[2] != n_neurons or waiting[0].shape != room:
+        raise ValueError(f"lists and waiting room must be for {n_neurons} neurons")
     pointers = (_pointer * len(inputs))(*(None if t is None else t.data_ptr() for t in inputs))
     library.glu_fold_batch(
         ctypes.cast(pointers, _pointer),

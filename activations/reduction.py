@@ -158,8 +158,9 @@ class LayerAccumulator:
     """Running totals of one layer; memory is O(k·N), whatever the corpus length.
 
     Batches of later documents wait in a small buffer (at most about k documents) and join the
-    running top-k lists together: one merge per k documents instead of one per batch. Reading
-    the lists (`top_*`, `state_dict`, `merge`) folds the buffer in first.
+    running top-k lists together: one merge per k documents instead of one per batch; with the
+    CPU kernel, candidates wait in its waiting room (glu_kernel.waiting_room) likewise. Reading
+    the lists (`top_*`, `state_dict`, `merge`) folds both in first.
     """
 
     layout: RecordLayout
@@ -239,7 +240,8 @@ class LayerAccumulator:
         sign: torch.Tensor | None = None,
     ) -> None:
         """Fold in one batch of raw GLU activations ([B, T, N] per hook, valid [B, T]) with the
-        CPU kernel: the reduction and the top-k in one pass. sign flips in and post
+        CPU kernel: the reduction in one pass, and the top-k lists, which candidates may enter
+        a few documents later (flush). sign flips in and post
         (--refactor-glu)."""
         _, last = _document_range(doc_indices)
         self._flush_pending()
@@ -266,7 +268,7 @@ class LayerAccumulator:
         self._flush_pending()
         if self._waiting is not None and self._threshold is not None:
             glu_kernel.admit_all(self._top, self._threshold, self._waiting)
-            self._waiting = None
+            self._waiting = None  # made anew by the next fold
 
     def _flush_pending(self) -> None:
         if not self._pending:

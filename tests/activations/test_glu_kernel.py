@@ -79,6 +79,24 @@ def test_lists_read_between_batches_hold_every_waiting_candidate(read_every):
     assert_same_totals(by_torch, by_kernel)
 
 
+def test_documents_in_any_order_and_a_checkpoint_while_candidates_wait():
+    """Later batches of lower document indices win ties against waiting and listed candidates;
+    a state saved while candidates wait and loaded into a new accumulator goes on alike."""
+    generator = torch.Generator().manual_seed(11)
+    by_torch, by_kernel = LayerAccumulator(GLU_LAYOUT, 40, 16), LayerAccumulator(GLU_LAYOUT, 40, 16)
+    valid = torch.ones(2, 6, dtype=torch.bool)
+    batches = list(range(2 * glu_kernel.WAIT_SLOTS))
+    for n, i in enumerate(reversed(batches)):  # the highest document indices first
+        values, docs = activations(generator, 2, 6, 40), torch.tensor([2 * i + 1, 2 * i])
+        by_torch.add(batch_stats(GLU_LAYOUT, values, valid.unsqueeze(-1)), docs)
+        by_kernel.fold(values, valid, docs)
+        if n == len(batches) // 2:  # a checkpoint and a resume
+            state = by_kernel.state_dict()
+            by_kernel = LayerAccumulator(GLU_LAYOUT, 40, 16)
+            by_kernel.load_state_dict(state)
+    assert_same_totals(by_torch, by_kernel)
+
+
 def test_kernel_and_torch_batches_mix_in_one_accumulator():
     """Lists the torch path changed (merge, resume) are picked up by the kernel, and back."""
     generator = torch.Generator().manual_seed(7)
