@@ -22,9 +22,9 @@ from tqdm.auto import tqdm
 
 from activations import glu_kernel
 from activations.corpus import Corpus, load_corpus
-from activations.derived_scalars import HOOK_POST, HOOK_PRE, HOOK_PRE_LINEAR, SWISH
+from activations.derived_scalars import HOOK_POST, HOOK_PRE_LINEAR, SWISH
 from activations.distributed import RankInfo, combine, finish, init_distributed, rank_device, shard
-from activations.engines import ENGINES
+from activations.engines import check_engine
 from activations.heap import retained_heap
 from activations.mlp_hooks import MlpCapture, MlpSite, find_mlp_sites, layout_of
 from activations.model_loading import load_model
@@ -74,8 +74,7 @@ class CollateConfig:
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
             raise ValueError(f"unknown dtype {self.dtype!r}; valid: {', '.join(DTYPES)}")
-        if self.engine not in ENGINES:
-            raise ValueError(f"unknown engine {self.engine!r}; valid: {', '.join(ENGINES)}")
+        check_engine(self.engine)  # before the model loads
         for name in ("top_k", "max_tokens", "batch_size", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
@@ -99,8 +98,7 @@ def glu_refactor_signs(site: MlpSite) -> torch.Tensor:
 
 def choose_engine(requested: str, layout: RecordLayout, model: torch.nn.Module) -> str:
     """The engine that runs `requested` here; an explicit "kernel" that cannot run is an error."""
-    if requested not in ENGINES:
-        raise ValueError(f"unknown engine {requested!r}; valid: {', '.join(ENGINES)}")
+    check_engine(requested)
     weight = next(model.parameters())
     kernel_fits = layout == GLU_LAYOUT and weight.device.type == "cpu"
     kernel_fits = kernel_fits and weight.dtype == torch.float32 and glu_kernel.available()
@@ -137,10 +135,9 @@ def captured_glu_values(tensors: dict[str, torch.Tensor | None], act: Callable) 
     """The four GLU hooks of one layer, as the model computed them where the capture saw its
     activation (else act(gate) again)."""
     gate, swish = tensors["gate"], tensors["act"]
-    if swish is None or swish.shape != gate.shape:
-        swish = act(gate)
-    linear, post = tensors["up"], tensors[HOOK_POST]
-    return {HOOK_PRE: gate, HOOK_PRE_LINEAR: linear, SWISH: swish, HOOK_POST: post}
+    if swish is not None and swish.shape != gate.shape:
+        swish = None
+    return glu_values(gate, tensors["up"], tensors[HOOK_POST], act, swish)
 
 
 @dataclass

@@ -6,3 +6,8 @@
 """
 
 ENGINES: tuple[str, ...] = ("auto", "kernel", "compiled", "eager")
+
+
+def check_engine(name: str) -> None:
+    if name not in ENGINES:
+        raise ValueError(f"unknown engine {name!r}; valid: {', '.join(ENGINES)}")

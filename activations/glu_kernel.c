@@ -23,7 +23,8 @@
 #include <stdlib.h>
 
 // glu_kernel.py writes in front of this file, from the layout in schema.py (layout_header()):
-//   NQ, NH, NP: quadrants, hooks and (quadrant, hook) max pairs;
+//   W: neurons per vector register (16 floats); NQ, NH, NP: quadrants, hooks and
+//     (quadrant, hook) max pairs;
 //   LOAD_TOKEN: v_<h> = hook h's 16 values of token t, read in place (in and post times
 //     `flip`; post the product of swish and in where `product`), and the quadrant masks in_q_<q>;
 //   STORE_COPY / LOAD_COPY: those values of token t into and out of the copy;
@@ -32,7 +33,6 @@
 //   POST_HOOK: hook_post's index.
 // Each accumulator is its own variable, so every one of them stays in a vector register.
 
-#define W 16  // neurons per vector
 #ifndef PREFETCH
 #define PREFETCH 12  // tokens ahead: 8 to 16 measured alike on a 2-core Xeon
 #endif

@@ -33,6 +33,7 @@ SOURCE = Path(__file__).with_name("glu_kernel.c")
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c11")
 FLIPPED_HOOKS = (HOOK_PRE_LINEAR, HOOK_POST)  # --refactor-glu flips the sign of these
 _pointer, _i64 = ctypes.c_void_p, ctypes.c_int64
+VECTOR = 16  # neurons per vector register (W in glu_kernel.c): 512 bits of float32
 
 
 def layout_header() -> str:
@@ -109,6 +110,7 @@ def layout_header() -> str:
 
     return "\n".join(
         [
+            f"#define W {VECTOR}",
             f"#define NQ {len(quadrants)}",
             f"#define NH {len(hooks)}",
             f"#define NP {len(pairs)}",
@@ -192,13 +194,7 @@ def available() -> bool:
     return load() is not None
 
 
-def usable_for(*tensors: torch.Tensor) -> bool:
-    """Whether the kernel can read these activations as they are: float32 on the CPU."""
-    return available() and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
-
-
 WAIT_SLOTS = 8  # documents of candidates that wait to enter their lists together
-VECTOR = 16  # neurons per vector, the kernel's W
 
 
 def waiting_room(n_pairs: int, n_neurons: int) -> list[torch.Tensor]:

@@ -100,14 +100,19 @@ def decode_max_key(key: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch
 
 
 def glu_values(
-    gate: torch.Tensor, linear: torch.Tensor, post: torch.Tensor, act: Callable
+    gate: torch.Tensor,
+    linear: torch.Tensor,
+    post: torch.Tensor,
+    act: Callable,
+    swish: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
-    """The four hooks of a GLU neuron in float32; the product is the model's own."""
+    """The four hooks of a GLU neuron in float32; the product is the model's own, and so is
+    act(gate) where the capture saw it (`swish`)."""
     gate = gate.float()
     return {
         HOOK_PRE: gate,
         HOOK_PRE_LINEAR: linear.float(),
-        SWISH: act(gate),
+        SWISH: act(gate) if swish is None else swish.float(),
         HOOK_POST: post.float(),
     }
 
