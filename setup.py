@@ -7,7 +7,10 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["registry*", "activations*", "activation_server*"]),
     include_package_data=True,
-    package_data={"activation_server": ["static/*"], "activations": ["glu_kernel.c"]},
+    package_data={
+        "activation_server": ["static/*", "static/js/*"],
+        "activations.collate": ["glu_kernel.c", "glu_kernel_layout.h"],
+    },
     install_requires=[
         "torch>=2.2",
         "transformers>=4.46",

@@ -6,9 +6,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from activations import cli as activations_cli
-from registry import cli as registry_cli
+import orjson
+
+from activations.collate.config import add_collate_arguments
+from activations.commands import run_command
+from registry import get_all_models, get_all_neuron_dataset_metadata
 from registry.plugins import REGISTER_ENV
+
+DEFAULT_RUN_DOCS = 192  # about ten minutes on 2 CPU cores
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,29 +25,43 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MODULE",
         help=f"import MODULE first so its registrations count (repeatable; also ${REGISTER_ENV})",
     )
+    common.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     parser = argparse.ArgumentParser(
         prog="neurons", description="Look inside the MLP neurons of gated language models."
     )
-    subparsers = parser.add_subparsers(dest="command", required=True)
-    registry_cli.add_commands(subparsers, common)
-    activations_cli.add_commands(subparsers, common)
-    serve = subparsers.add_parser(
-        "serve", parents=[common], help="serve records and live activations"
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, func, help: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, parents=[common], help=help)
+        sub.set_defaults(func=func)
+        return sub
+
+    datasets = command("datasets", cmd_datasets, "list registered neuron datasets")
+    datasets.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    datasets.add_argument("--model", help="only datasets of this model short name")
+    datasets.add_argument("--dst", help="only datasets of this derived scalar type")
+    models = command("models", cmd_models, "list registered models")
+    models.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_collate_arguments(
+        command(
+            "collate",
+            cmd_collate,
+            "run a model over a corpus and write one GLU quadrant record per neuron (Parquet)",
+        )
     )
-    _server_options(serve)
-    serve.set_defaults(func=cmd_serve)
-    run = subparsers.add_parser(
+    merge = command("merge", cmd_merge, "merge collated files over disjoint documents exactly")
+    merge.add_argument("files", nargs="+")
+    merge.add_argument("--out", required=True)
+    merge.add_argument("--overwrite", action="store_true")
+    _server_options(command("serve", cmd_serve, "serve records and live activations"))
+    run = command(
         "run",
-        parents=[common],
-        help="build the default dataset (embedded SmolLM2 over Shakespeare) if missing, then serve",
+        cmd_run,
+        "build the default dataset (embedded SmolLM2 over Shakespeare) if missing, then serve",
     )
     _server_options(run)
     run.add_argument("--max-docs", type=int, default=DEFAULT_RUN_DOCS)
-    run.set_defaults(func=cmd_run)
     return parser
-
-
-DEFAULT_RUN_DOCS = 192  # about ten minutes on 2 CPU cores
 
 
 def _server_options(parser: argparse.ArgumentParser) -> None:
@@ -52,6 +71,68 @@ def _server_options(parser: argparse.ArgumentParser) -> None:
         "--cors-origin", action="append", default=[], help="allow this origin (repeatable)"
     )
     parser.add_argument("--max-tokens", type=int, default=1024, help="per live text")
+
+
+# -- the registry -------------------------------------------------------------------------------
+
+
+def format_table(rows: list[dict[str, str]]) -> str:
+    """Left-aligned columns under a header, for terminals."""
+    if not rows:
+        return "(none)"
+    columns = list(rows[0])
+    widths = {c: max(len(c), *(len(str(r.get(c) or "")) for r in rows)) for c in columns}
+    lines = ["  ".join(c.ljust(widths[c]) for c in columns).rstrip()]
+    lines.append("  ".join("-" * widths[c] for c in columns))
+    for row in rows:
+        lines.append("  ".join(str(row.get(c) or "").ljust(widths[c]) for c in columns).rstrip())
+    return "\n".join(lines)
+
+
+def _print(records: list, args: argparse.Namespace, columns: list[str]) -> int:
+    if args.json:
+        dumped = [r.model_dump(mode="json", by_alias=True) for r in records]
+        sys.stdout.write(orjson.dumps(dumped, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        dumped = [r.model_dump(mode="json") for r in records]
+        rows = [{c: str(d[c] or "") for c in columns} for d in dumped]
+        print(format_table(rows))
+    return 0
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    records = get_all_neuron_dataset_metadata()
+    if args.model:
+        records = [r for r in records if r.short_name == args.model or r.model == args.model]
+    if args.dst:
+        records = [r for r in records if r.derived_scalar_type.value == args.dst]
+    columns = ["short_name", "derived_scalar_type", "format", "model", "corpus"]
+    return _print(records, args, [*columns, "neuron_dataset_path"])
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    columns = ["short_name", "hf_path_or_id", "gguf_file", "revision", "user_visible_name"]
+    return _print(get_all_models(), args, columns)
+
+
+# -- collation ----------------------------------------------------------------------------------
+
+
+def cmd_collate(args: argparse.Namespace) -> int:
+    from activations.collate.__main__ import collate_command
+
+    return collate_command(args)
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from activations.collate.merge import merge_files
+
+    path = merge_files(args.files, args.out, overwrite=args.overwrite)
+    print(f"wrote {path}")
+    return 0
+
+
+# -- serving ------------------------------------------------------------------------------------
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -95,7 +176,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return registry_cli.execute(build_parser().parse_args(argv))
+    return run_command(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

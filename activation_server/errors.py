@@ -1,4 +1,7 @@
-"""Every error is an answer: a JSON body whose `detail` says what was wrong, never a traceback."""
+"""Every error is an answer: a JSON body whose `detail` says what was wrong, never a traceback.
+
+One table maps the errors of every layer below to a status.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +12,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from activations.glu_reader import CorruptDatasetError, NeuronOutOfRangeError
-from activations.live import LiveRequestError
+from activations.models.live import LiveRequestError
+from activations.records.errors import RecordNotFoundError, UpstreamError, UpstreamTimeoutError
 from registry.errors import UnknownDatasetError, UnknownModelError
 
 log = logging.getLogger("activation_server")
@@ -24,23 +27,21 @@ class ServerBusyError(RuntimeError):
     """The live queue is full."""
 
 
-class UpstreamError(RuntimeError):
-    """A dataset source failed; status is 502 (bad or down) or 504 (timed out)."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-
-
+# First match wins: subclasses before their bases.
 STATUS: list[tuple[type[BaseException], int]] = [
     (UnknownDatasetError, 404),
     (UnknownModelError, 404),
-    (NeuronOutOfRangeError, 404),
+    (RecordNotFoundError, 404),
     (LiveRequestError, 404),
     (TooManyTokensError, 413),
     (ServerBusyError, 503),
-    (CorruptDatasetError, 502),
+    (UpstreamTimeoutError, 504),
+    (UpstreamError, 502),
 ]
+
+
+def status_of(error: BaseException) -> int | None:
+    return next((status for kind, status in STATUS if isinstance(error, kind)), None)
 
 
 def _json(status: int, detail: object) -> JSONResponse:
@@ -48,16 +49,11 @@ def _json(status: int, detail: object) -> JSONResponse:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    for exc_type, status in STATUS:
+    async def known(request: Request, exc: Exception):
+        return _json(status_of(exc) or 500, str(exc))
 
-        async def handler(request: Request, exc: Exception, status: int = status):
-            return _json(status, str(exc))
-
-        app.add_exception_handler(exc_type, handler)
-
-    @app.exception_handler(UpstreamError)
-    async def upstream(request: Request, exc: UpstreamError):
-        return _json(exc.status, str(exc))
+    for exc_type, _ in STATUS:
+        app.add_exception_handler(exc_type, known)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):

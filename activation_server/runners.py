@@ -1,4 +1,4 @@
-"""Loaded models and the micro-batching queue in front of them.
+"""The micro-batching queue in front of the loaded models (activations.models.pool).
 
 Requests wait in a bounded queue; one worker takes up to `micro_batch_size` of them at a time
 and runs them through one forward pass in a worker thread, so the event loop never blocks.
@@ -8,36 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 from dataclasses import dataclass, field
 
 from activation_server.errors import ServerBusyError
 from activation_server.settings import ServerSettings
-from activations.live import LiveRequest, ModelRunner, TextTrace
-from registry import get_model
-
-
-class RunnerPool:
-    """One ModelRunner per registered model, created on first use."""
-
-    def __init__(self, settings: ServerSettings):
-        self.settings = settings
-        self._runners: dict[str, ModelRunner] = {}
-        self._lock = threading.Lock()
-
-    def get(self, short_name: str) -> ModelRunner:
-        metadata = get_model(short_name)  # raises UnknownModelError listing the models
-        with self._lock:
-            runner = self._runners.get(short_name)
-            if runner is None:
-                runner = ModelRunner(
-                    metadata, self.settings.device, self.settings.max_tokens_per_request
-                )
-                self._runners[short_name] = runner
-            return runner
-
-    def loaded(self) -> list[str]:
-        return [name for name, runner in self._runners.items() if runner._model is not None]
+from activations.models.live import LiveRequest, ModelRunner, TextTrace
 
 
 @dataclass

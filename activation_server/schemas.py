@@ -1,52 +1,18 @@
-"""HTTP bodies, camelCase on the wire like neuron-explainer's API."""
+"""HTTP bodies of requests and of answers that are not records (activations.records.models
+has those), camelCase on the wire like neuron-explainer's API."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic import Field, model_validator
 
-from activations.derived_scalars import DerivedScalarType
-from registry.metadata import NeuronDatasetMetadata
-
-
-class ApiModel(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+from activations.records.source import DatasetShape
+from registry.metadata import CamelModel, NeuronDatasetMetadata
+from registry.vocabulary import DerivedScalarType
 
 
-class GluExample(ApiModel):
-    value: float
-    document_index: int
-    position: int | None = None
-    tokens: list[str] | None = None
-    """The document's tokens around the max (?context=N)."""
-    window_start: int | None = None
-    """Position in the document of tokens[0]."""
-    activations: dict[str, list[float]] | None = None
-    """This neuron's per-token values on `tokens`, by hook (?activations=true)."""
-
-
-class GluQuadrant(ApiModel):
-    name: str
-    freq: float | None
-    count: int | None = None
-    means: dict[str, float | None]
-    examples: dict[str, list[GluExample]]
-
-
-class GluNeuronRecord(ApiModel):
-    dataset: NeuronDatasetMetadata
-    layer: int
-    neuron: int
-    hook: str
-    quadrants: list[GluQuadrant]
-    file_metadata: dict[str, Any] = Field(default_factory=dict)
-    context_note: str | None = None
-    """Why examples carry no text, when they don't."""
-
-
-class NeuronRecordRequest(ApiModel):
+class NeuronRecordRequest(CamelModel):
     """neuron-explainer's POST /neuron_record body."""
 
     dst: DerivedScalarType
@@ -56,7 +22,7 @@ class NeuronRecordRequest(ApiModel):
     dataset_name: str | None = Field(default=None, max_length=200)
 
 
-class ActivationsRequest(ApiModel):
+class ActivationsRequest(CamelModel):
     model: str = Field(max_length=200)
     text: str | None = None
     texts: list[str] | None = None
@@ -80,21 +46,44 @@ class ActivationsRequest(ApiModel):
         return [self.text] if self.text is not None else list(self.texts or [])
 
 
-class NeuronTraceBody(ApiModel):
+class NeuronTraceBody(CamelModel):
     neuron: int
     values: list[float]
     quadrants: list[str | None] | None = None
 
 
-class TextTraceBody(ApiModel):
+class TextTraceBody(CamelModel):
     tokens: list[str]
     token_ids: list[int]
     neurons: list[NeuronTraceBody]
 
 
-class ActivationsResponse(ApiModel):
+class ActivationsResponse(CamelModel):
     model: str
     layer: int
     dst: DerivedScalarType
     hook: str
     results: list[TextTraceBody]
+
+
+class DatasetEntry(NeuronDatasetMetadata):
+    """A registered dataset, and what it holds where that is known without reading it."""
+
+    shape: DatasetShape | None = None
+    shape_note: str | None = None
+    """Why the shape is not given: not opened yet, missing, or a format without an index."""
+
+
+class HealthResponse(CamelModel):
+    status: str
+    models_loaded: list[str]
+    live_batches: int
+    live_requests: int
+
+
+class SchemaResponse(CamelModel):
+    """The vocabulary (registry.vocabulary.schema_description)."""
+
+    hooks: list[dict[str, Any]]
+    quadrants: list[dict[str, Any]]
+    derived_scalar_types: list[str]

@@ -59,15 +59,16 @@ def layer_subset(count: int, n_layers: int) -> list[int]:
 def flush(collator) -> None:
     """Every candidate into its list: the kernel's waiting ones, or the torch engines' buffer."""
     for accumulator in collator.accumulators.values():
-        accumulator.flush()
+        accumulator.settle()
 
 
 def run() -> FigureResult:
     from activations.collate import Collator
+    from activations.collate.heap import retained_heap
     from activations.corpus import load_corpus
-    from activations.heap import retained_heap
-    from activations.mlp_hooks import MlpCapture, find_mlp_sites
-    from activations.model_loading import load_model
+    from activations.models.adapters import find_mlp_sites
+    from activations.models.capture import MlpCapture
+    from activations.models.loading import load_model
     from registry import get_model
 
     result = FigureResult("collation")

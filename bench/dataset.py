@@ -20,9 +20,9 @@ MAX_TOKENS = 1024
 def write_random_dataset(path: Path, seed: int = 0) -> dict[str, float]:
     """Write the file (rows sorted by layer and neuron, row groups of 128, as collation does);
     returns the seconds it took and its size."""
-    from activations.records_io import accumulators_to_table, write_table_atomically
-    from activations.reduction import LayerAccumulator
-    from activations.schema import DEFAULT_TOP_K, GLU_LAYOUT
+    from activations.collate.accumulator import LayerAccumulator
+    from activations.collate.writer import accumulators_to_table, write_table_atomically
+    from activations.records.schema import DEFAULT_TOP_K, GLU_LAYOUT
 
     began = time.perf_counter()
     rng = np.random.default_rng(seed)

@@ -90,7 +90,7 @@ async def _measure(server: Server, model, tokenizer, texts: list[str]) -> dict:
 
 
 def run() -> FigureResult:
-    from activations.model_loading import load_model
+    from activations.models.loading import load_model
     from registry import get_model
 
     result = FigureResult("live")

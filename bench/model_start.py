@@ -83,7 +83,7 @@ def _child() -> None:
     from bench.common import peak_rss_mb, quiet_libraries
 
     quiet_libraries()
-    from activations.model_loading import load_model
+    from activations.models.loading import load_model
     from registry import get_model
 
     metadata = get_model(EMBEDDED_MODEL)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from activations.derived_scalars import DST_TO_HOOK, GLU_DSTS
 from registry.locations import default_dataset_path
 from registry.metadata import DatasetFormat
 from registry.registry import register_model, register_neuron_dataset_metadata
+from registry.vocabulary import GLU_SITES
 
 _OPENAI = "https://openaipublic.blob.core.windows.net/neuron-explainer"
 _AUTOENCODER = f"{_OPENAI}/gpt2_small/autoencoder_latent"
@@ -88,8 +88,8 @@ def register_builtins() -> None:
         gguf_file=EMBEDDED_GGUF,
         user_visible_name="SmolLM2-135M-Instruct (embedded)",
     )
-    for dst in GLU_DSTS:
-        hook = DST_TO_HOOK[dst]
+    for site in GLU_SITES:
+        dst, hook = site.dst, site.hook
         register_neuron_dataset_metadata(
             "olmo-7b",
             dst,

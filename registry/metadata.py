@@ -1,4 +1,5 @@
-"""The registry's records: frozen pydantic models with camelCase JSON like neuron-explainer's."""
+"""The registry's records, and the one camelCase base model every JSON body of this project uses
+(neuron-explainer's wire style)."""
 
 from __future__ import annotations
 
@@ -7,20 +8,20 @@ from enum import Enum
 from pydantic import BaseModel, ConfigDict, field_validator
 from pydantic.alias_generators import to_camel
 
-from activations.derived_scalars import DerivedScalarType
 from registry.paths import validate_path
+from registry.vocabulary import DerivedScalarType
 
 
-class CamelCaseModel(BaseModel):
-    """Frozen; serialises camelCase, accepts snake_case and camelCase."""
+class CamelModel(BaseModel):
+    """Serialises camelCase (dump with by_alias=True), accepts snake_case and camelCase."""
 
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        frozen=True,
-        extra="forbid",
-        use_enum_values=False,
-    )
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+class _RegistryEntry(CamelModel):
+    """Frozen (entries are shared) and strict about unknown fields."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class DatasetFormat(str, Enum):
@@ -30,7 +31,7 @@ class DatasetFormat(str, Enum):
     """One row per neuron in the OLMo-7B-0424 neuron-activations (GLU quadrant) schema."""
 
 
-class NeuronDatasetMetadata(CamelCaseModel):
+class NeuronDatasetMetadata(_RegistryEntry):
     short_name: str
     """Short name for the dataset, like "gpt2-small"."""
     derived_scalar_type: DerivedScalarType
@@ -55,7 +56,7 @@ class NeuronDatasetMetadata(CamelCaseModel):
         return (self.short_name, self.derived_scalar_type)
 
 
-class ModelMetadata(CamelCaseModel):
+class ModelMetadata(_RegistryEntry):
     short_name: str
     hf_path_or_id: str
     """A Hugging Face model id, a local folder, or "package:NAME" for a folder shipped in an

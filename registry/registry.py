@@ -4,18 +4,12 @@ from __future__ import annotations
 
 import difflib
 
-from activations.derived_scalars import DerivedScalarType
 from registry.errors import RegistryConflictError, UnknownDatasetError, UnknownModelError
 from registry.metadata import DatasetFormat, ModelMetadata, NeuronDatasetMetadata
+from registry.vocabulary import AUTOENCODER_KIND, DerivedScalarType
 
 NEURON_DATASET_METADATA_REGISTRY: dict[tuple[str, DerivedScalarType], NeuronDatasetMetadata] = {}
 MODEL_REGISTRY: dict[str, ModelMetadata] = {}
-
-_AUTOENCODER_KIND = {
-    DerivedScalarType.FLATTENED_ATTN_WRITE_TO_LATENT_SUMMED_OVER_HEADS: "attention ",
-    DerivedScalarType.ATTENTION_AUTOENCODER_LATENT: "attention ",
-    DerivedScalarType.MLP_AUTOENCODER_LATENT: "mlp ",
-}
 
 
 def _put(registry: dict, key: object, value: object, what: str) -> None:
@@ -122,7 +116,8 @@ def _unknown_dataset_message(short_name: str, dst: str, valid_dst: DerivedScalar
     lines.append("Available datasets are: " + ", ".join(f'("{n}", "{t}")' for n, t in keys) + ".")
     if short_name.endswith("_undefined"):
         # The seed registry's hint: the URL probably lacks the autoencoder name.
-        kind = _AUTOENCODER_KIND.get(valid_dst, "") if valid_dst else ""
+        kind = AUTOENCODER_KIND.get(valid_dst, "") if valid_dst else ""
+        kind = f"{kind} " if kind else ""
         lines.append(f"May need to specify the {kind}autoencoder name in the URL.")
     return "\n".join(lines)
 
@@ -139,7 +134,3 @@ def get_model(short_name: str) -> ModelMetadata:
         message += " Did you mean: " + ", ".join(f'"{c}"' for c in close) + "?"
     message += " Available models are: " + ", ".join(f'"{n}"' for n in names) + "."
     raise UnknownModelError(message)
-
-
-def datasets_of_format(fmt: DatasetFormat) -> list[NeuronDatasetMetadata]:
-    return [m for m in NEURON_DATASET_METADATA_REGISTRY.values() if m.format == fmt]

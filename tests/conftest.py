@@ -24,3 +24,13 @@ def restore_registry():
     _registry.NEURON_DATASET_METADATA_REGISTRY.update(datasets)
     _registry.MODEL_REGISTRY.clear()
     _registry.MODEL_REGISTRY.update(models)
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    """Tiny Llama, OLMo, Phi-3 (fused gate and in) and GPT-2 folders, made once per run."""
+    from tests.tiny import make_tiny_model
+
+    root = tmp_path_factory.mktemp("tiny-models")
+    archs = ("llama", "olmo", "phi3", "gpt2")
+    return {arch: make_tiny_model(arch, root / arch) for arch in archs}

@@ -12,7 +12,7 @@ from activation_server.app import create_app
 from activation_server.settings import ServerSettings
 from activations.collate import CollateConfig, collate
 from registry import registry as registry_store
-from tests.activations.conftest import make_tiny_model, random_documents, write_jsonl
+from tests.tiny import make_tiny_model, random_documents, write_jsonl
 
 N_DOCS = 9
 

@@ -7,7 +7,7 @@ import math
 import pyarrow.parquet as pq
 import pytest
 
-from activations.schema import QUADRANTS
+from activations.records.schema import QUADRANTS
 
 
 def test_record_matches_the_file(client, tiny_dataset):

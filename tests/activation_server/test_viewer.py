@@ -36,8 +36,11 @@ def test_page_and_assets_are_served_but_not_in_the_api_schema(client):
     for path in ("/", "/neuron/tiny-llama/mlp_post_act/1/5"):
         response = client.get(path)
         assert response.status_code == 200
-        assert 'src="/static/app.js"' in response.text
-    assert "pushState" in client.get("/static/app.js").text
+        assert '<script type="module" src="/static/js/main.js">' in response.text
+    for module in ("main", "nav", "record", "live", "tokens", "dom", "state"):
+        script = client.get(f"/static/js/{module}.js")
+        assert script.status_code == 200 and "javascript" in script.headers["content-type"]
+    assert "pushState" in client.get("/static/js/nav.js").text
     assert client.get("/static/style.css").headers["content-type"].startswith("text/css")
     assert client.get("/static/nope.js").status_code == 404
     paths = client.get("/openapi.json").json()["paths"]

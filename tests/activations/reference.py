@@ -27,6 +27,7 @@ def full_activations(
     exact index comparisons are meaningful.
     """
     mlps = [m for _, m in model.named_modules() if hasattr(m, "down_proj") or hasattr(m, "c_fc")]
+    fused = [hasattr(m, "gate_up_proj") for m in mlps]
     out = []
     for first in range(0, len(input_ids), batch_size):
         batch = input_ids[first : first + batch_size]
@@ -36,7 +37,10 @@ def full_activations(
         held: dict[int, dict] = {layer: {} for layer in range(len(mlps))}
         handles = []
         for layer, mlp in enumerate(mlps):
-            if hasattr(mlp, "gate_proj"):
+            if fused[layer]:  # Phi-3: one projection, gate then in
+                handles.append(mlp.gate_up_proj.register_forward_hook(_store(held[layer], "gu")))
+                handles.append(mlp.down_proj.register_forward_pre_hook(_store_in(held[layer])))
+            elif hasattr(mlp, "gate_proj"):
                 handles.append(mlp.gate_proj.register_forward_hook(_store(held[layer], "g")))
                 handles.append(mlp.up_proj.register_forward_hook(_store(held[layer], "u")))
                 handles.append(mlp.down_proj.register_forward_pre_hook(_store_in(held[layer])))
@@ -50,9 +54,14 @@ def full_activations(
             doc = {}
             for layer, mlp in enumerate(mlps):
                 doc[layer] = {name: t[row, : len(ids)] for name, t in held[layer].items()}
+                if "gu" in doc[layer]:
+                    both = doc[layer].pop("gu")
+                    half = both.shape[1] // 2
+                    doc[layer]["g"], doc[layer]["u"] = both[:, :half], both[:, half:]
                 if "g" in doc[layer]:
                     gate = torch.from_numpy(doc[layer]["g"].copy())
-                    doc[layer]["swish"] = mlp.act_fn(gate).numpy()
+                    act = mlp.activation_fn if fused[layer] else mlp.act_fn
+                    doc[layer]["swish"] = act(gate).numpy()
             out.append(doc)
     return out
 

@@ -38,7 +38,7 @@ def _normalise(value: Any, root: str) -> Any:
 def collate_tiny(root: Path) -> dict[str, Path]:
     import registry
     from activations.collate import CollateConfig, collate
-    from tests.activations.conftest import make_tiny_model, random_documents, write_jsonl
+    from tests.tiny import make_tiny_model, random_documents, write_jsonl
 
     model = make_tiny_model("llama", root / "model")
     corpus = write_jsonl(root / "docs.jsonl", random_documents(9, seed=5))
@@ -128,7 +128,7 @@ def answers(root: Path) -> dict[str, Any]:
 
     from activation_server.app import create_app
     from activation_server.settings import ServerSettings
-    from activations.records_io import read_metadata
+    from activations.collate.writer import read_metadata
 
     paths = collate_tiny(root)
     out: dict[str, Any] = {

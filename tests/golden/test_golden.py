@@ -43,7 +43,16 @@ def golden():
 
 @pytest.fixture(scope="module")
 def now(tmp_path_factory):
-    return answers(tmp_path_factory.mktemp("golden"))
+    from registry import registry as store
+
+    saved = dict(store.NEURON_DATASET_METADATA_REGISTRY), dict(store.MODEL_REGISTRY)
+    try:
+        return answers(tmp_path_factory.mktemp("golden"))
+    finally:  # a module fixture: leave the registry as the other tests expect it
+        store.NEURON_DATASET_METADATA_REGISTRY.clear()
+        store.NEURON_DATASET_METADATA_REGISTRY.update(saved[0])
+        store.MODEL_REGISTRY.clear()
+        store.MODEL_REGISTRY.update(saved[1])
 
 
 def test_collated_file_is_unchanged(now, golden):

@@ -21,8 +21,8 @@ import httpx
 import pyarrow.parquet as pq
 import pytest
 
-from tests.activations.conftest import make_tiny_model, random_documents, write_jsonl
 from tests.activations.reference import assert_columns_identical
+from tests.tiny import make_tiny_model, random_documents, write_jsonl
 
 pytestmark = pytest.mark.stress
 ROOT = Path(__file__).parents[2]

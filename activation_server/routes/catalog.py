@@ -1,0 +1,73 @@
+"""What the server knows: GET /datasets (with each dataset's shape), /models, /schema, /health."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from activation_server.schemas import DatasetEntry, HealthResponse, SchemaResponse
+from activation_server.services import Services, services
+from activations.records.errors import RecordError
+from activations.records.source import RecordSource
+from registry import (
+    ModelMetadata,
+    get_all_models,
+    get_all_neuron_dataset_metadata,
+)
+from registry.vocabulary import DerivedScalarType, schema_description
+
+router = APIRouter(tags=["catalog"])
+
+
+async def _entry(source: RecordSource, open_it: bool, timeout_s: float) -> DatasetEntry:
+    shape, note = await asyncio.to_thread(source.known_shape)
+    if shape is None and open_it:
+        try:
+            shape = await asyncio.wait_for(source.shape(), timeout_s)
+            note = None if shape is not None else note
+        except (RecordError, TimeoutError) as error:
+            note = str(error) or f"not opened within {timeout_s:g} s"
+    fields = source.metadata.model_dump()
+    return DatasetEntry(**fields, shape=shape, shape_note=note)
+
+
+@router.get("/datasets", response_model=list[DatasetEntry])
+async def datasets(
+    s: Annotated[Services, Depends(services)],
+    model: Annotated[str | None, Query(max_length=200)] = None,
+    dst: DerivedScalarType | None = None,
+    open: Annotated[bool, Query(description="open remote datasets to learn their shape")] = False,
+) -> list[DatasetEntry]:
+    """Registered datasets; each with its shape (layers, neurons per layer, top-k, hooks,
+    corpus) where it is known without reading a remote file, or with `open=true`."""
+    found = get_all_neuron_dataset_metadata()
+    if model:
+        found = [d for d in found if model in (d.model, d.short_name)]
+    if dst:
+        found = [d for d in found if d.derived_scalar_type == dst]
+    timeout = s.settings.upstream_timeout_s
+    return list(await asyncio.gather(*(_entry(s.sources.get(d), open, timeout) for d in found)))
+
+
+@router.get("/models", response_model=list[ModelMetadata])
+async def models() -> list[ModelMetadata]:
+    return get_all_models()
+
+
+@router.get("/schema", response_model=SchemaResponse)
+async def schema() -> SchemaResponse:
+    """The vocabulary: every GLU hook (its derived scalar type, label, card order) and every
+    quadrant, as the server's records name them."""
+    return SchemaResponse(**schema_description())
+
+
+@router.get("/health", response_model=HealthResponse)
+async def health(s: Annotated[Services, Depends(services)]) -> HealthResponse:
+    return HealthResponse(
+        status="ok",
+        models_loaded=s.models.loaded(),
+        live_batches=s.batcher.batches_run,
+        live_requests=s.batcher.requests_run,
+    )

@@ -1,0 +1,86 @@
+"""Neuron records: GET /neuron_record/... (ours) and POST /neuron_record (neuron-explainer's
+body), from every registered dataset through its record source."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, Depends, Path, Query
+from fastapi.responses import Response
+
+from activation_server.schemas import NeuronRecordRequest
+from activation_server.services import Services, services
+from activations.records.models import GluNeuronRecord, NeuronRecordResponse
+from activations.records.source import RecordQuery
+from registry import (
+    get_all_neuron_dataset_metadata,
+    get_neuron_dataset_metadata_by_short_name_and_dst,
+)
+from registry.errors import UnknownDatasetError
+
+router = APIRouter(tags=["records"])
+
+Layer = Annotated[int, Path(ge=0, le=1_000_000, description="zero-based layer index")]
+Neuron = Annotated[int, Path(ge=0, le=100_000_000, description="zero-based neuron index")]
+Name = Annotated[str, Path(max_length=200)]
+RecordAnswer = GluNeuronRecord | NeuronRecordResponse
+
+
+def json_response(content: object) -> Response:
+    """orjson straight to bytes: records are plain dicts, already JSON-ready."""
+    return Response(
+        orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json"
+    )
+
+
+async def answer_record(
+    services: Services, short_name: str, dst: str, layer: int, neuron: int, query: RecordQuery
+) -> Response:
+    metadata = get_neuron_dataset_metadata_by_short_name_and_dst(short_name, dst)
+    record = await services.sources.get(metadata).record(layer, neuron, query)
+    # Built from validated models: dumped here without validating them again on the way out.
+    return json_response(record.model_dump(mode="json", by_alias=True))
+
+
+@router.get("/neuron_record/{short_name}/{dst}/{layer}/{neuron}", response_model=RecordAnswer)
+async def get_neuron_record(
+    short_name: Name,
+    dst: Name,
+    layer: Layer,
+    neuron: Neuron,
+    s: Annotated[Services, Depends(services)],
+    hooks: Annotated[str, Query(pattern="^(dst|all)$")] = "dst",
+    context: Annotated[int, Query(ge=0, le=1024)] = 0,
+    activations: bool = False,
+) -> Response:
+    """A neuron's record. GLU datasets: per quadrant its freq, means and top examples for the
+    hook `dst` names (`hooks=all` for every hook); `context=N` adds each example's text around
+    its max, `activations=true` the neuron's values on it. neuron-explainer datasets: its shape
+    (`dataset`, `maxActivation`, `topActivations`, `randomSample`)."""
+    query = RecordQuery(all_hooks=hooks == "all", context=context, activations=activations)
+    return await answer_record(s, short_name, dst, layer, neuron, query)
+
+
+@router.post("/neuron_record", response_model=RecordAnswer)
+async def post_neuron_record(
+    body: NeuronRecordRequest, s: Annotated[Services, Depends(services)]
+) -> Response:
+    """neuron-explainer's request shape."""
+    short_name = body.short_name or body.dataset_name
+    if short_name is None:
+        candidates = [
+            d.short_name
+            for d in get_all_neuron_dataset_metadata()
+            if d.derived_scalar_type == body.dst
+        ]
+        if len(candidates) != 1:
+            raise UnknownDatasetError(
+                f'give "shortName": datasets of type "{body.dst.value}" are: '
+                + ", ".join(f'"{c}"' for c in candidates)
+            )
+        short_name = candidates[0]
+    query = RecordQuery()
+    return await answer_record(
+        s, short_name, body.dst, body.layer_index, body.activation_index, query
+    )

@@ -1,0 +1,215 @@
+"""collate(): run a model over a corpus and write one quadrant record per MLP neuron.
+
+Streaming and bounded: a batch of documents goes through the model once, each layer's neurons are
+reduced inside the forward pass (hooks), and only O(k·neurons) totals stay in memory. Checkpoints
+at batch boundaries make `--resume` give the same file as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from activations.collate.collator import Collator
+from activations.collate.config import CollateConfig
+from activations.collate.distributed import (
+    RankInfo,
+    combine,
+    finish,
+    init_distributed,
+    rank_device,
+    shard,
+)
+from activations.collate.heap import retained_heap
+from activations.collate.writer import accumulators_to_table, write_table_atomically
+from activations.corpus import Corpus, load_corpus
+from activations.models.loading import load_model
+from activations.records.schema import SCHEMA_VERSION
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def package_version() -> str:
+    try:
+        return version("glu-neurons")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)  # the output's folder may not exist yet
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def checkpoint_path(out: str | os.PathLike, rank: RankInfo | None = None) -> Path:
+    out = Path(out)
+    suffix = f".rank{rank.rank}-of-{rank.world_size}.ckpt" if rank else ".ckpt"
+    return out.with_name(out.name + suffix)
+
+
+def collate(config: CollateConfig, on_batch: Callable[[int], None] | None = None) -> Path:
+    """Run the whole collation and write the Parquet file; returns its path.
+
+    With `config.distributed` (under torchrun) every rank collates its share of the documents
+    and rank 0 writes the combined file. on_batch(next_document) is called after every batch
+    (tests use it to interrupt a run).
+    """
+    from registry import get_model
+
+    rank = init_distributed(config.device) if config.distributed else None
+    device = rank_device(config.device, rank) if rank else config.device
+    out = Path(config.out)
+    if out.exists() and not config.overwrite:
+        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+    model_metadata = get_model(config.model)
+    started = time.perf_counter()
+    model, tokenizer = load_model(model_metadata, device, DTYPES[config.dtype])
+    load_seconds = time.perf_counter() - started
+    corpus = load_corpus(config.corpus, tokenizer, config.max_tokens, config.text_column)
+    start, stop = config.doc_range or (0, len(corpus))
+    stop = min(stop, len(corpus))
+    if config.max_docs is not None:
+        stop = min(stop, start + config.max_docs)
+    if stop <= start:
+        raise ValueError(f"no documents to collate: corpus {corpus.name} has {len(corpus)}")
+    first, last = shard(start, stop, config.batch_size, rank) if rank else (start, stop)
+
+    collator = Collator(
+        model,
+        top_k=config.top_k,
+        layers=config.layers,
+        refactor_glu=config.refactor_glu,
+        engine=config.engine,
+    )
+    ckpt = checkpoint_path(out, rank)
+    fingerprint = f"{config.fingerprint()}/{first}-{last}"
+    next_doc = first
+    if config.resume and ckpt.exists():
+        saved = torch.load(ckpt, weights_only=False)
+        if saved["fingerprint"] != fingerprint:
+            raise ValueError(
+                f"checkpoint {ckpt} was made with other settings ({saved['config']}); "
+                "rerun with the same settings, or without --resume to start over"
+            )
+        collator.load_state_dict(saved["state"])
+        next_doc = saved["next_doc"]
+
+    progress = config.progress and (rank is None or rank.is_main)
+    run = _Run(collator, tokenizer, corpus, config, ckpt, fingerprint, progress)
+    with retained_heap():
+        run_docs = run.documents(first, next_doc, last, on_batch)
+    n_tokens, n_documents = collator.n_tokens, collator.n_documents
+    if rank:
+        n_tokens, n_documents = combine(collator.accumulators, [n_tokens, n_documents])
+    if rank is None or rank.is_main:
+        metadata = _file_metadata(config, model_metadata, corpus, collator, start, stop, model)
+        metadata.update(
+            n_tokens=n_tokens,
+            n_documents=n_documents,
+            load_seconds=round(load_seconds, 3),
+            documents_this_run=run_docs,
+            world_size=rank.world_size if rank else 1,
+        )
+        table = accumulators_to_table(collator.accumulators, n_tokens, metadata)
+        write_table_atomically(table, out, config.rows_per_group)
+    if rank:
+        finish()  # every rank waits for the file before dropping its checkpoint
+    ckpt.unlink(missing_ok=True)
+    return out
+
+
+@dataclass
+class _Run:
+    collator: Collator
+    tokenizer: Any
+    corpus: Corpus
+    config: CollateConfig
+    ckpt: Path
+    fingerprint: str
+    progress: bool
+
+    def documents(
+        self, first: int, next_doc: int, last: int, on_batch: Callable[[int], None] | None
+    ) -> int:
+        """Batches of [first, last) from `next_doc` on; returns how many documents ran."""
+        config, collator = self.config, self.collator
+        bar = tqdm(
+            total=last - first,
+            initial=next_doc - first,
+            unit="doc",
+            desc=f"collate {config.model}",
+            disable=not self.progress,
+        )
+        device = collator.accumulators[collator.layers[0]].device
+        began, tokens, last_saved = time.perf_counter(), 0, next_doc
+        for batch_start in range(next_doc, last, config.batch_size):
+            batch_stop = min(batch_start + config.batch_size, last)
+            encoded = self.tokenizer(
+                list(self.corpus.documents[batch_start:batch_stop]),
+                padding=True,
+                truncation=True,
+                max_length=config.max_tokens,
+                return_tensors="pt",
+            )
+            collator.add_batch(
+                encoded["input_ids"].to(device),
+                encoded["attention_mask"].to(device),
+                torch.arange(batch_start, batch_stop),
+            )
+            tokens += int(encoded["attention_mask"].sum())
+            bar.update(batch_stop - batch_start)
+            bar.set_postfix(tok_per_s=f"{tokens / (time.perf_counter() - began):.0f}")
+            if batch_stop - last_saved >= config.checkpoint_every and batch_stop < last:
+                self.save(batch_stop)
+                last_saved = batch_stop
+            if on_batch is not None:
+                on_batch(batch_stop)
+        bar.close()
+        return last - next_doc
+
+    def save(self, next_doc: int) -> None:
+        _save_checkpoint(
+            self.ckpt,
+            {
+                "fingerprint": self.fingerprint,
+                "config": asdict(self.config),
+                "next_doc": next_doc,
+                "state": self.collator.state_dict(),
+            },
+        )
+
+
+def _file_metadata(config, model_metadata, corpus, collator, start, stop, model) -> dict[str, Any]:
+    return {
+        "version": package_version(),
+        "schema_version": SCHEMA_VERSION,
+        "model": model_metadata.short_name,
+        "model_path": model_metadata.hf_path_or_id,
+        "gguf_file": model_metadata.gguf_file,
+        "revision": model_metadata.revision,
+        "architecture": type(model).__name__,
+        "hidden_act": getattr(model.config, "hidden_act", None)
+        or getattr(model.config, "activation_function", None),
+        "corpus": corpus.name,
+        "documents": [start, stop],
+        "n_documents": collator.n_documents,
+        "n_tokens": collator.n_tokens,
+        "top_k": collator.top_k,
+        "max_tokens": config.max_tokens,
+        "layers": collator.layers,
+        "n_neurons": collator.sites[0].n_neurons,
+        "layout": "glu" if collator.sites[0].is_glu else "plain",
+        "refactor_glu": collator.refactor_glu,
+        "dtype": config.dtype,
+        "batch_size": config.batch_size,
+    }

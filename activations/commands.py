@@ -1,0 +1,25 @@
+"""Running a command-line command: user registrations first, and every expected error one line
+on stderr with exit status 2 (a traceback only with --debug)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from registry.plugins import PluginError, load_register_modules
+
+EXPECTED_ERRORS = (PluginError, LookupError, ValueError, FileExistsError, FileNotFoundError)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    try:
+        load_register_modules(getattr(args, "register", []))
+        return args.func(args)
+    except EXPECTED_ERRORS as error:
+        if getattr(args, "debug", False):
+            raise
+        print(f"neurons: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("neurons: interrupted (a collation resumes from its checkpoint with --resume)")
+        return 130

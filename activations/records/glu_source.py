@@ -1,0 +1,207 @@
+"""GLU quadrant records from Parquet datasets (glu_parquet), through the record-source protocol.
+
+A record reads one row's columns (only those its answer shows), caches the answer, and with
+?context=N adds each example's text and, on request, the neuron's values on it (context.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+from typing import Any
+
+from activations.records.context import ExampleText
+from activations.records.errors import RecordError, RecordNotFoundError
+from activations.records.glu_parquet import GluParquetDataset
+from activations.records.lru import LruCache
+from activations.records.models import GluExample, GluNeuronRecord, GluQuadrant
+from activations.records.schema import (
+    RecordLayout,
+    count_column,
+    freq_column,
+    has_max,
+    layout_of_columns,
+    max_indices_column,
+    max_positions_column,
+    max_values_column,
+    mean_column,
+)
+from activations.records.source import (
+    DatasetShape,
+    ModelProvider,
+    RecordQuery,
+    SourceSettings,
+)
+from activations.records.storage import classify_error
+from registry.metadata import NeuronDatasetMetadata
+from registry.paths import local_path
+from registry.vocabulary import DST_TO_HOOK, HOOK_POST
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
+class GluRecords:
+    """What every GLU source shares: one reader per file path, one cache of answers, and the
+    corpora and model used for example text."""
+
+    def __init__(self, models: ModelProvider, settings: SourceSettings) -> None:
+        self.settings = settings
+        self.text = ExampleText(models)
+        self.cache: LruCache[tuple, GluNeuronRecord] = LruCache(settings.cache_size)
+        self._datasets: dict[str, GluParquetDataset] = {}
+        self._lock = threading.Lock()
+
+    def dataset(self, path: str) -> GluParquetDataset:
+        with self._lock:
+            if path not in self._datasets:
+                self._datasets[path] = GluParquetDataset(path)
+            return self._datasets[path]
+
+    def source(self, metadata: NeuronDatasetMetadata) -> GluSource:
+        return GluSource(metadata, self)
+
+    async def close(self) -> None:
+        with self._lock:
+            datasets, self._datasets = list(self._datasets.values()), {}
+        for dataset in datasets:
+            dataset.close()
+
+
+class GluSource:
+    def __init__(self, metadata: NeuronDatasetMetadata, shared: GluRecords) -> None:
+        self.metadata = metadata
+        self.shared = shared
+        self.hook = DST_TO_HOOK.get(metadata.derived_scalar_type, HOOK_POST)
+
+    @property
+    def dataset(self) -> GluParquetDataset:
+        return self.shared.dataset(self.metadata.neuron_dataset_path)
+
+    def _shape(self, description: dict[str, Any]) -> DatasetShape:
+        file_metadata = description.get("metadata") or {}
+        layout = layout_of_columns(description["columns"])
+        return DatasetShape(
+            layers=description["layers"],
+            neurons_per_layer=description["n_neurons"],
+            top_k=description["top_k"],
+            hooks=list(layout.hooks),
+            corpus=file_metadata.get("corpus") or self.metadata.corpus,
+        )
+
+    def known_shape(self) -> tuple[DatasetShape | None, str | None]:
+        if not self.dataset.is_open:
+            local = local_path(self.metadata.neuron_dataset_path)
+            if local is None:
+                return None, "a remote dataset: its shape is known once it is opened"
+            try:  # a local file's footers: a millisecond
+                return self._shape(self.dataset.describe()), None
+            except (RecordError, OSError) as error:
+                return None, str(self._error(error))
+        return self._shape(self.dataset.describe()), None
+
+    async def shape(self) -> DatasetShape:
+        try:
+            description = await asyncio.to_thread(self.dataset.describe)
+        except (RecordError, OSError) as error:
+            raise self._error(error) from None
+        return self._shape(description)
+
+    async def record(self, layer: int, neuron: int, query: RecordQuery) -> GluNeuronRecord:
+        key = (self.metadata.key, self.metadata.neuron_dataset_path, layer, neuron, query)
+        cached = self.shared.cache.get(key)
+        if cached is not None:
+            return cached
+        record = await asyncio.to_thread(self._build, layer, neuron, query)
+        self.shared.cache.put(key, record)
+        return record
+
+    async def close(self) -> None:
+        self.dataset.close()
+
+    def _error(self, error: Exception) -> RecordError:
+        """A file-system or reader error, with the dataset and what to do."""
+        source = self.metadata.neuron_dataset_path
+        if not isinstance(error, RecordError):
+            error = classify_error(source, error)
+        if isinstance(error, RecordNotFoundError):
+            hint = ""
+            if local_path(source) is not None and self.metadata.model:
+                build = f"neurons collate --model {self.metadata.model} --out {source}"
+                hint = f"; build it with `{build}`"
+            return RecordNotFoundError(f"dataset {source} does not exist ({error}){hint}")
+        return error
+
+    def _read(self, layer: int, neuron: int, hooks: list[str] | None) -> tuple:
+        """The row's columns for these hooks' examples (all hooks: None) and every summary:
+        a cold read decodes only what the answer shows."""
+        dataset = self.dataset
+        try:
+            columns = None
+            if hooks is not None:
+                available = dataset.columns
+                layout = layout_of_columns(available)
+                wanted = [freq_column(q) for q in layout.quadrants]
+                wanted += [count_column(q) for q in layout.quadrants]
+                wanted += [mean_column(q, h) for q in layout.quadrants for h in layout.hooks]
+                for q, h in layout.max_pairs():
+                    if h in hooks:
+                        wanted += [max_values_column(q, h), max_indices_column(q, h)]
+                        wanted.append(max_positions_column(q, h))
+                columns = [c for c in wanted if c in available]
+            row = dataset.read_record(layer, neuron, columns)
+            return row, dataset.describe()
+        except RecordNotFoundError:
+            raise
+        except (RecordError, OSError) as error:
+            raise self._error(error) from None
+
+    def _build(self, layer: int, neuron: int, query: RecordQuery) -> GluNeuronRecord:
+        row, description = self._read(layer, neuron, None if query.all_hooks else [self.hook])
+        file_metadata = description.get("metadata") or {}
+        layout: RecordLayout = layout_of_columns(list(row))
+        hooks = [h for h in layout.hooks if query.all_hooks or h == self.hook]
+        quadrants = []
+        for q in layout.quadrants:
+            examples = {}
+            for h in hooks:
+                if not has_max(q, h) or max_values_column(q, h) not in row:
+                    continue
+                positions = row.get(max_positions_column(q, h)) or []
+                items = zip(
+                    row[max_values_column(q, h)], row[max_indices_column(q, h)], strict=True
+                )
+                examples[h] = [
+                    GluExample(
+                        value=value,
+                        document_index=doc,
+                        position=positions[i] if i < len(positions) else None,
+                    )
+                    for i, (value, doc) in enumerate(items)
+                    if doc >= 0
+                ]
+            quadrants.append(
+                GluQuadrant(
+                    name=q,
+                    freq=_float(row.get(freq_column(q))),
+                    count=row.get(count_column(q)),
+                    means={h: _float(row.get(mean_column(q, h))) for h in layout.hooks},
+                    examples=examples,
+                )
+            )
+        record = GluNeuronRecord(
+            dataset=self.metadata,
+            layer=layer,
+            neuron=neuron,
+            hook=self.hook,
+            quadrants=quadrants,
+            file_metadata=file_metadata,
+        )
+        if query.context > 0:
+            context = min(query.context, self.shared.settings.max_context)
+            record.context_note = self.shared.text.add(
+                record, self.metadata, file_metadata, context, query.activations
+            )
+        return record

@@ -1,0 +1,78 @@
+"""What a neuron record is, as the Python API gives it and the server answers it (camelCase on
+the wire): GLU quadrant records, and neuron-explainer's shape for its own datasets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ConfigDict, Field
+
+from activations.records.tdb_json import ActivationRecord, NeuronRecord
+from registry.metadata import CamelModel, NeuronDatasetMetadata
+
+
+class GluExample(CamelModel):
+    value: float
+    document_index: int
+    position: int | None = None
+    tokens: list[str] | None = None
+    """The document's tokens around the max (?context=N)."""
+    window_start: int | None = None
+    """Position in the document of tokens[0]."""
+    activations: dict[str, list[float]] | None = None
+    """This neuron's per-token values on `tokens`, by hook (?activations=true)."""
+
+
+class GluQuadrant(CamelModel):
+    name: str
+    freq: float | None
+    count: int | None = None
+    means: dict[str, float | None]
+    examples: dict[str, list[GluExample]]
+
+
+class GluNeuronRecord(CamelModel):
+    dataset: NeuronDatasetMetadata
+    layer: int
+    neuron: int
+    hook: str
+    quadrants: list[GluQuadrant]
+    file_metadata: dict[str, Any] = Field(default_factory=dict)
+    context_note: str | None = None
+    """Why examples carry no text, when they don't."""
+
+
+class ActivationRecordResponse(CamelModel):
+    model_config = ConfigDict(frozen=True)
+
+    tokens: list[str]
+    activations: list[float]
+
+
+class NeuronRecordResponse(CamelModel):
+    """What neuron-explainer's server answers for one neuron (dump with by_alias=True)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    dataset: str
+    """The dataset's path or registered name."""
+    max_activation: float
+    top_activations: list[ActivationRecordResponse]
+    random_sample: list[ActivationRecordResponse]
+
+
+def _response_records(records: list[ActivationRecord]) -> list[ActivationRecordResponse]:
+    # Already validated: construct without validating the token and activation lists again.
+    return [
+        ActivationRecordResponse.model_construct(tokens=r.tokens, activations=r.activations)
+        for r in records
+    ]
+
+
+def neuron_record_response(record: NeuronRecord, dataset: str) -> NeuronRecordResponse:
+    return NeuronRecordResponse(
+        dataset=dataset,
+        max_activation=record.max_activation,
+        top_activations=_response_records(record.most_positive_activation_records),
+        random_sample=_response_records(record.random_sample),
+    )

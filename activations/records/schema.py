@@ -1,0 +1,102 @@
+"""The GLU quadrant record's column names and Parquet schema, defined once.
+
+Columns follow the published OLMo-7B-0424 neuron-activations dataset exactly (names, order,
+dtypes); this project's extensions (max positions, exact float64 sums and counts) come after them.
+The quadrants and hooks themselves are the vocabulary's (registry.vocabulary).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from registry.vocabulary import (
+    ALL_TOKENS,
+    CARD_HOOK_ORDER,
+    GLU_HOOKS,
+    PLAIN_HOOKS,
+    QUADRANTS,
+    has_max,
+)
+
+# Every row's key, sorted by: (layer, neuron).
+KEY_COLUMNS: tuple[str, ...] = ("layer", "neuron")
+DEFAULT_TOP_K = 16
+SCHEMA_VERSION = "1"
+METADATA_KEY = b"neurons"
+
+
+def freq_column(quadrant: str) -> str:
+    return f"{quadrant}_freq"
+
+
+def mean_column(quadrant: str, hook: str) -> str:
+    return f"{quadrant}_{hook}_mean"
+
+
+def max_values_column(quadrant: str, hook: str) -> str:
+    return f"{quadrant}_{hook}_max_values"
+
+
+def max_indices_column(quadrant: str, hook: str) -> str:
+    return f"{quadrant}_{hook}_max_indices"
+
+
+def max_positions_column(quadrant: str, hook: str) -> str:
+    return f"{quadrant}_{hook}_max_positions"
+
+
+def count_column(quadrant: str) -> str:
+    return f"{quadrant}_count"
+
+
+def sum_column(quadrant: str, hook: str) -> str:
+    return f"{quadrant}_{hook}_sum"
+
+
+@dataclass(frozen=True)
+class RecordLayout:
+    """Which quadrants and hooks a record has: the GLU layout, or the one of plain MLPs."""
+
+    quadrants: tuple[str, ...]
+    hooks: tuple[str, ...]
+
+    def max_pairs(self) -> list[tuple[str, str]]:
+        return [(q, h) for q in self.quadrants for h in self.hooks if has_max(q, h)]
+
+    def card_fields(self) -> list[pa.Field]:
+        """The columns of the published dataset, in its order."""
+        fields = [pa.field(name, pa.int64()) for name in KEY_COLUMNS]
+        for q in self.quadrants:
+            fields.append(pa.field(freq_column(q), pa.float32()))
+            for h in CARD_HOOK_ORDER:
+                if h not in self.hooks:
+                    continue
+                if has_max(q, h):
+                    fields.append(pa.field(max_values_column(q, h), pa.list_(pa.float32())))
+                    fields.append(pa.field(max_indices_column(q, h), pa.list_(pa.int64())))
+                fields.append(pa.field(mean_column(q, h), pa.float32()))
+        return fields
+
+    def extension_fields(self) -> list[pa.Field]:
+        """Ours: positions of each max in its document, and exact sums and counts for merging."""
+        fields = [
+            pa.field(max_positions_column(q, h), pa.list_(pa.int64())) for q, h in self.max_pairs()
+        ]
+        for q in self.quadrants:
+            fields.append(pa.field(count_column(q), pa.int64()))
+            fields.extend(pa.field(sum_column(q, h), pa.float64()) for h in self.hooks)
+        return fields
+
+    def arrow_schema(self) -> pa.Schema:
+        return pa.schema(self.card_fields() + self.extension_fields())
+
+
+GLU_LAYOUT = RecordLayout(quadrants=QUADRANTS, hooks=GLU_HOOKS)
+PLAIN_LAYOUT = RecordLayout(quadrants=(ALL_TOKENS,), hooks=PLAIN_HOOKS)
+
+
+def layout_of_columns(names: list[str]) -> RecordLayout:
+    """Which layout a file's columns are in (the published dataset's or ours)."""
+    return GLU_LAYOUT if freq_column(QUADRANTS[0]) in names else PLAIN_LAYOUT

@@ -1,0 +1,97 @@
+"""One protocol for every dataset format: what a dataset holds (its shape) and one neuron's
+record. The server, the Python API and the viewer's catalog read every format through it.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Protocol
+
+from activations.records.models import GluNeuronRecord, NeuronRecordResponse
+from registry.metadata import CamelModel, DatasetFormat, NeuronDatasetMetadata
+
+
+class DatasetShape(CamelModel):
+    """What a dataset holds, from its index alone (no record read)."""
+
+    layers: list[int]
+    neurons_per_layer: int
+    top_k: int | None
+    """Examples kept per quadrant and hook."""
+    hooks: list[str]
+    corpus: str | None
+    """What the examples' document indices point into."""
+
+
+@dataclass(frozen=True)
+class RecordQuery:
+    """What a record should carry beyond its summary."""
+
+    all_hooks: bool = False
+    """Top examples of every hook, not only the one the dataset's type names."""
+    context: int = 0
+    """Tokens of text on each side of each example's max (0: no text)."""
+    activations: bool = False
+    """The neuron's per-token values on that text (needs the model)."""
+
+
+Record = GluNeuronRecord | NeuronRecordResponse
+
+
+class RecordSource(Protocol):
+    metadata: NeuronDatasetMetadata
+
+    def known_shape(self) -> tuple[DatasetShape | None, str | None]:
+        """The shape if known without reading anything, else None and why."""
+
+    async def shape(self) -> DatasetShape | None:
+        """The shape, opening the dataset if needed (None where the format has none)."""
+
+    async def record(self, layer: int, neuron: int, query: RecordQuery) -> Record:
+        """One neuron's record; raises the errors of activations.records.errors."""
+
+    async def close(self) -> None: ...
+
+
+class ModelProvider(Protocol):
+    """Where sources get a model (tokenizer, per-token values) for example text."""
+
+    def get(self, short_name: str): ...
+
+
+@dataclass(frozen=True)
+class SourceSettings:
+    cache_size: int = 4096
+    """Records kept in memory, per format."""
+    max_context: int = 64
+    """Tokens shown on each side of an example's max, at most."""
+    upstream_timeout_s: float = 10.0
+
+
+class RecordSources:
+    """A source per registered dataset, made on first use; datasets of one file share it."""
+
+    def __init__(self, models: ModelProvider, settings: SourceSettings | None = None) -> None:
+        from activations.records.glu_source import GluRecords
+        from activations.records.tdb_source import TdbRecords
+
+        settings = settings or SourceSettings()
+        self._formats = {
+            DatasetFormat.GLU_PARQUET: GluRecords(models, settings),
+            DatasetFormat.TDB_JSON: TdbRecords(settings),
+        }
+        self._sources: dict[tuple, RecordSource] = {}
+        self._lock = threading.Lock()
+
+    def get(self, metadata: NeuronDatasetMetadata) -> RecordSource:
+        key = (metadata.key, metadata)
+        with self._lock:
+            source = self._sources.get(key)
+            if source is None:
+                source = self._sources[key] = self._formats[metadata.format].source(metadata)
+            return source
+
+    async def close(self) -> None:
+        for records in self._formats.values():
+            await records.close()

@@ -1,0 +1,54 @@
+"""neuron-explainer (`tdb_json`) records over any supported source, through the record-source
+protocol, answered in neuron-explainer's shape."""
+
+from __future__ import annotations
+
+from activations.records.errors import RecordError, in_context
+from activations.records.models import NeuronRecordResponse, neuron_record_response
+from activations.records.source import DatasetShape, RecordQuery, SourceSettings
+from activations.records.storage import SourceReader
+from activations.records.tdb_store import TdbRecordStore
+from registry.metadata import NeuronDatasetMetadata
+from registry.vocabulary import TOKEN_PAIR_DSTS
+
+
+class TdbRecords:
+    """What every neuron-explainer source shares: one reader (one aiohttp session) and one LRU
+    of parsed records."""
+
+    def __init__(self, settings: SourceSettings) -> None:
+        self.reader = SourceReader(timeout_s=settings.upstream_timeout_s)
+        self.store = TdbRecordStore(self.reader, cache_size=settings.cache_size)
+
+    def source(self, metadata: NeuronDatasetMetadata) -> TdbSource:
+        return TdbSource(metadata, self.store)
+
+    async def close(self) -> None:
+        await self.reader.close()
+
+
+class TdbSource:
+    NO_SHAPE = "a neuron-explainer dataset: one file per neuron, and no index of them"
+
+    def __init__(self, metadata: NeuronDatasetMetadata, store: TdbRecordStore) -> None:
+        self.metadata = metadata
+        self.store = store
+
+    def known_shape(self) -> tuple[DatasetShape | None, str | None]:
+        return None, self.NO_SHAPE
+
+    async def shape(self) -> DatasetShape | None:
+        return None
+
+    async def record(self, layer: int, neuron: int, query: RecordQuery) -> NeuronRecordResponse:
+        path = self.metadata.neuron_dataset_path
+        token_pairs = self.metadata.derived_scalar_type in TOKEN_PAIR_DSTS
+        try:
+            record = await self.store.get(path, layer, neuron, token_pairs=token_pairs)
+        except RecordError as error:
+            context = f"no record for layer {layer} neuron {neuron} in {path}"
+            raise in_context(error, context) from None
+        return neuron_record_response(record, self.metadata.short_name)
+
+    async def close(self) -> None:
+        pass

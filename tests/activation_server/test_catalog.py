@@ -1,0 +1,72 @@
+"""GET /datasets with each dataset's shape, GET /schema: what the viewer reads instead of
+guessing from error messages."""
+
+from __future__ import annotations
+
+import registry
+from registry.vocabulary import GLU_HOOKS, QUADRANTS
+from tests.servers import RangeServer
+
+
+def entry(client, short_name: str, dst: str = "mlp_post_act", **query) -> dict:
+    params = {"model": short_name, "dst": dst, **query}
+    found = [
+        d for d in client.get("/datasets", params=params).json() if d["shortName"] == short_name
+    ]
+    assert len(found) == 1
+    return found[0]
+
+
+def test_a_local_dataset_has_its_shape(client, tiny_dataset):
+    got = entry(client, "tiny-llama")
+    assert got["shape"] == {
+        "layers": [0, 1],
+        "neuronsPerLayer": 24,
+        "topK": 4,
+        "hooks": list(GLU_HOOKS),
+        "corpus": str(tiny_dataset["corpus"].resolve()),
+    }
+    assert got["shapeNote"] is None
+    assert got["neuronDatasetPath"] == str(tiny_dataset["parquet"])  # the registry's fields stay
+
+
+def test_a_missing_local_dataset_says_how_to_build_it(client, tmp_path):
+    missing = tmp_path / "nope.parquet"
+    registry.register_neuron_dataset_metadata(
+        "ghost", "mlp_post_act", "Ghost", str(missing), format="glu_parquet", model="tiny-llama"
+    )
+    got = entry(client, "ghost")
+    assert got["shape"] is None
+    assert "does not exist" in got["shapeNote"] and "neurons collate" in got["shapeNote"]
+
+
+def test_a_remote_dataset_is_not_opened_unless_asked(client, tiny_dataset):
+    server = RangeServer({"/tiny.parquet": tiny_dataset["parquet"].read_bytes()})
+    try:
+        registry.register_neuron_dataset_metadata(
+            "far", "mlp_post_act", "Far", server.url("/tiny.parquet"), format="glu_parquet"
+        )
+        got = entry(client, "far")
+        assert got["shape"] is None and "once it is opened" in got["shapeNote"]
+        assert server.requests == []  # listing the catalog read nothing
+        opened = entry(client, "far", open="true")
+        assert opened["shape"]["layers"] == [0, 1] and opened["shape"]["neuronsPerLayer"] == 24
+        assert server.requests  # the footers
+        # now open: known without asking
+        assert entry(client, "far")["shape"] == opened["shape"]
+    finally:
+        server.close()
+
+
+def test_neuron_explainer_datasets_have_no_index(client):
+    got = entry(client, "gpt2-small", "attn_write_norm", open="true")
+    assert got["shape"] is None and "no index" in got["shapeNote"]
+
+
+def test_schema_is_the_vocabulary(client):
+    schema = client.get("/schema").json()
+    assert [h["hook"] for h in schema["hooks"]] == list(GLU_HOOKS)
+    assert [q["name"] for q in schema["quadrants"]] == list(QUADRANTS)
+    post = next(h for h in schema["hooks"] if h["hook"] == "hook_post")
+    assert post["dst"] == "mlp_post_act" and post["flipsWithRefactor"] is True
+    assert "mlp_autoencoder_latent" in schema["derivedScalarTypes"]

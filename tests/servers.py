@@ -1,0 +1,64 @@
+"""Local HTTP servers that tests read from, speaking the real protocols (HTTP Range)."""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class RangeServer:
+    """Serves files from memory over HTTP with Range support, counting the body bytes sent."""
+
+    def __init__(self, files: dict[str, bytes]) -> None:
+        self.files = files
+        self.bytes_sent = 0
+        self.requests: list[str | None] = []
+        lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_HEAD(self):
+                self.respond(body=False)
+
+            def do_GET(self):
+                self.respond(body=True)
+
+            def respond(self, body: bool) -> None:
+                data = server.files.get(self.path)
+                if data is None:
+                    self.send_error(404)
+                    return
+                start, end, status = 0, len(data) - 1, 200
+                spec = self.headers.get("Range")
+                if spec:
+                    first, last = spec.removeprefix("bytes=").split("-")
+                    if first:
+                        start, end = int(first), min(int(last or end), end)
+                    else:
+                        start = max(0, len(data) - int(last))
+                    status = 206
+                self.send_response(status)
+                self.send_header("Accept-Ranges", "bytes")
+                self.send_header("Content-Length", str(end - start + 1))
+                if status == 206:
+                    self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
+                self.end_headers()
+                if body:
+                    with lock:
+                        server.bytes_sent += end - start + 1
+                        server.requests.append(spec)
+                    self.wfile.write(data[start : end + 1])
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}{name}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
