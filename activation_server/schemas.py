@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import AliasChoices, Field, model_validator
 
 from activations.records.source import DatasetShape
 from registry.metadata import CamelModel, NeuronDatasetMetadata
@@ -28,7 +28,13 @@ class ActivationsRequest(CamelModel):
     texts: list[str] | None = None
     layer: int = Field(ge=0, le=1_000_000)
     neurons: list[int] | None = Field(default=None, max_length=4096)
-    top_k: int | None = Field(default=None, ge=1, le=4096)
+    top_neurons: int | None = Field(
+        default=None,
+        ge=1,
+        le=4096,
+        validation_alias=AliasChoices("topNeurons", "top_neurons", "topK"),
+        description="the neurons of largest max |value| over the texts (`topK` is an older name)",
+    )
     dst: DerivedScalarType = DerivedScalarType.MLP_POST_ACT
 
     @model_validator(mode="after")
@@ -37,8 +43,8 @@ class ActivationsRequest(CamelModel):
             raise ValueError("give exactly one of `text` (a string) or `texts` (a list)")
         if self.texts is not None and not self.texts:
             raise ValueError("`texts` must not be empty")
-        if self.neurons is not None and self.top_k is not None:
-            raise ValueError("give `neurons` or `topK`, not both")
+        if self.neurons is not None and self.top_neurons is not None:
+            raise ValueError("give `neurons` or `topNeurons`, not both")
         return self
 
     @property

@@ -25,8 +25,8 @@ router = APIRouter(tags=["live"])
 async def activations(
     body: ActivationsRequest, s: Annotated[Services, Depends(services)]
 ) -> ActivationsResponse:
-    """Per-token values of a layer's neurons on any text (and each token's quadrant); `topK`
-    picks the neurons of largest max |value| over the texts."""
+    """Per-token values of a layer's neurons on any text (and each token's quadrant);
+    `topNeurons` picks the neurons of largest max |value| over the texts."""
     settings = s.settings
     texts = body.all_texts
     if len(texts) > settings.max_texts_per_request:
@@ -39,7 +39,7 @@ async def activations(
         layer=body.layer,
         dst=body.dst,
         neurons=tuple(body.neurons) if body.neurons is not None else None,
-        top_k=body.top_k,
+        top_neurons=body.top_neurons,
     )
     await asyncio.to_thread(runner.validate, request)
     limit = settings.max_tokens_per_request

@@ -14,7 +14,7 @@ import torch
 from activations.collate.accumulator import LayerAccumulator
 from activations.collate.engines import BatchInfo, Engine, choose_engine, make_engine
 from activations.models.adapters import MlpSite, find_mlp_sites, glu_refactor_signs
-from activations.models.capture import Captured, MlpCapture, layout_of
+from activations.models.capture import Captured, forward_capturing, layout_of
 from activations.records.schema import DEFAULT_TOP_K, RecordLayout
 
 
@@ -76,9 +76,7 @@ class Collator:
         def on_layer(layer: int, captured: Captured) -> None:
             self._engine.fold(self.accumulators[layer], captured, batch, self._signs[layer])
 
-        base = getattr(self.model, "base_model", self.model)
-        with torch.inference_mode(), MlpCapture(self.sites, on_layer):
-            base(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+        forward_capturing(self.model, self.sites, on_layer, input_ids, attention_mask)
         self.n_tokens += int(attention_mask.sum())
 
     def state_dict(self) -> dict[str, Any]:

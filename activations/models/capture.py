@@ -57,6 +57,25 @@ def site_values(
     return values
 
 
+def forward_capturing(
+    model: nn.Module,
+    sites: list[MlpSite],
+    callback: LayerCallback,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+) -> None:
+    """One forward pass of the model's base (no LM head, no cache) under MlpCapture, ended after
+    the last of `sites`."""
+    base = getattr(model, "base_model", model)
+    device = next(model.parameters()).device
+    with torch.inference_mode(), MlpCapture(sites, callback):
+        base(
+            input_ids=input_ids.to(device),
+            attention_mask=attention_mask.to(device),
+            use_cache=False,
+        )
+
+
 class _EnoughLayers(Exception):
     """Raised by the last wanted layer's hook to end a forward pass early."""
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from activations.models.adapters import MlpSite, find_mlp_sites, glu_refactor_signs
-from activations.models.capture import Captured, MlpCapture, site_values
+from activations.models.capture import Captured, forward_capturing, site_values
 from activations.models.loading import load_model
 from registry.metadata import ModelMetadata
 from registry.vocabulary import (
@@ -35,7 +35,7 @@ class LiveRequest:
     layer: int
     dst: DerivedScalarType = DerivedScalarType.MLP_POST_ACT
     neurons: tuple[int, ...] | None = None
-    top_k: int | None = None  # neurons of largest max |value| over the texts, if neurons is None
+    top_neurons: int | None = None  # those of largest max |value| over the texts, if no neurons
 
 
 @dataclass
@@ -175,14 +175,8 @@ class ModelRunner:
 
     def _forward(self, input_ids, attention_mask, layers: list[int], keep) -> None:
         """One forward pass, stopped after the last of `layers`, calling keep(layer, captured)."""
-        base = getattr(self._model, "base_model", self._model)
         sites = [self._sites[layer] for layer in layers]
-        with torch.inference_mode(), MlpCapture(sites, keep):
-            base(
-                input_ids=input_ids.to(self.device),
-                attention_mask=attention_mask.to(self.device),
-                use_cache=False,
-            )
+        forward_capturing(self._model, sites, keep, input_ids, attention_mask)
 
     def refactor_sign(self, layer: int, neuron: int) -> float:
         """-1.0 where --refactor-glu flipped this neuron's in and output (see collate)."""
@@ -196,7 +190,7 @@ class ModelRunner:
         if request.neurons is not None:
             neurons = list(request.neurons)
         else:
-            k = min(request.top_k or 10, chosen.shape[1])
+            k = min(request.top_neurons or 10, chosen.shape[1])
             strongest = chosen.abs().amax(dim=0) if length else torch.zeros(chosen.shape[1])
             neurons = strongest.topk(k).indices.tolist()
         gate, in_ = values.get(GATE_HOOK), values.get(IN_HOOK)
