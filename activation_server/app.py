@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
 
 from activation_server.errors import install_error_handlers
+from activation_server.guard import RequestGuard
 from activation_server.routes import catalog, live, records, viewer
 from activation_server.services import Services
 from activation_server.settings import ServerSettings
@@ -17,13 +17,21 @@ from activation_server.settings import ServerSettings
 ROUTES = [catalog, records, live, viewer]
 
 
+def served_hosts(settings: ServerSettings) -> list[str]:
+    """The Host headers to answer: the configured ones, and the address bound to where it is
+    one address."""
+    hosts = list(settings.allowed_hosts)
+    if settings.host not in ("0.0.0.0", "::", ""):
+        hosts.append(settings.host)
+    return hosts
+
+
 def create_app(settings: ServerSettings | None = None) -> FastAPI:
     settings = settings or ServerSettings()
     shared = Services.create(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        await shared.start()
         yield
         await shared.stop()
 
@@ -34,7 +42,14 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.services = shared
-    install_error_handlers(app)
+    install_error_handlers(app, settings.expose_paths)
+    # the last added runs first: the guard sees every request, CORS headers go on its answers
+    app.add_middleware(
+        RequestGuard,
+        max_body_bytes=settings.max_body_bytes,
+        body_timeout_s=settings.body_timeout_s,
+        allowed_hosts=served_hosts(settings),
+    )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -42,18 +57,6 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
             allow_methods=["GET", "POST"],
             allow_headers=["*"],
         )
-
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > settings.max_body_bytes):
-            return JSONResponse(
-                status_code=413,
-                content={
-                    "detail": f"request body over the limit of {settings.max_body_bytes} bytes"
-                },
-            )
-        return await call_next(request)
 
     for module in ROUTES:
         app.include_router(module.router)

@@ -70,6 +70,18 @@ def _server_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--cors-origin", action="append", default=[], help="allow this origin (repeatable)"
     )
+    parser.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        help="also answer requests whose Host header is this (repeatable; '*' for any); "
+        "loopback names and the bound address are always answered",
+    )
+    parser.add_argument(
+        "--expose-paths",
+        action="store_true",
+        help="show the server's absolute file paths in errors and /datasets",
+    )
     parser.add_argument("--max-tokens", type=int, default=1024, help="per live text")
 
 
@@ -136,20 +148,39 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from activation_server.app import create_app
-    from activation_server.settings import ServerSettings
+    from activation_server.settings import LOOPBACK_HOSTS, ServerSettings
 
     settings = ServerSettings(
         host=args.host,
         port=args.port,
         cors_origins=args.cors_origin,
+        allowed_hosts=[*LOOPBACK_HOSTS, *args.allowed_host],
+        expose_paths=args.expose_paths,
         max_tokens_per_request=args.max_tokens,
     )
     print(f"serving on http://{args.host}:{args.port}/  (API docs: /docs; Ctrl-C stops)")
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning")
+    serve(create_app(settings), settings)
     return 0
+
+
+def serve(app, settings) -> None:
+    """uvicorn with this server's choices: a deadline on request headers (protocol.py), the
+    keep-alive time clients' pools are told of, and a shutdown that waits for no hung work."""
+    import uvicorn
+
+    from activation_server.protocol import guarded_protocol
+
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        http=guarded_protocol(settings.header_timeout_s),
+        timeout_keep_alive=int(settings.keep_alive_s),
+        timeout_graceful_shutdown=int(settings.upstream_timeout_s) + 1,
+    )
+    uvicorn.Server(config).run()
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -1,11 +1,15 @@
 """Every error is an answer: a JSON body whose `detail` says what was wrong, never a traceback.
 
-One table maps the errors of every layer below to a status.
+One table maps the errors of every layer below to a status. Unless the server is told to show
+them, absolute paths of its own files are cut to their last part in what it says (`…/x.parquet`):
+a client learns which file, not where the server keeps it. (Unexpected errors are the request
+guard's, guard.py: a JSON 500 on a connection that stays usable.)
 """
 
 from __future__ import annotations
 
 import logging
+import re
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -13,6 +17,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from activations.models.live import LiveRequestError
+from activations.models.worker import ModelBusyError
+from activations.pools import PoolBusyError, PoolTimeoutError
 from activations.records.errors import RecordNotFoundError, UpstreamError, UpstreamTimeoutError
 from registry.errors import UnknownDatasetError, UnknownModelError
 
@@ -23,10 +29,6 @@ class TooManyTokensError(ValueError):
     """A text is longer than the server's per-request token limit."""
 
 
-class ServerBusyError(RuntimeError):
-    """The live queue is full."""
-
-
 # First match wins: subclasses before their bases.
 STATUS: list[tuple[type[BaseException], int]] = [
     (UnknownDatasetError, 404),
@@ -34,7 +36,9 @@ STATUS: list[tuple[type[BaseException], int]] = [
     (RecordNotFoundError, 404),
     (LiveRequestError, 404),
     (TooManyTokensError, 413),
-    (ServerBusyError, 503),
+    (ModelBusyError, 503),
+    (PoolBusyError, 503),
+    (PoolTimeoutError, 504),
     (UpstreamTimeoutError, 504),
     (UpstreamError, 502),
 ]
@@ -44,13 +48,24 @@ def status_of(error: BaseException) -> int | None:
     return next((status for kind, status in STATUS if isinstance(error, kind)), None)
 
 
+# An absolute path: a slash not after a word character, ':' or '/' (so not a URL's path), then
+# folders; group 1 is its last part.
+_ABSOLUTE_PATH = re.compile(r"(?<![\w:/.~$])/(?:[^\s/'\"`()]+/)+([^\s/'\"`()]+)")
+
+
+def hide_paths(text: str) -> str:
+    """Absolute local paths cut to their last part; URLs (scheme://host/...) are kept."""
+    return _ABSOLUTE_PATH.sub(r"…/\1", text)
+
+
 def _json(status: int, detail: object) -> JSONResponse:
     return JSONResponse(status_code=status, content={"detail": detail})
 
 
-def install_error_handlers(app: FastAPI) -> None:
+def install_error_handlers(app: FastAPI, expose_paths: bool = False) -> None:
     async def known(request: Request, exc: Exception):
-        return _json(status_of(exc) or 500, str(exc))
+        detail = str(exc)
+        return _json(status_of(exc) or 500, detail if expose_paths else hide_paths(detail))
 
     for exc_type, _ in STATUS:
         app.add_exception_handler(exc_type, known)
@@ -66,8 +81,3 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
         return _json(exc.status_code, exc.detail)
-
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception):
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return _json(500, f"internal error ({type(exc).__name__}); the server keeps running")

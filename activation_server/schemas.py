@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, StrictInt, model_validator
 
 from activations.records.source import DatasetShape
 from registry.metadata import CamelModel, NeuronDatasetMetadata
@@ -16,8 +16,8 @@ class NeuronRecordRequest(CamelModel):
     """neuron-explainer's POST /neuron_record body."""
 
     dst: DerivedScalarType
-    layer_index: int = Field(ge=0, le=1_000_000)
-    activation_index: int = Field(ge=0, le=100_000_000)
+    layer_index: StrictInt = Field(ge=0, le=1_000_000)
+    activation_index: StrictInt = Field(ge=0, le=100_000_000)
     short_name: str | None = Field(default=None, max_length=200)
     dataset_name: str | None = Field(default=None, max_length=200)
 
@@ -26,9 +26,9 @@ class ActivationsRequest(CamelModel):
     model: str = Field(max_length=200)
     text: str | None = None
     texts: list[str] | None = None
-    layer: int = Field(ge=0, le=1_000_000)
-    neurons: list[int] | None = Field(default=None, max_length=4096)
-    top_neurons: int | None = Field(
+    layer: StrictInt = Field(ge=0, le=1_000_000)
+    neurons: list[StrictInt] | None = Field(default=None, max_length=4096)
+    top_neurons: StrictInt | None = Field(
         default=None,
         ge=1,
         le=4096,
@@ -45,6 +45,16 @@ class ActivationsRequest(CamelModel):
             raise ValueError("`texts` must not be empty")
         if self.neurons is not None and self.top_neurons is not None:
             raise ValueError("give `neurons` or `topNeurons`, not both")
+        for i, text in enumerate(self.all_texts):
+            if not text:
+                raise ValueError(f"text {i} is empty: give at least one character")
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as error:
+                raise ValueError(
+                    f"text {i} is not valid Unicode at character {error.start} (a lone "
+                    "surrogate, \\ud800-\\udfff, which no tokenizer reads)"
+                ) from None
         return self
 
     @property

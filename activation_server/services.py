@@ -1,4 +1,5 @@
-"""What the routes share, made once per app: settings, models, the live queue, record sources."""
+"""What the routes share, made once per app: settings, models (each with its one worker thread),
+the pools of blocking work, and the record sources."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
-from activation_server.runners import MicroBatcher
 from activation_server.settings import ServerSettings
 from activations.models.pool import ModelPool
+from activations.pools import Pools
 from activations.records.source import RecordSources, SourceSettings
 
 
@@ -16,24 +17,30 @@ from activations.records.source import RecordSources, SourceSettings
 class Services:
     settings: ServerSettings
     models: ModelPool
-    batcher: MicroBatcher
+    pools: Pools
     sources: RecordSources
 
     @classmethod
     def create(cls, settings: ServerSettings) -> Services:
-        models = ModelPool(settings.device, settings.max_tokens_per_request)
+        models = ModelPool(
+            settings.device,
+            settings.max_tokens_per_request,
+            queue_size=settings.live_queue_size,
+            micro_batch_size=settings.micro_batch_size,
+            micro_batch_wait_s=settings.micro_batch_wait_s,
+        )
+        pools = Pools()
         source_settings = SourceSettings(
             cache_size=settings.record_cache_size,
             max_context=settings.max_context,
             upstream_timeout_s=settings.upstream_timeout_s,
         )
-        return cls(settings, models, MicroBatcher(settings), RecordSources(models, source_settings))
-
-    async def start(self) -> None:
-        self.batcher.start()
+        return cls(settings, models, pools, RecordSources(models, source_settings, pools))
 
     async def stop(self) -> None:
-        await self.batcher.stop()
+        """Without waiting on work that hangs: queued work fails, threads are daemons."""
+        self.models.stop()
+        self.pools.shutdown()
         await self.sources.close()
 
 

@@ -1,14 +1,26 @@
-"""Server settings, with safe defaults: loopback only, no CORS, bounded requests and queues."""
+"""Server settings, with safe defaults: loopback only, bounded requests, queues and waits."""
 
 from __future__ import annotations
 
 from pydantic import BaseModel, Field
+
+LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "[::1]", "::1"]
 
 
 class ServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8000
     cors_origins: list[str] = Field(default_factory=list)
+    allowed_hosts: list[str] = Field(default_factory=lambda: list(LOOPBACK_HOSTS))
+    """Host headers answered ("*": any); others get 400, against DNS rebinding."""
+    expose_paths: bool = False
+    """Show the server's absolute file paths in errors and /datasets (else only their last part)."""
+    header_timeout_s: float = 10.0
+    """A connection whose request headers are not complete by then is closed."""
+    body_timeout_s: float = 15.0
+    """A request body that stops arriving for this long is answered 408."""
+    keep_alive_s: float = 30.0
+    """Idle keep-alive connections are closed after this (clients' pools keep them up to it)."""
     max_tokens_per_request: int = 1024
     """Texts of POST /activations longer than this are refused with 413."""
     max_texts_per_request: int = 16

@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+LOCAL = "http://127.0.0.1"  # the base URL of test clients: a Host the server answers
+
 
 class RangeServer:
     """Serves files from memory over HTTP with Range support, counting the body bytes sent."""

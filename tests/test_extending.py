@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 
 from activation_server import app as app_module
 from activation_server.app import create_app
+from tests.servers import LOCAL
 from tests.tiny import random_documents, write_jsonl
 
 ROOT = Path(__file__).parents[1]
@@ -44,7 +45,7 @@ collate(CollateConfig(model="toy", out=out, corpus=corpus, top_k=4, engine="eage
                       progress=False))
 registry.register_neuron_dataset_metadata(
     "toy", "mlp_gate_abs", "Toy |gate|", out, format="glu_parquet", model="toy", corpus=corpus)
-with TestClient(create_app()) as client:
+with TestClient(create_app(), base_url="http://127.0.0.1") as client:
     answers = {
         "schema": client.get("/schema").json(),
         "record": client.get("/neuron_record/toy/mlp_gate_abs/1/5").json(),
@@ -115,14 +116,14 @@ def test_a_route_is_one_router_in_routes(monkeypatch):
 
     toy_module = type("ToyRoutes", (), {"router": toy})
     monkeypatch.setattr(app_module, "ROUTES", [*app_module.ROUTES, toy_module])
-    with TestClient(create_app()) as test_client:
+    with TestClient(create_app(), base_url=LOCAL) as test_client:
         assert test_client.get("/toy/21").json() == {"twice": 42}
         assert "/toy/{n}" in test_client.get("/openapi.json").json()["paths"]
 
 
 def test_every_api_route_has_a_response_model():
     """Every route of the API documents the shape of its answer (no bare `{}` schema)."""
-    with TestClient(create_app()) as test_client:
+    with TestClient(create_app(), base_url=LOCAL) as test_client:
         paths = test_client.get("/openapi.json").json()["paths"]
     undocumented = [
         f"{method.upper()} {path}"

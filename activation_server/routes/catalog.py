@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
+from activation_server.errors import hide_paths
 from activation_server.schemas import DatasetEntry, HealthResponse, SchemaResponse
 from activation_server.services import Services, services
 from activations.records.errors import RecordError
@@ -21,15 +22,21 @@ from registry.vocabulary import DerivedScalarType, schema_description
 router = APIRouter(tags=["catalog"])
 
 
-async def _entry(source: RecordSource, open_it: bool, timeout_s: float) -> DatasetEntry:
+async def _entry(source: RecordSource, open_it: bool, s: Services) -> DatasetEntry:
+    timeout_s = s.settings.upstream_timeout_s
     shape, note = await asyncio.to_thread(source.known_shape)
     if shape is None and open_it:
         try:
             shape = await asyncio.wait_for(source.shape(), timeout_s)
             note = None if shape is not None else note
-        except (RecordError, TimeoutError) as error:
+        except (RecordError, asyncio.TimeoutError) as error:
             note = str(error) or f"not opened within {timeout_s:g} s"
     fields = source.metadata.model_dump()
+    if not s.settings.expose_paths:  # the server's own paths stay its own
+        fields["neuron_dataset_path"] = hide_paths(fields["neuron_dataset_path"])
+        note = note and hide_paths(note)
+        if shape is not None and shape.corpus:
+            shape = shape.model_copy(update={"corpus": hide_paths(shape.corpus)})
     return DatasetEntry(**fields, shape=shape, shape_note=note)
 
 
@@ -47,8 +54,7 @@ async def datasets(
         found = [d for d in found if model in (d.model, d.short_name)]
     if dst:
         found = [d for d in found if d.derived_scalar_type == dst]
-    timeout = s.settings.upstream_timeout_s
-    return list(await asyncio.gather(*(_entry(s.sources.get(d), open, timeout) for d in found)))
+    return list(await asyncio.gather(*(_entry(s.sources.get(d), open, s) for d in found)))
 
 
 @router.get("/models", response_model=list[ModelMetadata])
@@ -65,9 +71,10 @@ async def schema() -> SchemaResponse:
 
 @router.get("/health", response_model=HealthResponse)
 async def health(s: Annotated[Services, Depends(services)]) -> HealthResponse:
+    stats = s.models.stats()
     return HealthResponse(
         status="ok",
         models_loaded=s.models.loaded(),
-        live_batches=s.batcher.batches_run,
-        live_requests=s.batcher.requests_run,
+        live_batches=stats["batches"],
+        live_requests=stats["requests"],
     )

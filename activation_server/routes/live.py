@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
@@ -41,15 +40,16 @@ async def activations(
         neurons=tuple(body.neurons) if body.neurons is not None else None,
         top_neurons=body.top_neurons,
     )
-    await asyncio.to_thread(runner.validate, request)
+    await s.pools.cpu.run(runner.validate, request)
     limit = settings.max_tokens_per_request
     for i, text in enumerate(texts):
         if len(text) > limit * 64:  # cheap bound before tokenizing huge inputs
             raise TooManyTokensError(f"text {i} is over the limit of {limit} tokens")
-        n = await asyncio.to_thread(runner.count_tokens, text)
+    counts = await s.pools.cpu.run(lambda: [runner.count_tokens(t) for t in texts])
+    for i, n in enumerate(counts):
         if n > limit:
             raise TooManyTokensError(f"text {i} has {n} tokens; the limit is {limit}")
-    traces = await s.batcher.submit(runner, request)
+    traces = await s.models.live(body.model, request)
     return ActivationsResponse(
         model=body.model,
         layer=body.layer,

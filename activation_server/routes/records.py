@@ -3,11 +3,13 @@ body), from every registered dataset through its record source."""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import Response
+from pydantic import BeforeValidator
 
 from activation_server.schemas import NeuronRecordRequest
 from activation_server.services import Services, services
@@ -21,8 +23,19 @@ from registry.errors import UnknownDatasetError
 
 router = APIRouter(tags=["records"])
 
-Layer = Annotated[int, Path(ge=0, le=1_000_000, description="zero-based layer index")]
-Neuron = Annotated[int, Path(ge=0, le=100_000_000, description="zero-based neuron index")]
+
+def _digits(value: object) -> object:
+    """A path or query integer as written by people: digits 0-9 only (not 1.0, +1, 1_0)."""
+    if isinstance(value, str) and re.fullmatch(r"[0-9]{1,12}", value):
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise ValueError("must be a whole number written with the digits 0-9 only")
+
+
+Digits = Annotated[int, BeforeValidator(_digits)]
+Layer = Annotated[Digits, Path(ge=0, le=1_000_000, description="zero-based layer index")]
+Neuron = Annotated[Digits, Path(ge=0, le=100_000_000, description="zero-based neuron index")]
 Name = Annotated[str, Path(max_length=200)]
 RecordAnswer = GluNeuronRecord | NeuronRecordResponse
 
@@ -51,7 +64,7 @@ async def get_neuron_record(
     neuron: Neuron,
     s: Annotated[Services, Depends(services)],
     hooks: Annotated[str, Query(pattern="^(dst|all)$")] = "dst",
-    context: Annotated[int, Query(ge=0, le=1024)] = 0,
+    context: Annotated[Digits, Query(ge=0, le=1024)] = 0,
     activations: bool = False,
 ) -> Response:
     """A neuron's record. GLU datasets: per quadrant its freq, means and top examples for the

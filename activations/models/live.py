@@ -8,6 +8,7 @@ server calls it from a worker thread, never on its event loop).
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 
 import torch
@@ -15,6 +16,7 @@ import torch
 from activations.models.adapters import MlpSite, find_mlp_sites, glu_refactor_signs
 from activations.models.capture import Captured, forward_capturing, site_values
 from activations.models.loading import load_model
+from activations.records.errors import UpstreamError
 from registry.metadata import ModelMetadata
 from registry.vocabulary import (
     DST_TO_HOOK,
@@ -52,24 +54,75 @@ class TextTrace:
     neurons: list[NeuronTrace]
 
 
+class ModelUnavailableError(UpstreamError):
+    """The model could not be loaded (weights missing, hub unreachable); said for a while without
+    trying again, so that every request does not wait for the same failure."""
+
+
+class _LockedTokenizer:
+    """The model's tokenizer, one call at a time: a fast tokenizer changes its own truncation
+    and padding state on each call, so concurrent calls with other settings fail ("Already
+    borrowed")."""
+
+    def __init__(self, tokenizer, lock: threading.Lock) -> None:
+        self._tokenizer = tokenizer
+        self._lock = lock
+
+    def __call__(self, *args, **kwargs):
+        with self._lock:
+            return self._tokenizer(*args, **kwargs)
+
+    def decode(self, *args, **kwargs):
+        with self._lock:
+            return self._tokenizer.decode(*args, **kwargs)
+
+    def __getattr__(self, name: str):
+        return getattr(self._tokenizer, name)
+
+
 class ModelRunner:
-    """One loaded model; loads lazily on first use and stays loaded."""
+    """One model; loads lazily on first use and stays loaded. Its forward passes belong to one
+    thread (worker.ModelWorker); the lock here only guards against a second."""
+
+    RETRY_LOAD_AFTER_S = 60.0
+    MAX_BATCH_TOKENS = 8192  # padded tokens per forward pass: bounds the memory of one pass
 
     def __init__(self, metadata: ModelMetadata, device: str = "cpu", max_tokens: int = 1024):
         self.metadata = metadata
         self.device = device
         self.max_tokens = max_tokens
         self._lock = threading.Lock()
+        self._forward_lock = threading.Lock()
+        self._tokenizer_lock = threading.Lock()
         self._model = None
         self._tokenizer = None
         self._sites: list[MlpSite] = []
+        self._failed: tuple[str, float] | None = None  # (why, when)
 
     def _ensure_loaded(self) -> None:
         with self._lock:
-            if self._model is None:
+            if self._model is not None:
+                return
+            name = self.metadata.short_name
+            if self._failed is not None:
+                why, when = self._failed
+                wait = self.RETRY_LOAD_AFTER_S - (time.monotonic() - when)
+                if wait > 0:
+                    ago = time.monotonic() - when
+                    raise ModelUnavailableError(
+                        f"model {name!r} could not be loaded: {why} (tried {ago:.0f} s ago; "
+                        f"tried again in {wait:.0f} s)"
+                    )
+            try:
                 model, tokenizer = load_model(self.metadata, self.device)
-                self._sites = find_mlp_sites(model)
-                self._model, self._tokenizer = model, tokenizer
+            except (OSError, ValueError, ImportError, RuntimeError) as error:
+                why = f"{type(error).__name__}: {error}".splitlines()[0][:500]
+                self._failed = (why, time.monotonic())
+                raise ModelUnavailableError(f"model {name!r} could not be loaded: {why}") from None
+            self._failed = None
+            self._sites = find_mlp_sites(model)
+            self._model = model
+            self._tokenizer = _LockedTokenizer(tokenizer, self._tokenizer_lock)
 
     @property
     def is_loaded(self) -> bool:
@@ -118,65 +171,80 @@ class ModelRunner:
             )
 
     def run(self, requests: list[LiveRequest]) -> list[list[TextTrace]]:
-        """Answer several requests with one forward pass; one list of traces per request."""
+        """Answer several requests with as few forward passes as the token budget allows; one
+        list of traces per request."""
         self._ensure_loaded()
         for request in requests:
             self.validate(request)
-        texts = [t for r in requests for t in r.texts]
-        encoded = self._tokenizer(
-            texts,
-            padding=True,
-            truncation=True,
-            max_length=self.max_tokens,
-            return_tensors="pt",
-        )
-        layers = sorted({r.layer for r in requests})
+        texts = [(r, t) for r in requests for t in r.texts]
+        ids = [
+            self._tokenizer(t, truncation=True, max_length=self.max_tokens).input_ids
+            for _, t in texts
+        ]
+        traces: list[TextTrace] = []
+        for rows in self._passes([len(i) for i in ids]):
+            chunk = [ids[i] for i in rows]
+            wanted = [texts[i][0] for i in rows]
+            captured = self._capture(chunk, sorted({r.layer for r in wanted}))
+            for row, (one, request) in enumerate(zip(chunk, wanted, strict=True)):
+                traces.append(self._trace(captured[request.layer], row, len(one), one, request))
+        results, at = [], 0
+        for request in requests:
+            results.append(traces[at : at + len(request.texts)])
+            at += len(request.texts)
+        return results
+
+    def _passes(self, lengths: list[int]) -> list[list[int]]:
+        """Consecutive rows grouped so that each pass pads to at most MAX_BATCH_TOKENS."""
+        passes: list[list[int]] = []
+        for i, length in enumerate(lengths):
+            current = passes[-1] if passes else None
+            if current is not None:
+                width = max(length, *(lengths[j] for j in current))
+                if width * (len(current) + 1) <= self.MAX_BATCH_TOKENS:
+                    current.append(i)
+                    continue
+            passes.append([i])
+        return passes
+
+    def _capture(
+        self, id_lists: list[list[int]], layers: list[int], neuron: int | None = None
+    ) -> dict[int, dict[str, torch.Tensor]]:
+        """One forward pass over right-padded token ids: every site's values of these layers
+        (of one neuron, where given), by layer."""
+        width = max(len(ids) for ids in id_lists)
+        pad = self._tokenizer.pad_token_id or 0
+        input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids in id_lists])
+        mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids in id_lists])
         captured: dict[int, dict[str, torch.Tensor]] = {}
 
         def keep(layer: int, tensors: Captured) -> None:
+            if neuron is not None:
+                tensors = {h: None if t is None else t[..., neuron] for h, t in tensors.items()}
             captured[layer] = site_values(tensors, self._sites[layer].act)
 
-        self._forward(encoded["input_ids"], encoded["attention_mask"], layers, keep)
-        results, row = [], 0
-        for request in requests:
-            traces = []
-            for _ in request.texts:
-                length = int(encoded["attention_mask"][row].sum())
-                ids = encoded["input_ids"][row, :length].tolist()
-                traces.append(self._trace(captured[request.layer], row, length, ids, request))
-                row += 1
-            results.append(traces)
-        return results
+        sites = [self._sites[layer] for layer in layers]
+        with self._forward_lock:
+            forward_capturing(self._model, sites, keep, input_ids, mask)
+        return captured
 
     def neuron_values(
         self, id_lists: list[list[int]], layer: int, neuron: int, hooks: list[str]
     ) -> list[dict[str, list[float]]]:
         """One neuron's per-token values on given token ids (e.g. a record's example documents,
-        cut after the window shown), in one padded forward pass."""
+        cut after the window shown), in as few passes as the token budget allows."""
         self._ensure_loaded()
         self.validate(LiveRequest(texts=(), layer=layer, neurons=(neuron,)))
-        width = max((len(ids) for ids in id_lists), default=0)
-        if width == 0:
-            return [{h: [] for h in hooks} for _ in id_lists]
-        pad = self._tokenizer.pad_token_id or 0
-        input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids in id_lists])
-        mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids in id_lists])
-        captured: dict[str, torch.Tensor] = {}
-
-        def keep(_: int, tensors: Captured) -> None:
-            one = {h: None if t is None else t[..., neuron] for h, t in tensors.items()}
-            captured.update(site_values(one, self._sites[layer].act))
-
-        self._forward(input_ids, mask, [layer], keep)
-        return [
-            {h: captured[h][row, : len(ids)].tolist() for h in hooks if h in captured}
-            for row, ids in enumerate(id_lists)
-        ]
-
-    def _forward(self, input_ids, attention_mask, layers: list[int], keep) -> None:
-        """One forward pass, stopped after the last of `layers`, calling keep(layer, captured)."""
-        sites = [self._sites[layer] for layer in layers]
-        forward_capturing(self._model, sites, keep, input_ids, attention_mask)
+        out: list[dict[str, list[float]]] = [{h: [] for h in hooks} for _ in id_lists]
+        lengths = [len(ids) for ids in id_lists]
+        for rows in self._passes(lengths):
+            rows = [i for i in rows if lengths[i]]
+            if not rows:
+                continue
+            values = self._capture([id_lists[i] for i in rows], [layer], neuron)[layer]
+            for row, i in enumerate(rows):
+                out[i] = {h: values[h][row, : lengths[i]].tolist() for h in hooks if h in values}
+        return out
 
     def refactor_sign(self, layer: int, neuron: int) -> float:
         """-1.0 where --refactor-glu flipped this neuron's in and output (see collate)."""

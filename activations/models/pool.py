@@ -1,20 +1,38 @@
-"""Loaded models, one ModelRunner per registered model, created on first use."""
+"""Loaded models: one ModelRunner per registered model and the one worker thread that runs its
+forward passes (worker.ModelWorker), both made on first use."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from activations.models.live import ModelRunner
+from activations.models.live import LiveRequest, ModelRunner, TextTrace
+from activations.models.worker import ModelWorker
 from registry import get_model
+
+T = TypeVar("T")
 
 
 class ModelPool:
-    """Every user of a model (live requests, example text) shares its one runner."""
+    """Every user of a model (live requests, example values, searches) goes through its worker."""
 
-    def __init__(self, device: str = "cpu", max_tokens: int = 1024):
+    def __init__(
+        self,
+        device: str = "cpu",
+        max_tokens: int = 1024,
+        queue_size: int = 64,
+        micro_batch_size: int = 8,
+        micro_batch_wait_s: float = 0.005,
+    ):
         self.device = device
         self.max_tokens = max_tokens
+        self.queue_size = queue_size
+        self.micro_batch_size = micro_batch_size
+        self.micro_batch_wait_s = micro_batch_wait_s
         self._runners: dict[str, ModelRunner] = {}
+        self._workers: dict[str, ModelWorker] = {}
         self._lock = threading.Lock()
 
     def get(self, short_name: str) -> ModelRunner:
@@ -26,6 +44,42 @@ class ModelPool:
                 self._runners[short_name] = runner
             return runner
 
+    def worker(self, short_name: str) -> ModelWorker:
+        runner = self.get(short_name)
+        with self._lock:
+            worker = self._workers.get(short_name)
+            if worker is None:
+                worker = ModelWorker(
+                    runner, self.queue_size, self.micro_batch_size, self.micro_batch_wait_s
+                )
+                self._workers[short_name] = worker
+            return worker
+
+    async def live(self, short_name: str, request: LiveRequest) -> list[TextTrace]:
+        """A live request, batched with others waiting for the same model."""
+        return await asyncio.wrap_future(self.worker(short_name).submit_live(request))
+
+    async def run(self, short_name: str, work: Callable[[ModelRunner], T]) -> T:
+        """work(runner) on the model's thread, after what waits before it."""
+        return await asyncio.wrap_future(self.worker(short_name).submit(work))
+
     def loaded(self) -> list[str]:
         with self._lock:
             return [name for name, runner in self._runners.items() if runner.is_loaded]
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            workers = list(self._workers.values())
+        return {
+            "batches": sum(w.batches_run for w in workers),
+            "requests": sum(w.requests_run for w in workers),
+            "dropped": sum(w.dropped for w in workers),
+            "waiting": sum(w.waiting() for w in workers),
+        }
+
+    def stop(self) -> None:
+        """Stop every worker (what waits fails); the models stay loaded for a restart."""
+        with self._lock:
+            workers, self._workers = list(self._workers.values()), {}
+        for worker in workers:
+            worker.stop()

@@ -1,15 +1,33 @@
 """Example text: each top example's tokens around its max, from the corpus its document index
-points into, and on request the neuron's values on them, from the model."""
+points into, and on request the neuron's values on them, from the model.
+
+Two steps, so that the blocking work runs where it belongs: `windows` tokenizes (a CPU pool),
+the values come from the model's own worker thread, and `apply` puts them in place. Each
+document is tokenized and run once, however many examples it holds.
+"""
 
 from __future__ import annotations
 
 import threading
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from activations.corpus import Corpus, load_corpus
-from activations.records.models import GluNeuronRecord
+from activations.records.models import GluExample, GluNeuronRecord
 from registry.metadata import NeuronDatasetMetadata
-from registry.vocabulary import GLU_HOOKS, REFACTOR_FLIPPED_HOOKS
+from registry.vocabulary import REFACTOR_FLIPPED_HOOKS
+
+RETRY_CORPUS_AFTER_S = 30.0
+
+
+@dataclass
+class Windows:
+    """The documents to run (token ids up to the last window's end) and each example's slice."""
+
+    documents: list[list[int]] = field(default_factory=list)
+    uses: list[tuple[GluExample, int, int, int]] = field(default_factory=list)
+    """(example, index into documents, window start, window stop)."""
 
 
 class ExampleText:
@@ -17,11 +35,13 @@ class ExampleText:
 
     def __init__(self, models: Any) -> None:
         self.models = models
-        self._corpora: dict[tuple, Corpus | str] = {}
+        self._corpora: dict[tuple, Corpus] = {}
+        self._failed: dict[tuple, tuple[str, float]] = {}
         self._lock = threading.Lock()
 
     def corpus(self, metadata: NeuronDatasetMetadata, file_metadata: dict) -> Corpus:
-        """The documents the record's indices point into, loaded once (or the reason not)."""
+        """The documents the record's indices point into, loaded once; a failure is remembered
+        for RETRY_CORPUS_AFTER_S seconds (a file moved back is seen after that)."""
         name = file_metadata.get("corpus") or metadata.corpus
         if not name or not metadata.model:
             raise LookupError("the dataset names no corpus and model")
@@ -29,60 +49,72 @@ class ExampleText:
         max_tokens = int(tokens or file_metadata.get("max_tokens") or 1024)
         key = (metadata.model, spec, max_tokens)
         with self._lock:
-            held = self._corpora.get(key)
-        if held is None:
-            try:
-                runner = self.models.get(metadata.model)
-                held = load_corpus(spec, runner.tokenizer, max_tokens)
-            except Exception as error:  # offline hub, missing file: remember why
-                held = f"corpus {name!r} is not available here: {error}"
+            held, failed = self._corpora.get(key), self._failed.get(key)
+        if held is not None:
+            return held
+        if failed is not None and time.monotonic() - failed[1] < RETRY_CORPUS_AFTER_S:
+            wait = RETRY_CORPUS_AFTER_S - (time.monotonic() - failed[1])
+            raise LookupError(f"{failed[0]} (tried again in {wait:.0f} s)")
+        try:
+            runner = self.models.get(metadata.model)
+            held = load_corpus(spec, runner.tokenizer, max_tokens)
+        except Exception as error:  # offline hub, missing file: remember why, for a while
+            why = f"corpus {name!r} is not available here: {error}"
             with self._lock:
-                self._corpora[key] = held
-        if isinstance(held, str):
-            raise LookupError(held)
+                self._failed[key] = (why, time.monotonic())
+            raise LookupError(why) from None
+        with self._lock:
+            self._corpora[key] = held
+            self._failed.pop(key, None)
         return held
 
-    def add(
+    def windows(
         self,
         record: GluNeuronRecord,
         metadata: NeuronDatasetMetadata,
         file_metadata: dict,
         context: int,
-        activations: bool,
-    ) -> str | None:
-        """Fill in each example's tokens (and values); returns why not, where it cannot."""
-        try:
-            corpus = self.corpus(metadata, file_metadata)
-        except LookupError as error:
-            return str(error)
+    ) -> Windows:
+        """Fill in each example's tokens around its max; raises LookupError saying why not."""
+        corpus = self.corpus(metadata, file_metadata)
         runner = self.models.get(metadata.model)
         tokenizer = runner.tokenizer
         max_tokens = int(file_metadata.get("max_tokens") or runner.max_tokens)
-        wanted = []  # (example, ids cut after the window)
+        found = Windows()
+        slot: dict[int, int] = {}  # document index -> index into found.documents
+        ids_of: dict[int, list[int]] = {}
         for quadrant in record.quadrants:
             for examples in quadrant.examples.values():
                 for example in examples:
-                    if example.position is None or example.document_index >= len(corpus):
+                    doc = example.document_index
+                    if example.position is None or doc >= len(corpus):
                         continue
-                    text = corpus.documents[example.document_index]
-                    ids = tokenizer(text, truncation=True, max_length=max_tokens).input_ids
+                    if doc not in ids_of:
+                        text = corpus.documents[doc]
+                        ids_of[doc] = tokenizer(
+                            text, truncation=True, max_length=max_tokens
+                        ).input_ids
+                    ids = ids_of[doc]
                     start = max(0, example.position - context)
                     stop = min(len(ids), example.position + context + 1)
                     example.window_start = start
                     example.tokens = [tokenizer.decode([i]) for i in ids[start:stop]]
-                    wanted.append((example, ids[:stop], start))
-        if activations and wanted:
-            values = runner.neuron_values(
-                [ids for _, ids, _ in wanted], record.layer, record.neuron, list(GLU_HOOKS)
-            )
-            # a refactored file recorded the flipped sites with this neuron's sign flipped
-            sign = 1.0
-            if file_metadata.get("refactor_glu"):
-                sign = runner.refactor_sign(record.layer, record.neuron)
-            flipped = REFACTOR_FLIPPED_HOOKS if sign < 0 else frozenset()
-            for (example, _, start), by_hook in zip(wanted, values, strict=True):
-                example.activations = {
-                    h: [-x for x in v[start:]] if h in flipped else v[start:]
-                    for h, v in by_hook.items()
-                }
-        return None
+                    if doc not in slot:
+                        slot[doc] = len(found.documents)
+                        found.documents.append([])
+                    prefix = found.documents[slot[doc]]
+                    if stop > len(prefix):
+                        found.documents[slot[doc]] = ids[:stop]
+                    found.uses.append((example, slot[doc], start, stop))
+        return found
+
+    @staticmethod
+    def apply(windows: Windows, values: list[dict[str, list[float]]], sign: float) -> None:
+        """Each example's values on its window; a refactored file recorded the flipped sites
+        with this neuron's sign flipped (sign -1)."""
+        flipped = REFACTOR_FLIPPED_HOOKS if sign < 0 else frozenset()
+        for example, at, start, stop in windows.uses:
+            example.activations = {
+                h: [-x for x in v[start:stop]] if h in flipped else v[start:stop]
+                for h, v in values[at].items()
+            }

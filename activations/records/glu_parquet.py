@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import bisect
 import operator
+import os
 import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from activations.pools import side_by_side
 from activations.records.errors import DatasetLayoutError, NeuronOutOfRangeError
 from activations.records.lru import LruCache
 from activations.records.parquet_parts import (
@@ -44,9 +45,18 @@ class GluParquetDataset:
     kept in a small LRU cache so neighbouring neurons cost nothing.
     """
 
-    def __init__(self, path: str, cached_row_groups: int = DEFAULT_CACHED_ROW_GROUPS) -> None:
+    def __init__(
+        self,
+        path: str,
+        cached_row_groups: int = DEFAULT_CACHED_ROW_GROUPS,
+        timeout_s: float = 10.0,
+    ) -> None:
         self.path = str(path)
+        self.timeout_s = timeout_s
+        """Each remote request's connect and read timeout."""
         self._cache = LruCache(cached_row_groups)
+        self._local_files: list[str] = []
+        self._stamp: tuple | None = None
         self._layout: DatasetLayout | None = None
         self._open_lock = threading.Lock()
         self._inflight: dict[tuple, threading.Lock] = {}
@@ -58,6 +68,17 @@ class GluParquetDataset:
     @property
     def is_open(self) -> bool:
         return self._layout is not None
+
+    def refresh(self) -> tuple | None:
+        """For a local dataset, its files' (inode, size, modification time) now; where they
+        changed since it was opened (a file replaced or rewritten under a running server), the
+        dataset closes, to reopen on next use. None for remote datasets."""
+        if local_path(self.path) is None:
+            return None
+        stamp = _stamp(self._local_files or [local_path(self.path)])
+        if self._layout is not None and stamp != self._stamp:
+            self.close()
+        return stamp
 
     def open(self) -> GluParquetDataset:
         """Read every footer and check the layout; idempotent, and done on first use anyway."""
@@ -81,7 +102,7 @@ class GluParquetDataset:
             fs: fsspec.AbstractFileSystem = fsspec.filesystem("file")
             root = local
         else:
-            fs, root = fsspec.core.url_to_fs(self.path)
+            fs, root = fsspec.core.url_to_fs(self.path, **self._storage_options())
         if path_scheme(self.path) in ("http", "https") or root.endswith(".parquet"):
             files = [root]
         elif fs.isdir(root):
@@ -124,24 +145,37 @@ class GluParquetDataset:
             return open_reader
 
         if local is not None:
+            self._local_files = list(files)
             return [(f, local_opener(f), False) for f in files]
         return [(fs.unstrip_protocol(f), remote_opener(f), True) for f in files]
+
+    def _storage_options(self) -> dict[str, Any]:
+        """Per-request timeouts of the file system that reads the path, where it takes them."""
+        if path_scheme(self.path) in ("http", "https"):
+            import aiohttp
+
+            t = self.timeout_s
+            return {
+                "client_kwargs": {"timeout": aiohttp.ClientTimeout(sock_connect=t, sock_read=t)}
+            }
+        return {}
 
     def _load_layout(self) -> DatasetLayout:
         openers = self._openers()
         # Remote footers are a round trip each: fetch them side by side.
-        with ThreadPoolExecutor(max_workers=min(8, len(openers))) as pool:
-            futures = [pool.submit(ParquetPart, *o) for o in openers]
-        parts = [f.result() for f in futures if f.exception() is None]
+        outcomes = side_by_side([lambda o=o: ParquetPart(*o) for o in openers])
+        parts = [value for value, error in outcomes if error is None]
         try:
-            for f in futures:
-                if f.exception() is not None:
-                    raise f.exception()
-            return assemble(parts)
+            for _, error in outcomes:
+                if error is not None:
+                    raise error
+            layout = assemble(parts)
         except BaseException:
             for part in parts:
                 part.close()
             raise
+        self._stamp = _stamp(self._local_files) if self._local_files else None
+        return layout
 
     def close(self) -> None:
         """Close every file handle; the dataset reopens on next use."""
@@ -276,3 +310,16 @@ class GluParquetDataset:
         finally:
             with self._inflight_lock:
                 self._inflight.pop(key, None)
+
+
+def _stamp(files: list[str]) -> tuple:
+    """(inode, size, modification time) of each file; a missing file stamps as None."""
+    stamps = []
+    for file in files:
+        try:
+            st = os.stat(file)
+        except OSError:
+            stamps.append(None)
+            continue
+        stamps.append((st.st_ino, st.st_size, st.st_mtime_ns))
+    return tuple(stamps)

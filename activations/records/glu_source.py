@@ -1,18 +1,24 @@
 """GLU quadrant records from Parquet datasets (glu_parquet), through the record-source protocol.
 
-A record reads one row's columns (only those its answer shows), caches the answer, and with
-?context=N adds each example's text and, on request, the neuron's values on it (context.py).
+A record reads one row's columns (only those its answer shows) on a pool thread for its kind of
+file (a remote read has a deadline), caches the answer, and with ?context=N adds each example's
+text (tokenized on the CPU pool) and, on request, the neuron's values on it (the model's worker).
 """
 
 from __future__ import annotations
 
-import asyncio
 import math
 import threading
 from typing import Any
 
+from activations.pools import Pools, PoolTimeoutError
 from activations.records.context import ExampleText
-from activations.records.errors import RecordError, RecordNotFoundError
+from activations.records.errors import (
+    RecordError,
+    RecordNotFoundError,
+    UpstreamError,
+    UpstreamTimeoutError,
+)
 from activations.records.glu_parquet import GluParquetDataset
 from activations.records.lru import LruCache
 from activations.records.models import GluExample, GluNeuronRecord, GluQuadrant
@@ -33,10 +39,10 @@ from activations.records.source import (
     RecordQuery,
     SourceSettings,
 )
-from activations.records.storage import classify_error
+from activations.records.storage import StorageError, classify_error
 from registry.metadata import NeuronDatasetMetadata
 from registry.paths import local_path
-from registry.vocabulary import DST_TO_HOOK, HOOK_POST
+from registry.vocabulary import DST_TO_HOOK, GLU_HOOKS, HOOK_POST
 
 
 def _float(value: Any) -> float | None:
@@ -44,11 +50,13 @@ def _float(value: Any) -> float | None:
 
 
 class GluRecords:
-    """What every GLU source shares: one reader per file path, one cache of answers, and the
-    corpora and model used for example text."""
+    """What every GLU source shares: one reader per file path, one cache of answers, the pools
+    that read, and the corpora and model used for example text."""
 
-    def __init__(self, models: ModelProvider, settings: SourceSettings) -> None:
+    def __init__(self, models: ModelProvider, settings: SourceSettings, pools: Pools) -> None:
         self.settings = settings
+        self.models = models
+        self.pools = pools
         self.text = ExampleText(models)
         self.cache: LruCache[tuple, GluNeuronRecord] = LruCache(settings.cache_size)
         self._datasets: dict[str, GluParquetDataset] = {}
@@ -57,7 +65,8 @@ class GluRecords:
     def dataset(self, path: str) -> GluParquetDataset:
         with self._lock:
             if path not in self._datasets:
-                self._datasets[path] = GluParquetDataset(path)
+                timeout = self.settings.upstream_timeout_s
+                self._datasets[path] = GluParquetDataset(path, timeout_s=timeout)
             return self._datasets[path]
 
     def source(self, metadata: NeuronDatasetMetadata) -> GluSource:
@@ -103,28 +112,79 @@ class GluSource:
         return self._shape(self.dataset.describe()), None
 
     async def shape(self) -> DatasetShape:
-        try:
-            description = await asyncio.to_thread(self.dataset.describe)
-        except (RecordError, OSError) as error:
-            raise self._error(error) from None
-        return self._shape(description)
+        return self._shape(await self._in_pool(self.dataset.describe))
 
     async def record(self, layer: int, neuron: int, query: RecordQuery) -> GluNeuronRecord:
-        key = (self.metadata.key, self.metadata.neuron_dataset_path, layer, neuron, query)
+        context = min(query.context, self.shared.settings.max_context)
+        activations = query.activations and context > 0
+        stamp = self.dataset.refresh()  # a file replaced under the server is read anew
+        path = self.metadata.neuron_dataset_path
+        key = (self.metadata.key, path, stamp, layer, neuron, query.all_hooks, context, activations)
         cached = self.shared.cache.get(key)
         if cached is not None:
             return cached
-        record = await asyncio.to_thread(self._build, layer, neuron, query)
+        record = await self._in_pool(self._summary, layer, neuron, query.all_hooks)
+        if context:
+            record.context_note = await self._add_text(record, context, activations)
         self.shared.cache.put(key, record)
         return record
+
+    async def _in_pool(self, fn, *args):
+        """fn(*args) on the pool of this dataset's kind: a remote one within its deadline."""
+        remote = local_path(self.metadata.neuron_dataset_path) is None
+        pool = self.shared.pools.remote if remote else self.shared.pools.local
+        deadline = self.shared.settings.upstream_timeout_s if remote else None
+        try:
+            return await pool.run(fn, *args, timeout=deadline)
+        except PoolTimeoutError as error:
+            source = self.metadata.neuron_dataset_path
+            raise UpstreamTimeoutError(f"dataset {source}: {error}") from None
+        except (RecordError, OSError) as error:
+            raise self._error(error) from None
+        except Exception as error:
+            if not remote:
+                raise
+            # the libraries of remote reads fail in their own ways (a server that ignores
+            # Range, an HTTP client's error types): all mean the source failed
+            source = self.metadata.neuron_dataset_path
+            reason = f"{type(error).__name__}: {error}".splitlines()[0][:300]
+            raise UpstreamError(f"dataset {source} could not be read: {reason}") from None
+
+    async def _add_text(
+        self, record: GluNeuronRecord, context: int, activations: bool
+    ) -> str | None:
+        """Each example's text (and values); returns why not, where it cannot."""
+        file_metadata = record.file_metadata
+        text = self.shared.text
+        try:
+            windows = await self.shared.pools.cpu.run(
+                text.windows, record, self.metadata, file_metadata, context
+            )
+        except LookupError as error:
+            return str(error)
+        if not (activations and windows.documents):
+            return None
+        refactored = bool(file_metadata.get("refactor_glu"))
+        layer, neuron = record.layer, record.neuron
+
+        def values(runner):
+            found = runner.neuron_values(windows.documents, layer, neuron, list(GLU_HOOKS))
+            return found, runner.refactor_sign(layer, neuron) if refactored else 1.0
+
+        found, sign = await self.shared.models.run(self.metadata.model, values)
+        text.apply(windows, found, sign)
+        return None
 
     async def close(self) -> None:
         self.dataset.close()
 
     def _error(self, error: Exception) -> RecordError:
-        """A file-system or reader error, with the dataset and what to do."""
+        """A file-system or reader error, with the dataset and what to do; the record errors
+        of the reader (out of range, corrupt) are already said in full."""
+        if isinstance(error, RecordError) and not isinstance(error, StorageError):
+            return error
         source = self.metadata.neuron_dataset_path
-        if not isinstance(error, RecordError):
+        if not isinstance(error, StorageError):
             error = classify_error(source, error)
         if isinstance(error, RecordNotFoundError):
             hint = ""
@@ -138,7 +198,7 @@ class GluSource:
         """The row's columns for these hooks' examples (all hooks: None) and every summary:
         a cold read decodes only what the answer shows."""
         dataset = self.dataset
-        try:
+        try:  # errors are mapped by _in_pool
             columns = None
             if hooks is not None:
                 available = dataset.columns
@@ -155,14 +215,13 @@ class GluSource:
             return row, dataset.describe()
         except RecordNotFoundError:
             raise
-        except (RecordError, OSError) as error:
-            raise self._error(error) from None
 
-    def _build(self, layer: int, neuron: int, query: RecordQuery) -> GluNeuronRecord:
-        row, description = self._read(layer, neuron, None if query.all_hooks else [self.hook])
+    def _summary(self, layer: int, neuron: int, all_hooks: bool) -> GluNeuronRecord:
+        """The record without example text: one row read."""
+        row, description = self._read(layer, neuron, None if all_hooks else [self.hook])
         file_metadata = description.get("metadata") or {}
         layout: RecordLayout = layout_of_columns(list(row))
-        hooks = [h for h in layout.hooks if query.all_hooks or h == self.hook]
+        hooks = [h for h in layout.hooks if all_hooks or h == self.hook]
         quadrants = []
         for q in layout.quadrants:
             examples = {}
@@ -191,7 +250,7 @@ class GluSource:
                     examples=examples,
                 )
             )
-        record = GluNeuronRecord(
+        return GluNeuronRecord(
             dataset=self.metadata,
             layer=layer,
             neuron=neuron,
@@ -199,9 +258,3 @@ class GluSource:
             quadrants=quadrants,
             file_metadata=file_metadata,
         )
-        if query.context > 0:
-            context = min(query.context, self.shared.settings.max_context)
-            record.context_note = self.shared.text.add(
-                record, self.metadata, file_metadata, context, query.activations
-            )
-        return record

@@ -8,6 +8,7 @@ import threading
 from dataclasses import dataclass
 from typing import Protocol
 
+from activations.pools import Pools
 from activations.records.models import GluNeuronRecord, NeuronRecordResponse
 from registry.metadata import CamelModel, DatasetFormat, NeuronDatasetMetadata
 
@@ -55,9 +56,12 @@ class RecordSource(Protocol):
 
 
 class ModelProvider(Protocol):
-    """Where sources get a model (tokenizer, per-token values) for example text."""
+    """Where sources get a model for example text: its tokenizer (get) and work on its own
+    thread (run); activations.models.pool.ModelPool."""
 
     def get(self, short_name: str): ...
+
+    async def run(self, short_name: str, work): ...
 
 
 @dataclass(frozen=True)
@@ -72,13 +76,19 @@ class SourceSettings:
 class RecordSources:
     """A source per registered dataset, made on first use; datasets of one file share it."""
 
-    def __init__(self, models: ModelProvider, settings: SourceSettings | None = None) -> None:
+    def __init__(
+        self,
+        models: ModelProvider,
+        settings: SourceSettings | None = None,
+        pools: Pools | None = None,
+    ) -> None:
         from activations.records.glu_source import GluRecords
         from activations.records.tdb_source import TdbRecords
 
         settings = settings or SourceSettings()
+        self.pools = pools or Pools()
         self._formats = {
-            DatasetFormat.GLU_PARQUET: GluRecords(models, settings),
+            DatasetFormat.GLU_PARQUET: GluRecords(models, settings, self.pools),
             DatasetFormat.TDB_JSON: TdbRecords(settings),
         }
         self._sources: dict[tuple, RecordSource] = {}

@@ -59,5 +59,7 @@ def register_tiny(paths: dict[str, Path]) -> None:
 @pytest.fixture
 def client(tiny_dataset):
     register_tiny(tiny_dataset)
-    with TestClient(create_app(ServerSettings(max_tokens_per_request=40))) as test_client:
+    with TestClient(
+        create_app(ServerSettings(max_tokens_per_request=40)), base_url="http://127.0.0.1"
+    ) as test_client:
         yield test_client

@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 import registry
 from activation_server.app import create_app
 from activation_server.settings import ServerSettings
+from tests.servers import LOCAL
 
 
 @pytest.mark.parametrize(
@@ -80,10 +81,10 @@ def test_cors_is_off_unless_configured(tiny_dataset):
 
     register_tiny(tiny_dataset)
     origin = {"Origin": "http://evil.example"}
-    with TestClient(create_app()) as closed:
+    with TestClient(create_app(), base_url=LOCAL) as closed:
         assert "access-control-allow-origin" not in closed.get("/health", headers=origin).headers
     settings = ServerSettings(cors_origins=["http://lab.example"])
-    with TestClient(create_app(settings)) as open_:
+    with TestClient(create_app(settings), base_url=LOCAL) as open_:
         allowed = open_.get("/health", headers={"Origin": "http://lab.example"})
         assert allowed.headers["access-control-allow-origin"] == "http://lab.example"
 
@@ -97,8 +98,10 @@ def test_unexpected_errors_are_500_without_traceback(tiny_dataset, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(glu_source.GluSource, "_build", broken)
-    with TestClient(create_app(), raise_server_exceptions=False) as test_client:
+    monkeypatch.setattr(glu_source.GluSource, "_summary", broken)
+    with TestClient(
+        create_app(), raise_server_exceptions=False, base_url="http://127.0.0.1"
+    ) as test_client:
         response = test_client.get("/neuron_record/tiny-llama/mlp_post_act/0/0")
         assert response.status_code == 500
         assert "secret internals" not in response.text and "Traceback" not in response.text

@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 import registry
 from activation_server.app import create_app
 from activation_server.settings import ServerSettings
+from tests.servers import LOCAL
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "tdb" / "collated-activations"
 
@@ -82,7 +83,7 @@ def client(upstream):
             f"gpt2-{kind}", "mlp_post_act", f"GPT-2 {kind}", upstream.url(kind)
         )
     settings = ServerSettings(upstream_timeout_s=0.5)
-    with TestClient(create_app(settings)) as test_client:
+    with TestClient(create_app(settings), base_url=LOCAL) as test_client:
         yield test_client
 
 

@@ -136,7 +136,9 @@ def answers(root: Path) -> dict[str, Any]:
         "metadata": read_metadata(paths["parquet"]),
         "routes": [],
     }
-    with TestClient(create_app(ServerSettings(max_tokens_per_request=40))) as client:
+    with TestClient(
+        create_app(ServerSettings(max_tokens_per_request=40)), base_url="http://127.0.0.1"
+    ) as client:
         for method, url, body in REQUESTS:
             response = client.request(method, url, json=body)
             answer = response.json()
