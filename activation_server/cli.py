@@ -165,13 +165,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def serve(app, settings) -> None:
+    import uvicorn
+
+    uvicorn.Server(server_config(app, settings)).run()
+
+
+def server_config(app, settings):
     """uvicorn with this server's choices: a deadline on request headers (protocol.py), the
     keep-alive time clients' pools are told of, and a shutdown that waits for no hung work."""
     import uvicorn
 
     from activation_server.protocol import guarded_protocol
 
-    config = uvicorn.Config(
+    return uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
@@ -180,7 +186,6 @@ def serve(app, settings) -> None:
         timeout_keep_alive=int(settings.keep_alive_s),
         timeout_graceful_shutdown=int(settings.upstream_timeout_s) + 1,
     )
-    uvicorn.Server(config).run()
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -31,9 +31,14 @@ RESULTS = Path(__file__).with_name("results.json")
 
 
 def run_here(name: str) -> dict[str, Any]:
+    """One figure; one that fails is reported as failed, with why, and the others go on."""
     quiet_libraries()
     began = time.perf_counter()
-    result: FigureResult = importlib.import_module(FIGURES[name]).run()
+    try:
+        result: FigureResult = importlib.import_module(FIGURES[name]).run()
+    except Exception as error:
+        log(f"figure {name} failed: {type(error).__name__}: {error}")
+        return {"rows": [], "details": {}, "error": f"{type(error).__name__}: {error}"}
     result.seconds = time.perf_counter() - began
     return result.to_json()
 

@@ -117,17 +117,34 @@ async def run_load(
             call = calls[next_index]
             next_index += 1
             began = time.perf_counter()
-            method = "POST" if call.body is not None else "GET"
-            async with session.request(method, base + call.path, json=call.body) as response:
-                await response.read()
-                if response.status != 200:
-                    load.errors.append(f"{call.path}: HTTP {response.status}")
+            try:
+                status = await request(session, base + call.path, call.body)
+            except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+                load.errors.append(f"{call.path}: {type(error).__name__}: {error}")
+                continue
+            if status != 200:
+                load.errors.append(f"{call.path}: HTTP {status}")
             load.latencies.append(time.perf_counter() - began)
 
     began = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     load.wall = time.perf_counter() - began
     return load
+
+
+async def request(session: aiohttp.ClientSession, url: str, body: dict | None) -> int:
+    """One request's status; sent again once if it failed on a pooled connection that the
+    server had closed before the request went out (the server's keep-alive ran out)."""
+    method = "POST" if body is not None else "GET"
+    for attempt in (1, 2):
+        try:
+            async with session.request(method, url, json=body) as response:
+                await response.read()
+                return response.status
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
 
 
 def client_session(concurrency: int = 64) -> aiohttp.ClientSession:
@@ -141,6 +158,7 @@ def _serve(spec_path: str) -> None:
     import uvicorn
 
     from activation_server.app import create_app
+    from activation_server.cli import server_config
     from activation_server.settings import ServerSettings
     from bench.common import quiet_libraries
     from registry import register_neuron_dataset_metadata
@@ -149,7 +167,8 @@ def _serve(spec_path: str) -> None:
     spec = json.loads(Path(spec_path).read_text())
     for dataset in spec["datasets"]:
         register_neuron_dataset_metadata(**dataset)
-    app = create_app(ServerSettings(**spec["settings"]))
+    settings = ServerSettings(**spec["settings"])
+    app = create_app(settings)
     # IPPROTO_TCP spelled out: asyncio turns Nagle off (TCP_NODELAY) only on sockets whose
     # proto says TCP, and accepted sockets inherit it; with proto 0 every answer waits ~40 ms.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
@@ -157,7 +176,8 @@ def _serve(spec_path: str) -> None:
     sock.bind((LOOPBACK, 0))
     sock.listen(1024)  # connections wait in the backlog until uvicorn accepts them
     print(f"PORT {sock.getsockname()[1]}", flush=True)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, backlog=1024)
+    config = server_config(app, settings)  # as `neurons serve` runs it
+    config.access_log, config.backlog = False, 1024
     uvicorn.Server(config).run(sockets=[sock])
 
 

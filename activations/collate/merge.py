@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from activations.collate.config import DEFAULT_ROWS_PER_GROUP
+from activations.collate.output import check_output
 from activations.collate.writer import (
     accumulators_to_table,
     read_metadata,
@@ -35,8 +36,7 @@ def merge_files(
     """Merge files of the same model and corpus. Files over the same layers must cover disjoint
     documents (their totals add); files over disjoint layers of the same documents are joined."""
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+    check_output(out, overwrite)
     if len(paths) < 2:
         raise ValueError("merge needs at least two files")
     metadatas = []
@@ -89,7 +89,7 @@ def merge_files(
         merged_from=[str(p) for p in paths],
     )
     table = accumulators_to_table({k: v[1] for k, v in merged.items()}, n_tokens, metadata)
-    write_table_atomically(table, out, rows_per_group)
+    write_table_atomically(table, out, rows_per_group, overwrite)
     return out
 
 

@@ -29,6 +29,7 @@ from activations.collate.distributed import (
     shard,
 )
 from activations.collate.heap import retained_heap
+from activations.collate.output import check_output
 from activations.collate.writer import accumulators_to_table, write_table_atomically
 from activations.corpus import Corpus, load_corpus
 from activations.models.loading import load_model
@@ -69,8 +70,7 @@ def collate(config: CollateConfig, on_batch: Callable[[int], None] | None = None
     rank = init_distributed(config.device) if config.distributed else None
     device = rank_device(config.device, rank) if rank else config.device
     out = Path(config.out)
-    if out.exists() and not config.overwrite:
-        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+    check_output(out, config.overwrite)
     model_metadata = get_model(config.model)
     started = time.perf_counter()
     model, tokenizer = load_model(model_metadata, device, DTYPES[config.dtype])
@@ -121,7 +121,7 @@ def collate(config: CollateConfig, on_batch: Callable[[int], None] | None = None
             world_size=rank.world_size if rank else 1,
         )
         table = accumulators_to_table(collator.accumulators, n_tokens, metadata)
-        write_table_atomically(table, out, config.rows_per_group)
+        write_table_atomically(table, out, config.rows_per_group, config.overwrite)
     if rank:
         finish()  # every rank waits for the file before dropping its checkpoint
     ckpt.unlink(missing_ok=True)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ import torch
 
 from activations.collate.accumulator import LayerAccumulator
 from activations.collate.config import DEFAULT_ROWS_PER_GROUP
+from activations.collate.output import publish, temporary_beside
 from activations.collate.reduction import ABSENT_DOC, ABSENT_SCORE
 from activations.records.schema import (
     KEY_COLUMNS,
@@ -85,13 +85,15 @@ def accumulators_to_table(
 
 
 def write_table_atomically(
-    table: pa.Table, path: str | os.PathLike, rows_per_group: int = DEFAULT_ROWS_PER_GROUP
+    table: pa.Table,
+    path: str | os.PathLike,
+    rows_per_group: int = DEFAULT_ROWS_PER_GROUP,
+    overwrite: bool = False,
 ) -> None:
-    """Write beside the target and rename, so the path never holds a half-written file."""
+    """Write beside the target and publish it (output.publish), so the path never holds a
+    half-written file, and without `overwrite` never replaces one."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = temporary_beside(path)
     try:
         pq.write_table(
             table,
@@ -104,9 +106,11 @@ def write_table_atomically(
             write_statistics=list(KEY_COLUMNS),
             write_page_checksum=True,
         )
-        os.replace(tmp, path)
+        publish(tmp, path, overwrite)
+    except FileExistsError:
+        raise  # the finished file stays where the message says
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 

@@ -24,10 +24,28 @@ def test_a_local_dataset_has_its_shape(client, tiny_dataset):
         "neuronsPerLayer": 24,
         "topK": 4,
         "hooks": list(GLU_HOOKS),
-        "corpus": str(tiny_dataset["corpus"].resolve()),
+        "corpus": "…/docs.jsonl",
     }
     assert got["shapeNote"] is None
-    assert got["neuronDatasetPath"] == str(tiny_dataset["parquet"])  # the registry's fields stay
+    # the registry's fields stay, the server's own paths cut to their last part
+    assert got["neuronDatasetPath"] == "…/tiny.parquet"
+
+
+def test_paths_are_shown_where_the_server_is_told_to(tiny_dataset):
+    from fastapi.testclient import TestClient
+
+    from activation_server.app import create_app
+    from activation_server.settings import ServerSettings
+    from tests.activation_server.conftest import register_tiny
+    from tests.servers import LOCAL
+
+    register_tiny(tiny_dataset)
+    with TestClient(create_app(ServerSettings(expose_paths=True)), base_url=LOCAL) as client:
+        got = entry(client, "tiny-llama")
+        assert got["neuronDatasetPath"] == str(tiny_dataset["parquet"])
+        assert got["shape"]["corpus"] == str(tiny_dataset["corpus"].resolve())
+        missing = client.get("/neuron_record/tiny-llama/mlp_post_act/9/0").json()["detail"]
+        assert "valid layers are 0-1" in missing
 
 
 def test_a_missing_local_dataset_says_how_to_build_it(client, tmp_path):
@@ -38,6 +56,9 @@ def test_a_missing_local_dataset_says_how_to_build_it(client, tmp_path):
     got = entry(client, "ghost")
     assert got["shape"] is None
     assert "does not exist" in got["shapeNote"] and "neurons collate" in got["shapeNote"]
+    assert str(tmp_path) not in got["shapeNote"] and "…/nope.parquet" in got["shapeNote"]
+    detail = client.get("/neuron_record/ghost/mlp_post_act/0/0").json()["detail"]
+    assert "…/nope.parquet does not exist" in detail and str(tmp_path) not in detail
 
 
 def test_a_remote_dataset_is_not_opened_unless_asked(client, tiny_dataset):

@@ -87,3 +87,33 @@ def test_register_module_with_conflict_is_a_clear_error(tmp_path):
     assert result.returncode == 2
     assert "already registered with different content" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("def broken(:\n", "has a syntax error (bad_module.py, line 1)"),
+        ("raise RuntimeError('no licence')\n", "failed: RuntimeError: no licence"),
+        ("import surely_not_installed_pkg\n", "needs the package 'surely_not_installed_pkg'"),
+        ("from registry import register_model\nregister_model('m', 'o/m')\n"
+         "register_model('m', 'o/other')\n", "already registered with different content"),
+    ],
+)  # fmt: skip
+def test_a_register_module_that_fails_is_one_line_and_exit_2(tmp_path, source, message):
+    (tmp_path / "bad_module.py").write_text(source)
+    result = neurons("models", "--register", "bad_module", cwd=tmp_path)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_register_file_is_loaded_by_its_path(tmp_path):
+    folder = tmp_path / "elsewhere"
+    folder.mkdir()
+    (folder / "mine.py").write_text(PLUGIN.format(folder=tmp_path))
+    for given in (str(folder / "mine.py"), "./elsewhere/mine.py"):
+        result = neurons("models", "--json", "--register", given, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert "tiny-llama" in {m["shortName"] for m in json.loads(result.stdout)}
+    missing = neurons("models", "--register", "./nope.py", cwd=tmp_path)
+    assert missing.returncode == 2 and "register file './nope.py' does not exist" in missing.stderr

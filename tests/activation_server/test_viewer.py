@@ -6,17 +6,15 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from activation_server.app import create_app
 from activation_server.settings import ServerSettings
 from tests.activation_server.conftest import register_tiny
+from tests.servers import LiveServer
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -49,20 +47,11 @@ def test_page_and_assets_are_served_but_not_in_the_api_schema(client):
 
 @pytest.fixture
 def server_url(tiny_dataset) -> Iterator[str]:
-    """The app under uvicorn on an ephemeral port, in a background thread."""
+    """The app under uvicorn, as `neurons serve` runs it, on an ephemeral port."""
     register_tiny(tiny_dataset)
-    app = create_app(ServerSettings(max_tokens_per_request=40))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(30)
+    settings = ServerSettings(max_tokens_per_request=40)
+    with LiveServer(create_app(settings), settings) as server:
+        yield server.url
 
 
 @pytest.fixture

@@ -38,8 +38,15 @@ export async function fetchJson(url, options) {
   let response;
   try {
     response = await fetch(url, options);
-  } catch (error) {
-    throw new Error(`could not reach the server (${error.message})`);
+  } catch (first) {
+    // a request that failed before it reached the server (a pooled connection the server had
+    // closed, a network blip) is asked once more; a POST only when it carries no side effects,
+    // which is true of every request this page makes
+    try {
+      response = await fetch(url, options);
+    } catch (error) {
+      throw new Error(`could not reach the server (${error.message})`);
+    }
   }
   let body = null;
   try {
