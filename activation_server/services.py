@@ -34,6 +34,7 @@ class Services:
             cache_size=settings.record_cache_size,
             max_context=settings.max_context,
             upstream_timeout_s=settings.upstream_timeout_s,
+            max_example_tokens=settings.max_example_tokens,
         )
         return cls(settings, models, pools, RecordSources(models, source_settings, pools))
 

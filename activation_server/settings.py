@@ -32,5 +32,7 @@ class ServerSettings(BaseModel):
     record_cache_size: int = 4096
     max_context: int = 64
     """Tokens shown on each side of an example's max (?context=N)."""
+    max_example_tokens: int = 32_768
+    """Tokens the model runs for one record's example values (?activations=true), at most."""
     upstream_timeout_s: float = 10.0
     device: str = "cpu"

@@ -28,6 +28,26 @@ class Windows:
     documents: list[list[int]] = field(default_factory=list)
     uses: list[tuple[GluExample, int, int, int]] = field(default_factory=list)
     """(example, index into documents, window start, window stop)."""
+    left_out: int = 0
+    """Examples whose values are not computed: over the token budget."""
+
+    def limit(self, max_tokens: int) -> None:
+        """Keep the documents (shortest first) that fit in max_tokens; examples of the others
+        keep their text but get no values."""
+        order = sorted(range(len(self.documents)), key=lambda i: len(self.documents[i]))
+        kept, total = set(), 0
+        for i in order:
+            if total + len(self.documents[i]) > max_tokens:
+                break
+            kept.add(i)
+            total += len(self.documents[i])
+        if len(kept) == len(self.documents):
+            return
+        new_index = {old: new for new, old in enumerate(sorted(kept))}
+        self.documents = [self.documents[i] for i in sorted(kept)]
+        uses = [(e, new_index[at], a, b) for e, at, a, b in self.uses if at in new_index]
+        self.left_out = len(self.uses) - len(uses)
+        self.uses = uses
 
 
 class ExampleText:
@@ -74,6 +94,7 @@ class ExampleText:
         metadata: NeuronDatasetMetadata,
         file_metadata: dict,
         context: int,
+        max_tokens_run: int = 32_768,
     ) -> Windows:
         """Fill in each example's tokens around its max; raises LookupError saying why not."""
         corpus = self.corpus(metadata, file_metadata)
@@ -106,6 +127,7 @@ class ExampleText:
                     if stop > len(prefix):
                         found.documents[slot[doc]] = ids[:stop]
                     found.uses.append((example, slot[doc], start, stop))
+        found.limit(max_tokens_run)
         return found
 
     @staticmethod

@@ -156,14 +156,21 @@ class GluSource:
         """Each example's text (and values); returns why not, where it cannot."""
         file_metadata = record.file_metadata
         text = self.shared.text
+        budget = self.shared.settings.max_example_tokens
         try:
             windows = await self.shared.pools.cpu.run(
-                text.windows, record, self.metadata, file_metadata, context
+                text.windows, record, self.metadata, file_metadata, context, budget
             )
         except LookupError as error:
             return str(error)
         if not (activations and windows.documents):
             return None
+        note = None
+        if windows.left_out:
+            note = (
+                f"values of {windows.left_out} examples are left out: their documents are over "
+                f"the {budget}-token budget of one request"
+            )
         refactored = bool(file_metadata.get("refactor_glu"))
         layer, neuron = record.layer, record.neuron
 
@@ -173,7 +180,7 @@ class GluSource:
 
         found, sign = await self.shared.models.run(self.metadata.model, values)
         text.apply(windows, found, sign)
-        return None
+        return note
 
     async def close(self) -> None:
         self.dataset.close()

@@ -71,6 +71,9 @@ class SourceSettings:
     max_context: int = 64
     """Tokens shown on each side of an example's max, at most."""
     upstream_timeout_s: float = 10.0
+    max_example_tokens: int = 32_768
+    """Tokens the model runs for one record's example values, at most (longer documents and
+    more examples say so instead): bounds the time and memory of one request."""
 
 
 class RecordSources:

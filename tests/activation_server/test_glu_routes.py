@@ -227,3 +227,31 @@ def test_refactored_dataset_shows_activations_with_the_recorded_signs(
                 )
                 checked += 1
     assert checked > 20
+
+
+def test_example_values_keep_to_a_token_budget(tiny_dataset):
+    """Past the budget, examples keep their text but go without values, and the answer says
+    so; within it, every example has its values."""
+    from fastapi.testclient import TestClient
+
+    from activation_server.app import create_app
+    from activation_server.settings import ServerSettings
+    from tests.activation_server.conftest import register_tiny
+    from tests.servers import LOCAL
+
+    register_tiny(tiny_dataset)
+    path = "/neuron_record/tiny-llama/mlp_post_act/1/7?context=3&activations=true&hooks=all"
+    settings = ServerSettings(max_tokens_per_request=40, max_example_tokens=20)
+    with TestClient(create_app(settings), base_url=LOCAL) as small:
+        body = small.get(path).json()
+    examples = [e for q in body["quadrants"] for ex in q["examples"].values() for e in ex]
+    without = [e for e in examples if e["activations"] is None]
+    assert without and all(e["tokens"] for e in examples)
+    assert f"values of {len(without)} examples are left out" in body["contextNote"]
+    assert "20-token budget" in body["contextNote"]
+    with TestClient(create_app(ServerSettings(max_tokens_per_request=40)), base_url=LOCAL) as big:
+        full = big.get(path).json()
+    assert full["contextNote"] is None
+    assert all(
+        e["activations"] for q in full["quadrants"] for x in q["examples"].values() for e in x
+    )

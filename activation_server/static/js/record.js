@@ -227,9 +227,13 @@ export function renderExamples() {
     sections.push(section);
   }
   $("examples").replaceChildren(...sections);
-  $("examples-status").textContent = record.contextNote
-    ? `Example text is not available: ${record.contextNote}`
-    : `Each example: ${CONTEXT} tokens either side of the recorded max, coloured by ${colourHook}.`;
+  const withText = record.quadrants.some((q) =>
+    Object.values(q.examples || {}).some((list) => list.some((e) => e.tokens)),
+  );
+  const note = record.contextNote ? ` (${record.contextNote})` : "";
+  $("examples-status").textContent = withText
+    ? `Each example: ${CONTEXT} tokens either side of the recorded max, coloured by ${colourHook}${note}.`
+    : `Example text is not available${record.contextNote ? `: ${record.contextNote}` : "."}`;
 }
 
 /** neuron-explainer records: top activations and a random sample, coloured the same way. */
