@@ -10,7 +10,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -22,44 +21,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.activations.reference import assert_columns_identical
-from tests.tiny import make_tiny_model, random_documents, write_jsonl
+from tests.stress.common import COLLATE, env, free_port, neurons, percentile
+from tests.tiny import random_documents
 
 pytestmark = pytest.mark.stress
 ROOT = Path(__file__).parents[2]
-
-
-def env(tmp_path: Path) -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": f"{ROOT}:{tmp_path}", "HF_HUB_OFFLINE": "1"}
-
-
-def neurons(tmp_path: Path, *args: str, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "activation_server.cli", *args],
-        cwd=tmp_path,
-        env=env(tmp_path),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        **kwargs,
-    )
-
-
-@pytest.fixture
-def tiny_setup(tmp_path) -> Path:
-    model = make_tiny_model("olmo", tmp_path / "model")
-    write_jsonl(tmp_path / "docs.jsonl", random_documents(1200, seed=9, max_words=40))
-    (tmp_path / "tiny_reg.py").write_text(
-        "from registry import register_model, register_neuron_dataset_metadata\n"
-        f"register_model('tiny-olmo', {str(model)!r}, user_visible_name='Tiny OLMo')\n"
-        "register_neuron_dataset_metadata('tiny-olmo', 'mlp_post_act', 'Tiny OLMo',\n"
-        f"    {str(tmp_path / 'whole.parquet')!r}, format='glu_parquet', model='tiny-olmo',\n"
-        f"    corpus={str(tmp_path / 'docs.jsonl')!r})\n"
-    )
-    return tmp_path
-
-
-COLLATE = ["collate", "--register", "tiny_reg", "--model", "tiny-olmo", "--corpus", "docs.jsonl",
-           "--batch-size", "2", "--checkpoint-every", "20", "--engine", "eager"]  # fmt: skip
 
 
 def test_kill_9_during_collation_then_resume_gives_the_same_file(tiny_setup):
@@ -87,12 +53,6 @@ def test_kill_9_during_collation_then_resume_gives_the_same_file(tiny_setup):
         pq.read_table(tmp / "whole.parquet"), pq.read_table(tmp / "killed.parquet")
     )
     print(f"\nkill -9 faults injected and survived: {survived}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def rss_mb(pid: int) -> float:
@@ -196,11 +156,6 @@ async def _load(base: str, pid: int) -> dict:
         "rss_peak_mb": round(peak, 1),
         "rss_growth_mb": round(peak - rss_start, 1),
     }
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
 
 
 def children(pid: int) -> list[int]:
