@@ -8,6 +8,7 @@ from pathlib import Path
 
 import orjson
 
+from activation_server.settings import ServerSettings
 from activations.collate.config import add_collate_arguments
 from activations.commands import run_command
 from registry import get_all_models, get_all_neuron_dataset_metadata
@@ -83,6 +84,13 @@ def _server_options(parser: argparse.ArgumentParser) -> None:
         help="show the server's absolute file paths in errors and /datasets",
     )
     parser.add_argument("--max-tokens", type=int, default=1024, help="per live text")
+    parser.add_argument(
+        "--upstream-timeout",
+        type=float,
+        default=ServerSettings.model_fields["upstream_timeout_s"].default,
+        metavar="SECONDS",
+        help="answer 504 when a remote source gives no complete answer within this",
+    )
 
 
 # -- the registry -------------------------------------------------------------------------------
@@ -149,7 +157,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from activation_server.app import create_app
-    from activation_server.settings import LOOPBACK_HOSTS, ServerSettings
+    from activation_server.settings import LOOPBACK_HOSTS
 
     settings = ServerSettings(
         host=args.host,
@@ -158,6 +166,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         allowed_hosts=[*LOOPBACK_HOSTS, *args.allowed_host],
         expose_paths=args.expose_paths,
         max_tokens_per_request=args.max_tokens,
+        upstream_timeout_s=args.upstream_timeout,
     )
     print(f"serving on http://{args.host}:{args.port}/  (API docs: /docs; Ctrl-C stops)")
     serve(create_app(settings), settings)

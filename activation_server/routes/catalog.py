@@ -24,7 +24,7 @@ router = APIRouter(tags=["catalog"])
 
 async def _entry(source: RecordSource, open_it: bool, s: Services) -> DatasetEntry:
     timeout_s = s.settings.upstream_timeout_s
-    shape, note = await asyncio.to_thread(source.known_shape)
+    shape, note = await s.pools.local.run(source.known_shape)
     if shape is None and open_it:
         try:
             shape = await asyncio.wait_for(source.shape(), timeout_s)

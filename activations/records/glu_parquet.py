@@ -178,9 +178,9 @@ class GluParquetDataset:
         return layout
 
     def close(self) -> None:
-        """Close every file handle; the dataset reopens on next use."""
-        with self._open_lock:
-            layout, self._layout = self._layout, None
+        """Close every file handle; the dataset reopens on next use. Never waits for an open
+        under way (a hung remote footer read holds the open lock): that open finishes alone."""
+        layout, self._layout = self._layout, None
         self._cache.clear()
         self._top_k_value = None
         if layout is not None:

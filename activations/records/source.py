@@ -92,7 +92,7 @@ class RecordSources:
         self.pools = pools or Pools()
         self._formats = {
             DatasetFormat.GLU_PARQUET: GluRecords(models, settings, self.pools),
-            DatasetFormat.TDB_JSON: TdbRecords(settings),
+            DatasetFormat.TDB_JSON: TdbRecords(settings, self.pools),
         }
         self._sources: dict[tuple, RecordSource] = {}
         self._lock = threading.Lock()

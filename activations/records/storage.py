@@ -17,6 +17,7 @@ from typing import Any
 
 import aiohttp
 
+from activations.pools import Pools, PoolTimeoutError
 from activations.records.errors import RecordNotFoundError, UpstreamError, UpstreamTimeoutError
 from registry.errors import UnsupportedPathError
 from registry.paths import local_path, path_scheme, validate_path
@@ -135,6 +136,7 @@ class SourceReader:
         retries: int = DEFAULT_RETRIES,
         backoff_s: float = DEFAULT_BACKOFF_S,
         trust_env: bool = True,
+        pools: Pools | None = None,
     ):
         if timeout_s <= 0 or max_bytes <= 0 or retries < 0 or backoff_s < 0:
             raise ValueError("timeout_s and max_bytes must be positive, retries and backoff_s ≥ 0")
@@ -143,6 +145,7 @@ class SourceReader:
         self.retries = retries
         self.backoff_s = backoff_s
         self.trust_env = trust_env  # honour HTTP(S)_PROXY / NO_PROXY, as blobfile and hf do
+        self.pools = pools or Pools()
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._blob_context: Any = None
@@ -253,16 +256,15 @@ class SourceReader:
     # -- blocking libraries, in a thread ----------------------------------------------------------
 
     async def _in_thread(self, path: str, read: Callable[..., bytes], *args: Any) -> bytes:
+        """On a daemon thread of the pool for this kind of path, within the whole budget: a
+        thread cannot be cancelled, so one we stop waiting for finishes in the background
+        (bounded by max_bytes), its outcome dropped, and holds up no shutdown."""
         budget = self.timeout_s * (self.retries + 1)
-        task = asyncio.ensure_future(asyncio.to_thread(read, *args))
-        # A thread cannot be cancelled: one we stop waiting for finishes in the background
-        # (bounded by max_bytes) and its outcome is dropped, silently.
-        task.add_done_callback(lambda t: t.cancelled() or t.exception())
-        done, _ = await asyncio.wait({task}, timeout=budget)
-        if not done:
-            raise SourceTimeoutError(path, f"no complete read within {budget:g} s")
+        pool = self.pools.local if local_path(path) is not None else self.pools.remote
         try:
-            return task.result()
+            return await pool.run(read, *args, timeout=budget)
+        except PoolTimeoutError:
+            raise SourceTimeoutError(path, f"no complete read within {budget:g} s") from None
         except StorageError:
             raise
         except Exception as error:

@@ -3,6 +3,7 @@ protocol, answered in neuron-explainer's shape."""
 
 from __future__ import annotations
 
+from activations.pools import Pools
 from activations.records.errors import RecordError, in_context
 from activations.records.models import NeuronRecordResponse, neuron_record_response
 from activations.records.source import DatasetShape, RecordQuery, SourceSettings
@@ -16,8 +17,8 @@ class TdbRecords:
     """What every neuron-explainer source shares: one reader (one aiohttp session) and one LRU
     of parsed records."""
 
-    def __init__(self, settings: SourceSettings) -> None:
-        self.reader = SourceReader(timeout_s=settings.upstream_timeout_s)
+    def __init__(self, settings: SourceSettings, pools: Pools) -> None:
+        self.reader = SourceReader(timeout_s=settings.upstream_timeout_s, pools=pools)
         self.store = TdbRecordStore(self.reader, cache_size=settings.cache_size)
 
     def source(self, metadata: NeuronDatasetMetadata) -> TdbSource:

@@ -76,7 +76,7 @@ class TdbRecordStore:
     async def _load(self, path: str, token_pairs: bool) -> NeuronRecord:
         data = await self.reader.read_bytes(path)
         if len(data) > _PARSE_IN_THREAD_BYTES:
-            return await asyncio.to_thread(
+            return await asyncio.to_thread(  # CPU work: it cannot hang
                 parse_neuron_record, data, token_pairs=token_pairs, source=path
             )
         return parse_neuron_record(data, token_pairs=token_pairs, source=path)
