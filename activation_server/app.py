@@ -9,12 +9,12 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from activation_server.errors import install_error_handlers
 from activation_server.guard import RequestGuard
-from activation_server.routes import catalog, live, records, viewer
+from activation_server.routes import catalog, live, neuron_explainer, records, viewer
 from activation_server.services import Services
 from activation_server.settings import ServerSettings
 
 # Every group of routes: a module of routes/ with a `router`. A new group is one more entry.
-ROUTES = [catalog, records, live, viewer]
+ROUTES = [catalog, records, neuron_explainer, live, viewer]
 
 
 def served_hosts(settings: ServerSettings) -> list[str]:
@@ -50,13 +50,13 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         body_timeout_s=settings.body_timeout_s,
         allowed_hosts=served_hosts(settings),
     )
-    if settings.cors_origins:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST"],
-            allow_headers=["*"],
-        )
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_origin_regex=settings.cors_origin_regex,
+        allow_methods=["GET", "POST"],
+        allow_headers=["*"],
+    )
 
     for module in ROUTES:
         app.include_router(module.router)

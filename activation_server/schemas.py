@@ -12,16 +12,6 @@ from registry.metadata import CamelModel, NeuronDatasetMetadata
 from registry.vocabulary import DerivedScalarType
 
 
-class NeuronRecordRequest(CamelModel):
-    """neuron-explainer's POST /neuron_record body."""
-
-    dst: DerivedScalarType
-    layer_index: StrictInt = Field(ge=0, le=1_000_000)
-    activation_index: StrictInt = Field(ge=0, le=100_000_000)
-    short_name: str | None = Field(default=None, max_length=200)
-    dataset_name: str | None = Field(default=None, max_length=200)
-
-
 class ActivationsRequest(CamelModel):
     model: str = Field(max_length=200)
     text: str | None = None

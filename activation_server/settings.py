@@ -4,13 +4,20 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "[::1]", "::1"]
+# Host headers of this machine's own addresses ("0.0.0.0" is what neuron-explainer's viewer
+# calls by default); DNS rebinding needs a name the attacker controls, which these are not.
+LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "[::1]", "::1", "0.0.0.0"]
+# Pages that may call the API from a browser: any port of this machine, as neuron-explainer's
+# server allows (its viewer runs on localhost:1234).
+LOCAL_ORIGINS = r"https?://(localhost|127\.0\.0\.1)(:\d+)?"
 
 
 class ServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8000
     cors_origins: list[str] = Field(default_factory=list)
+    """Origins allowed besides this machine's own (cors_origin_regex)."""
+    cors_origin_regex: str | None = LOCAL_ORIGINS
     allowed_hosts: list[str] = Field(default_factory=lambda: list(LOOPBACK_HOSTS))
     """Host headers answered ("*": any); others get 400, against DNS rebinding."""
     expose_paths: bool = False

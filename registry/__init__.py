@@ -15,6 +15,7 @@ from registry.registry import (
     get_neuron_dataset_metadata_by_short_name_and_dst,
     register_model,
     register_neuron_dataset_metadata,
+    resolve_dataset,
 )
 
 register_builtins()
@@ -33,4 +34,5 @@ __all__ = [
     "get_neuron_dataset_metadata_by_short_name_and_dst",
     "register_model",
     "register_neuron_dataset_metadata",
+    "resolve_dataset",
 ]

@@ -89,6 +89,23 @@ def get_neuron_dataset_metadata_by_short_name_and_dst(
     raise UnknownDatasetError(_unknown_dataset_message(short_name, str(dst), valid_dst))
 
 
+def resolve_dataset(reference: str, dst: str | DerivedScalarType) -> NeuronDatasetMetadata:
+    """A dataset named as neuron-explainer's clients name one: a registered short name, or a
+    path or URL equal to a registered dataset's path. Anything else is an UnknownDatasetError
+    listing what is registered: a client never makes the server read a path of its choosing."""
+    valid_dst = dst if isinstance(dst, DerivedScalarType) else _maybe_dst(dst)
+    if valid_dst is not None:
+        found = NEURON_DATASET_METADATA_REGISTRY.get((reference, valid_dst))
+        if found is not None:
+            return found
+        wanted = reference.rstrip("/")
+        for metadata in NEURON_DATASET_METADATA_REGISTRY.values():
+            same_path = metadata.neuron_dataset_path.rstrip("/") == wanted
+            if same_path and metadata.derived_scalar_type == valid_dst:
+                return metadata
+    raise UnknownDatasetError(_unknown_dataset_message(reference, str(dst), valid_dst))
+
+
 def _maybe_dst(value: str) -> DerivedScalarType | None:
     try:
         return DerivedScalarType(value)

@@ -42,6 +42,8 @@ class GluSite:
     """How the site's value comes from (gate, in, act(gate))."""
     product_of: tuple[str, str] | None = None
     """Two hooks whose product the value is, so a reader may multiply instead of load it."""
+    neuron_explainer_viewer: bool = False
+    """Whether neuron-explainer's viewer knows this type (it fails on the others)."""
 
 
 # The hooks by name, as constants for code that means one of them in particular.
@@ -85,6 +87,7 @@ GLU_SITES: tuple[GluSite, ...] = (
         flips_with_refactor=True,
         compute=lambda gate, in_, act: act * in_,
         product_of=(SWISH, HOOK_PRE_LINEAR),
+        neuron_explainer_viewer=True,
     ),
 )
 
@@ -98,8 +101,12 @@ class OtherScalar:
     """Records hold one value per (token, attended-to token) pair, not per token."""
     autoencoder: str | None = None
     """"mlp" or "attention" for autoencoder latents (the registry's hint on unknown names)."""
+    neuron_explainer_viewer: bool = True
+    """Whether neuron-explainer's viewer knows this type (it fails on the others)."""
 
 
+# neuron-explainer's stored types, as its viewer sends them (neuron_viewer's
+# getDerivedScalarType for record reads).
 OTHER_SCALARS: tuple[OtherScalar, ...] = (
     OtherScalar("attn_write_norm", token_pairs=True),
     OtherScalar("mlp_autoencoder_latent", autoencoder="mlp"),
@@ -109,6 +116,8 @@ OTHER_SCALARS: tuple[OtherScalar, ...] = (
         token_pairs=True,
         autoencoder="attention",
     ),
+    OtherScalar("autoencoder_latent", autoencoder=""),
+    OtherScalar("resid_post_mlp", neuron_explainer_viewer=False),
 )
 
 
@@ -128,8 +137,15 @@ TOKEN_PAIR_DSTS: frozenset = frozenset(
     DerivedScalarType(row.dst) for row in OTHER_SCALARS if row.token_pairs
 )
 AUTOENCODER_KIND: dict = {
-    DerivedScalarType(row.dst): row.autoencoder for row in OTHER_SCALARS if row.autoencoder
+    DerivedScalarType(row.dst): row.autoencoder
+    for row in OTHER_SCALARS
+    if row.autoencoder is not None
 }
+NEURON_EXPLAINER_VIEWER_DSTS: frozenset = frozenset(
+    DerivedScalarType(row.dst)
+    for row in (*GLU_SITES, *OTHER_SCALARS)
+    if row.neuron_explainer_viewer
+)
 
 GLU_HOOKS: tuple[str, ...] = tuple(s.hook for s in GLU_SITES)
 SITE_BY_HOOK: dict[str, GluSite] = {s.hook: s for s in GLU_SITES}

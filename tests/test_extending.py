@@ -129,6 +129,9 @@ def test_every_api_route_has_a_response_model():
         f"{method.upper()} {path}"
         for path, methods in paths.items()
         for method, spec in methods.items()
-        if not spec["responses"]["200"]["content"]["application/json"]["schema"]
+        # the answer it gives when it works (501 for what is not served)
+        if not next(
+            r for code, r in sorted(spec["responses"].items()) if code in ("200", "501")
+        )["content"]["application/json"]["schema"]
     ]
     assert len(paths) >= 7 and undocumented == []

@@ -1,5 +1,5 @@
-"""Neuron records: GET /neuron_record/... (ours) and POST /neuron_record (neuron-explainer's
-body), from every registered dataset through its record source."""
+"""Neuron records: GET /neuron_record/..., from every registered dataset through its record
+source. (neuron-explainer's POST /neuron_record is routes/neuron_explainer.py's.)"""
 
 from __future__ import annotations
 
@@ -11,15 +11,12 @@ from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import Response
 from pydantic import BeforeValidator
 
-from activation_server.schemas import NeuronRecordRequest
 from activation_server.services import Services, services
 from activations.records.models import GluNeuronRecord, NeuronRecordResponse
 from activations.records.source import RecordQuery
 from registry import (
-    get_all_neuron_dataset_metadata,
     get_neuron_dataset_metadata_by_short_name_and_dst,
 )
-from registry.errors import UnknownDatasetError
 
 router = APIRouter(tags=["records"])
 
@@ -73,27 +70,3 @@ async def get_neuron_record(
     (`dataset`, `maxActivation`, `topActivations`, `randomSample`)."""
     query = RecordQuery(all_hooks=hooks == "all", context=context, activations=activations)
     return await answer_record(s, short_name, dst, layer, neuron, query)
-
-
-@router.post("/neuron_record", response_model=RecordAnswer)
-async def post_neuron_record(
-    body: NeuronRecordRequest, s: Annotated[Services, Depends(services)]
-) -> Response:
-    """neuron-explainer's request shape."""
-    short_name = body.short_name or body.dataset_name
-    if short_name is None:
-        candidates = [
-            d.short_name
-            for d in get_all_neuron_dataset_metadata()
-            if d.derived_scalar_type == body.dst
-        ]
-        if len(candidates) != 1:
-            raise UnknownDatasetError(
-                f'give "shortName": datasets of type "{body.dst.value}" are: '
-                + ", ".join(f'"{c}"' for c in candidates)
-            )
-        short_name = candidates[0]
-    query = RecordQuery()
-    return await answer_record(
-        s, short_name, body.dst, body.layer_index, body.activation_index, query
-    )

@@ -8,6 +8,7 @@ document is tokenized and run once, however many examples it holds.
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from dataclasses import dataclass, field
@@ -130,13 +131,37 @@ class ExampleText:
         found.limit(max_tokens_run)
         return found
 
+    def random_documents(
+        self,
+        metadata: NeuronDatasetMetadata,
+        file_metadata: dict,
+        seed: int,
+        count: int,
+        length: int,
+    ) -> tuple[list[list[str]], list[list[int]]]:
+        """The opening `length` tokens of `count` documents drawn at random (the same draw for
+        the same seed), as token strings and ids; raises LookupError saying why not."""
+        corpus = self.corpus(metadata, file_metadata)
+        runner = self.models.get(metadata.model)
+        tokenizer = runner.tokenizer
+        picked = random.Random(seed).sample(range(len(corpus)), min(count, len(corpus)))
+        ids = [
+            tokenizer(corpus.documents[i], truncation=True, max_length=length).input_ids
+            for i in sorted(picked)
+        ]
+        return [[tokenizer.decode([i]) for i in one] for one in ids], ids
+
     @staticmethod
-    def apply(windows: Windows, values: list[dict[str, list[float]]], sign: float) -> None:
-        """Each example's values on its window; a refactored file recorded the flipped sites
-        with this neuron's sign flipped (sign -1)."""
-        flipped = REFACTOR_FLIPPED_HOOKS if sign < 0 else frozenset()
+    def apply(windows: Windows, values: list[dict[str, list[float]]]) -> None:
+        """Each example's values on its window (values by document, as the file records
+        them: see `refactored`)."""
         for example, at, start, stop in windows.uses:
-            example.activations = {
-                h: [-x for x in v[start:stop]] if h in flipped else v[start:stop]
-                for h, v in values[at].items()
-            }
+            example.activations = {h: v[start:stop] for h, v in values[at].items()}
+
+
+def refactored(values: dict[str, list[float]], sign: float) -> dict[str, list[float]]:
+    """A neuron's values as a file collated with --refactor-glu records them: the sites it
+    flips, times the neuron's sign (-1 where its gate and in weights point apart)."""
+    if sign >= 0:
+        return values
+    return {h: [-x for x in v] if h in REFACTOR_FLIPPED_HOOKS else v for h, v in values.items()}

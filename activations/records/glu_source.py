@@ -12,7 +12,7 @@ import threading
 from typing import Any
 
 from activations.pools import Pools, PoolTimeoutError
-from activations.records.context import ExampleText
+from activations.records.context import ExampleText, refactored
 from activations.records.errors import (
     RecordError,
     RecordNotFoundError,
@@ -171,16 +171,37 @@ class GluSource:
                 f"values of {windows.left_out} examples are left out: their documents are over "
                 f"the {budget}-token budget of one request"
             )
-        refactored = bool(file_metadata.get("refactor_glu"))
+        try:
+            found = await self.neuron_values(record, windows.documents, list(GLU_HOOKS))
+        except UpstreamError as error:  # the model cannot load: the text stays, said why
+            return f"values need the model: {error}"
+        text.apply(windows, found)
+        return note
+
+    async def neuron_values(
+        self, record: GluNeuronRecord, id_lists: list[list[int]], hooks: list[str]
+    ) -> list[dict[str, list[float]]]:
+        """The neuron's values on token ids, as the file records them (refactored or not)."""
         layer, neuron = record.layer, record.neuron
+        refactored_file = bool(record.file_metadata.get("refactor_glu"))
 
         def values(runner):
-            found = runner.neuron_values(windows.documents, layer, neuron, list(GLU_HOOKS))
-            return found, runner.refactor_sign(layer, neuron) if refactored else 1.0
+            found = runner.neuron_values(id_lists, layer, neuron, hooks)
+            sign = runner.refactor_sign(layer, neuron) if refactored_file else 1.0
+            return [refactored(one, sign) for one in found]
 
-        found, sign = await self.shared.models.run(self.metadata.model, values)
-        text.apply(windows, found, sign)
-        return note
+        return await self.shared.models.run(self.metadata.model, values)
+
+    async def explainer_record(self, layer: int, neuron: int):
+        from activations.records.glu_explainer import glu_explainer_record
+
+        return await glu_explainer_record(self, layer, neuron)
+
+    async def attention_record(self, layer: int, neuron: int):
+        raise RecordNotFoundError(
+            f"{self.metadata.short_name} is a GLU dataset (one value per token): "
+            "POST /neuron_record reads it"
+        )
 
     async def close(self) -> None:
         self.dataset.close()

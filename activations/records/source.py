@@ -9,8 +9,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from activations.pools import Pools
+from activations.records.explainer import ExplainerAttentionRecord, ExplainerRecord
 from activations.records.models import GluNeuronRecord, NeuronRecordResponse
 from registry.metadata import CamelModel, DatasetFormat, NeuronDatasetMetadata
+from registry.paths import local_path
 
 
 class DatasetShape(CamelModel):
@@ -40,6 +42,13 @@ class RecordQuery:
 Record = GluNeuronRecord | NeuronRecordResponse
 
 
+def public_name(metadata: NeuronDatasetMetadata) -> str:
+    """How answers name a dataset: its URL where it is remote (as neuron-explainer's server
+    does), its short name where it is a local file (a server's paths stay its own)."""
+    path = metadata.neuron_dataset_path
+    return metadata.short_name if local_path(path) is not None else path
+
+
 class RecordSource(Protocol):
     metadata: NeuronDatasetMetadata
 
@@ -51,6 +60,12 @@ class RecordSource(Protocol):
 
     async def record(self, layer: int, neuron: int, query: RecordQuery) -> Record:
         """One neuron's record; raises the errors of activations.records.errors."""
+
+    async def explainer_record(self, layer: int, neuron: int) -> ExplainerRecord:
+        """The record as neuron-explainer's viewer reads it (explainer.py)."""
+
+    async def attention_record(self, layer: int, neuron: int) -> ExplainerAttentionRecord:
+        """A record by token pair as neuron-explainer's viewer reads attention heads."""
 
     async def close(self) -> None: ...
 

@@ -4,10 +4,17 @@ protocol, answered in neuron-explainer's shape."""
 from __future__ import annotations
 
 from activations.pools import Pools
-from activations.records.errors import RecordError, in_context
+from activations.records.errors import RecordError, RecordNotFoundError, UpstreamError, in_context
+from activations.records.explainer import (
+    ExplainerAttentionRecord,
+    ExplainerRecord,
+    attention_record,
+    from_activation_records,
+)
 from activations.records.models import NeuronRecordResponse, neuron_record_response
-from activations.records.source import DatasetShape, RecordQuery, SourceSettings
+from activations.records.source import DatasetShape, RecordQuery, SourceSettings, public_name
 from activations.records.storage import SourceReader
+from activations.records.tdb_json import NeuronRecord
 from activations.records.tdb_store import TdbRecordStore
 from registry.metadata import NeuronDatasetMetadata
 from registry.vocabulary import TOKEN_PAIR_DSTS
@@ -41,15 +48,44 @@ class TdbSource:
     async def shape(self) -> DatasetShape | None:
         return None
 
-    async def record(self, layer: int, neuron: int, query: RecordQuery) -> NeuronRecordResponse:
+    @property
+    def token_pairs(self) -> bool:
+        return self.metadata.derived_scalar_type in TOKEN_PAIR_DSTS
+
+    async def _load(self, layer: int, neuron: int) -> NeuronRecord:
         path = self.metadata.neuron_dataset_path
-        token_pairs = self.metadata.derived_scalar_type in TOKEN_PAIR_DSTS
         try:
-            record = await self.store.get(path, layer, neuron, token_pairs=token_pairs)
+            return await self.store.get(path, layer, neuron, token_pairs=self.token_pairs)
         except RecordError as error:
             context = f"no record for layer {layer} neuron {neuron} in {path}"
             raise in_context(error, context) from None
+
+    async def record(self, layer: int, neuron: int, query: RecordQuery) -> NeuronRecordResponse:
+        record = await self._load(layer, neuron)
         return neuron_record_response(record, self.metadata.short_name)
+
+    async def explainer_record(self, layer: int, neuron: int) -> ExplainerRecord:
+        if self.token_pairs:
+            raise RecordNotFoundError(
+                f"{self.metadata.short_name} ({self.metadata.derived_scalar_type}) holds "
+                "records by token pair: POST /attention_head_record reads them"
+            )
+        record = await self._load(layer, neuron)
+        top, random = record.most_positive_activation_records, record.random_sample
+        return from_activation_records(public_name(self.metadata), top, random)
+
+    async def attention_record(self, layer: int, neuron: int) -> ExplainerAttentionRecord:
+        if not self.token_pairs:
+            raise RecordNotFoundError(
+                f"{self.metadata.short_name} ({self.metadata.derived_scalar_type}) holds one "
+                "value per token: POST /neuron_record reads it"
+            )
+        record = await self._load(layer, neuron)
+        top, random = record.most_positive_activation_records, record.random_sample
+        try:
+            return attention_record(public_name(self.metadata), top, random)
+        except ValueError as error:
+            raise UpstreamError(f"record of layer {layer} neuron {neuron}: {error}") from None
 
     async def close(self) -> None:
         pass
