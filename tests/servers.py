@@ -29,7 +29,7 @@ class RangeServer:
                 self.respond(body=True)
 
             def respond(self, body: bool) -> None:
-                data = server.files.get(self.path)
+                data = server.files.get(self.path.split("?", 1)[0])
                 if data is None:
                     self.send_error(404)
                     return
@@ -43,6 +43,8 @@ class RangeServer:
                         start = max(0, len(data) - int(last))
                     status = 206
                 self.send_response(status)
+                if self.path.split("?", 1)[0].endswith(".html"):
+                    self.send_header("Content-Type", "text/html; charset=utf-8")
                 if ranges:
                     self.send_header("Accept-Ranges", "bytes")
                 self.send_header("Content-Length", str(end - start + 1))

@@ -130,8 +130,8 @@ def test_every_api_route_has_a_response_model():
         for path, methods in paths.items()
         for method, spec in methods.items()
         # the answer it gives when it works (501 for what is not served)
-        if not next(
-            r for code, r in sorted(spec["responses"].items()) if code in ("200", "501")
-        )["content"]["application/json"]["schema"]
+        if not next(r for code, r in sorted(spec["responses"].items()) if code in ("200", "501"))[
+            "content"
+        ]["application/json"]["schema"]
     ]
     assert len(paths) >= 7 and undocumented == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -63,3 +64,37 @@ def client(tiny_dataset):
         create_app(ServerSettings(max_tokens_per_request=40)), base_url="http://127.0.0.1"
     ) as test_client:
         yield test_client
+
+
+TIMEOUT_MS = 60_000  # the first live run loads the model
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture
+def page():
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("browser test: `pip install playwright` (or `pip install -e '.[dev]'`)")
+    if not shutil.which(CHROMIUM):
+        pytest.skip("browser test: `apt-get install chromium` to provide /usr/bin/chromium")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.set_default_timeout(TIMEOUT_MS)
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            yield page
+            assert not errors, f"script errors in the page: {errors}"
+        finally:
+            browser.close()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import math
 import socket
 import threading
 import time
@@ -18,6 +17,7 @@ import registry
 from activation_server.app import create_app
 from activation_server.settings import ServerSettings
 from tests.activation_server.conftest import register_tiny
+from tests.compare import same
 from tests.servers import HangingServer, LiveServer
 
 SETTINGS = ServerSettings(max_tokens_per_request=40, upstream_timeout_s=2.0)
@@ -63,22 +63,6 @@ def idle_answers() -> dict:
 
 def key(body: dict) -> str:
     return json.dumps(body, sort_keys=True)
-
-
-def same(got, want) -> bool:
-    """Equal, floats to float32 rounding: a request batched with others pads to another shape,
-    and a matrix product of another shape may round its last bit otherwise."""
-    if isinstance(want, dict):
-        return (
-            isinstance(got, dict)
-            and got.keys() == want.keys()
-            and all(same(got[k], want[k]) for k in want)
-        )
-    if isinstance(want, list | tuple):
-        return isinstance(got, list | tuple) and len(got) == len(want) and all(map(same, got, want))
-    if isinstance(want, float):
-        return isinstance(got, int | float) and math.isclose(got, want, rel_tol=1e-4, abs_tol=1e-6)
-    return got == want
 
 
 def test_live_and_record_requests_overlap_and_every_answer_is_the_idle_one(tiny_dataset, server):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,18 +15,7 @@ from activation_server.settings import ServerSettings
 from tests.activation_server.conftest import register_tiny
 from tests.servers import LiveServer
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SCREENSHOT = Path(__file__).parents[2] / "docs" / "viewer.png"
-TIMEOUT_MS = 60_000  # the first live run loads the model
 
 
 def test_page_and_assets_are_served_but_not_in_the_api_schema(client):
@@ -52,27 +40,6 @@ def server_url(tiny_dataset) -> Iterator[str]:
     settings = ServerSettings(max_tokens_per_request=40)
     with LiveServer(create_app(settings), settings) as server:
         yield server.url
-
-
-@pytest.fixture
-def page():
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip("browser test: `pip install playwright` (or `pip install -e '.[dev]'`)")
-    if not shutil.which(CHROMIUM):
-        pytest.skip("browser test: `apt-get install chromium` to provide /usr/bin/chromium")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
-            page.set_default_timeout(TIMEOUT_MS)
-            errors: list[str] = []
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            yield page
-            assert not errors, f"script errors in the page: {errors}"
-        finally:
-            browser.close()
 
 
 def wait_for_neuron(page, layer: int, neuron: int) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import signal
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.compare import same
 from tests.servers import HangingServer
 from tests.stress.common import COLLATE, free_port, neurons, percentile
 
@@ -55,21 +55,6 @@ class Served:
     def close(self) -> None:
         self.process.send_signal(signal.SIGINT)
         self.process.wait(60)
-
-
-def same(got, want) -> bool:
-    """Equal, floats to float32 rounding (a batched pass pads to another shape)."""
-    if isinstance(want, dict):
-        return (
-            isinstance(got, dict)
-            and got.keys() == want.keys()
-            and all(same(got[k], want[k]) for k in want)
-        )
-    if isinstance(want, list | tuple):
-        return isinstance(got, list | tuple) and len(got) == len(want) and all(map(same, got, want))
-    if isinstance(want, float):
-        return isinstance(got, int | float) and math.isclose(got, want, rel_tol=1e-4, abs_tol=1e-6)
-    return got == want
 
 
 def requests_of(text: str) -> list[tuple[str, str, dict | None]]:
