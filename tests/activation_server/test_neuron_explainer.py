@@ -315,3 +315,18 @@ def test_the_real_clients_numbers_are_finite(client):
                 math.isfinite(t["scalar"]) and math.isfinite(t["normalizedScalar"])
                 for t in sequence
             )
+
+
+@pytest.mark.parametrize(
+    ("dst", "name", "hint"),
+    [
+        ("autoencoder_latent", "gpt2-small_undefined", "specify the autoencoder name"),
+        ("attention_autoencoder_latent", "gpt2-small_undefined", "attention autoencoder name"),
+        ("resid_post_mlp", "gpt2-small", '"gpt2-small" has datasets for'),
+    ],
+)
+def test_every_type_its_viewer_sends_is_understood(client, dst, name, hint):
+    """getDerivedScalarType's values for record reads: known types, answered 404 where no
+    dataset has them (with the seed registry's hint), never a validation error."""
+    answer = client.post("/neuron_record", json=node(dst, 0, 0, [name]))
+    assert answer.status_code == 404 and hint in answer.json()["detail"]
