@@ -28,6 +28,7 @@ setup(
         "fsspec",
         "pyarrow>=15",
         "pandas",
+        "httpx",
         "numpy",
         "datasets>=2.18",
         "tqdm",

@@ -9,13 +9,15 @@ LOCAL = "http://127.0.0.1"  # the base URL of test clients: a Host the server an
 
 
 class RangeServer:
-    """Serves files from memory over HTTP with Range support, counting the body bytes sent."""
+    """Serves files from memory over HTTP with Range support (one range, or several answered
+    multipart/byteranges), counting the body bytes sent and the Range headers asked."""
 
-    def __init__(self, files: dict[str, bytes], ranges: bool = True) -> None:
+    def __init__(
+        self, files: dict[str, bytes], ranges: bool = True, multi_range: bool = True
+    ) -> None:
         self.files = files
         self.bytes_sent = 0
         self.requests: list[str | None] = []
-        lock = threading.Lock()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -29,34 +31,47 @@ class RangeServer:
                 self.respond(body=True)
 
             def respond(self, body: bool) -> None:
-                data = server.files.get(self.path.split("?", 1)[0])
+                path = self.path.split("?", 1)[0]
+                data = server.files.get(path)
                 if data is None:
                     self.send_error(404)
                     return
-                start, end, status = 0, len(data) - 1, 200
                 spec = self.headers.get("Range") if ranges else None
-                if spec:
-                    first, last = spec.removeprefix("bytes=").split("-")
-                    if first:
-                        start, end = int(first), min(int(last or end), end)
-                    else:
-                        start = max(0, len(data) - int(last))
-                    status = 206
+                if spec and "," in spec and not multi_range:
+                    spec = None  # as servers that ignore several ranges: the whole file
+                parts = _ranges(spec, len(data)) if spec else [(0, len(data) - 1)]
+                if len(parts) > 1:
+                    out, boundary = bytearray(), "b0undary"
+                    for start, end in parts:
+                        out += f"\r\n--{boundary}\r\nContent-Range: bytes {start}-{end}/".encode()
+                        out += f"{len(data)}\r\n\r\n".encode() + data[start : end + 1]
+                    out += f"\r\n--{boundary}--\r\n".encode()
+                    kind = f"multipart/byteranges; boundary={boundary}"
+                    self.answer(206, bytes(out), kind, None, body, parts, spec)
+                    return
+                start, end = parts[0]
+                kind = "text/html; charset=utf-8" if path.endswith(".html") else None
+                content_range = f"bytes {start}-{end}/{len(data)}" if spec else None
+                status = 206 if spec else 200
+                self.answer(status, data[start : end + 1], kind, content_range, body, parts, spec)
+
+            def answer(self, status, out, kind, content_range, body, parts, spec) -> None:
                 self.send_response(status)
-                if self.path.split("?", 1)[0].endswith(".html"):
-                    self.send_header("Content-Type", "text/html; charset=utf-8")
+                if kind:
+                    self.send_header("Content-Type", kind)
                 if ranges:
                     self.send_header("Accept-Ranges", "bytes")
-                self.send_header("Content-Length", str(end - start + 1))
-                if status == 206:
-                    self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
+                if content_range:
+                    self.send_header("Content-Range", content_range)
+                self.send_header("Content-Length", str(len(out)))
                 self.end_headers()
                 if body:
                     with lock:
-                        server.bytes_sent += end - start + 1
+                        server.bytes_sent += sum(end - start + 1 for start, end in parts)
                         server.requests.append(spec)
-                    self.wfile.write(data[start : end + 1])
+                    self.wfile.write(out)
 
+        lock = threading.Lock()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
@@ -67,6 +82,18 @@ class RangeServer:
     def close(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def _ranges(spec: str, size: int) -> list[tuple[int, int]]:
+    """bytes=a-b,c-,-n as inclusive (start, end) pairs."""
+    out = []
+    for one in spec.removeprefix("bytes=").split(","):
+        first, last = one.strip().split("-")
+        if first:
+            out.append((int(first), min(int(last or size - 1), size - 1)))
+        else:
+            out.append((max(0, size - int(last)), size - 1))
+    return out
 
 
 class LiveServer:

@@ -9,32 +9,26 @@ from worker threads.
 
 from __future__ import annotations
 
-import bisect
 import operator
 import os
 import threading
 from collections.abc import Sequence
 from typing import Any
 
-import fsspec
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from activations.pools import side_by_side
-from activations.records.errors import DatasetLayoutError, NeuronOutOfRangeError
+from activations.records.byte_cache import ByteCache
+from activations.records.dataset_files import dataset_files
+from activations.records.errors import DatasetLayoutError
+from activations.records.layout import DatasetLayout, assemble
 from activations.records.lru import LruCache
-from activations.records.parquet_parts import (
-    DatasetLayout,
-    Opener,
-    ParquetPart,
-    assemble,
-    format_ranges,
-    top_k_of,
-)
+from activations.records.parquet_parts import ParquetPart
 from activations.records.schema import KEY_COLUMNS
-from registry.paths import local_path, path_scheme
+from registry.paths import local_path
 
 DEFAULT_CACHED_ROW_GROUPS = 64
+DEFAULT_CACHED_BYTES = 512 * 2**20
 
 
 class GluParquetDataset:
@@ -50,11 +44,18 @@ class GluParquetDataset:
         path: str,
         cached_row_groups: int = DEFAULT_CACHED_ROW_GROUPS,
         timeout_s: float = 10.0,
+        revision: str | None = None,
+        byte_cache: ByteCache | None = None,
+        cached_bytes: int = DEFAULT_CACHED_BYTES,
     ) -> None:
         self.path = str(path)
         self.timeout_s = timeout_s
         """Each remote request's connect and read timeout."""
-        self._cache = LruCache(cached_row_groups)
+        self.revision = revision
+        """An hf:// dataset's pinned revision (branch, tag or commit)."""
+        self.byte_cache = byte_cache or ByteCache()
+        # decoded row groups: a few of the published files' 34,530-row groups are many MB
+        self._cache = LruCache(cached_row_groups, max_weight=cached_bytes)
         self._local_files: list[str] = []
         self._stamp: tuple | None = None
         self._layout: DatasetLayout | None = None
@@ -94,76 +95,10 @@ class GluParquetDataset:
                 self._layout = self._load_layout()
             return self._layout
 
-    def _openers(self) -> list[tuple[str, Opener, bool]]:
-        """The dataset's files, each with a function that opens a reader of it and whether it
-        is remote (read by whole row groups)."""
-        local = local_path(self.path)
-        if local is not None:
-            fs: fsspec.AbstractFileSystem = fsspec.filesystem("file")
-            root = local
-        else:
-            fs, root = fsspec.core.url_to_fs(self.path, **self._storage_options())
-        if path_scheme(self.path) in ("http", "https") or root.endswith(".parquet"):
-            files = [root]
-        elif fs.isdir(root):
-            base = root.rstrip("/")
-            files = sorted(fs.glob(f"{base}/*.parquet")) or sorted(
-                fs.glob(f"{base}/data/*.parquet")
-            )
-            if not files:
-                raise FileNotFoundError(
-                    f"no parquet files in {self.path} (looked for *.parquet and data/*.parquet)"
-                )
-        elif fs.exists(root):
-            files = [root]
-        else:
-            raise FileNotFoundError(f"no such dataset file or folder: {self.path}")
-
-        def local_opener(file: str) -> Opener:
-            def open_reader(footer: pq.FileMetaData | None) -> tuple[pq.ParquetFile, Any]:
-                pf = pq.ParquetFile(
-                    file, metadata=footer, pre_buffer=False, page_checksum_verification=True
-                )
-                return pf, None
-
-            return open_reader
-
-        def remote_opener(file: str) -> Opener:
-            def open_reader(footer: pq.FileMetaData | None) -> tuple[pq.ParquetFile, Any]:
-                # No fsspec read-ahead: pyarrow's pre-buffering already coalesces the column
-                # chunks of a row group into one ranged request of just the bytes it needs.
-                handle = fs.open(file, "rb", cache_type="none")
-                try:
-                    pf = pq.ParquetFile(
-                        handle, metadata=footer, pre_buffer=True, page_checksum_verification=True
-                    )
-                except BaseException:
-                    handle.close()
-                    raise
-                return pf, handle
-
-            return open_reader
-
-        if local is not None:
-            self._local_files = list(files)
-            return [(f, local_opener(f), False) for f in files]
-        return [(fs.unstrip_protocol(f), remote_opener(f), True) for f in files]
-
-    def _storage_options(self) -> dict[str, Any]:
-        """Per-request timeouts of the file system that reads the path, where it takes them."""
-        if path_scheme(self.path) in ("http", "https"):
-            import aiohttp
-
-            t = self.timeout_s
-            return {
-                "client_kwargs": {"timeout": aiohttp.ClientTimeout(sock_connect=t, sock_read=t)}
-            }
-        return {}
-
     def _load_layout(self) -> DatasetLayout:
-        openers = self._openers()
+        files = dataset_files(self.path, self.revision, self.timeout_s, self.byte_cache)
         # Remote footers are a round trip each: fetch them side by side.
-        outcomes = side_by_side([lambda o=o: ParquetPart(*o) for o in openers])
+        outcomes = side_by_side([lambda f=f: ParquetPart(f) for f in files])
         parts = [value for value, error in outcomes if error is None]
         try:
             for _, error in outcomes:
@@ -174,6 +109,7 @@ class GluParquetDataset:
             for part in parts:
                 part.close()
             raise
+        self._local_files = [f.name for f in files if f.remote is None]
         self._stamp = _stamp(self._local_files) if self._local_files else None
         return layout
 
@@ -223,7 +159,7 @@ class GluParquetDataset:
 
     def _top_k(self, layout: DatasetLayout) -> int | None:
         if self._top_k_value is None:
-            self._top_k_value = (top_k_of(layout.parts[0]),)
+            self._top_k_value = (layout.parts[0].top_k(),)
         return self._top_k_value[0]
 
     # -- records ------------------------------------------------------------------------------
@@ -236,34 +172,26 @@ class GluParquetDataset:
         With `columns`, only those are read (plus layer and neuron, always returned)."""
         layout = self._get_layout()
         layer, neuron = operator.index(layer), operator.index(neuron)
-        position = layout.layer_position.get(layer)
-        if position is None:
-            raise NeuronOutOfRangeError(
-                f"layer {layer} is out of range: valid layers are "
-                f"{format_ranges(layout.layers)}; neurons 0-{layout.n_neurons - 1}"
-            )
-        if not 0 <= neuron < layout.n_neurons:
-            raise NeuronOutOfRangeError(
-                f"neuron {neuron} is out of range: valid neurons are 0-{layout.n_neurons - 1}; "
-                f"layers {format_ranges(layout.layers)}"
-            )
         wanted = self._wanted_columns(layout, columns)
-        row = position * layout.n_neurons + neuron
-        part = layout.parts[bisect.bisect_right(layout.part_starts, row) - 1]
-        local_row = row - part.start
-        group = bisect.bisect_right(part.group_starts, local_row) - 1
-        table = self._row_group(layout, part, group, wanted)
-        record = table.slice(local_row - part.group_starts[group], 1).to_pylist()[0]
+        record = self._read_row(layout, layer, neuron, wanted)
+        if (record["layer"], record["neuron"]) != (layer, neuron) and layout.index is None:
+            layout.use_index()  # the statistics agreed, the rows do not: index them
+            record = self._read_row(layout, layer, neuron, wanted)
         if (record["layer"], record["neuron"]) != (layer, neuron):
             raise DatasetLayoutError(
-                f"{part.name}: row {local_row} (row group {group}) holds layer "
-                f"{record['layer']} neuron {record['neuron']}, expected layer {layer} neuron "
-                f"{neuron}; the file is not sorted by (layer, neuron) with "
-                f"{layout.n_neurons} neurons per layer"
+                f"the row of layer {layer} neuron {neuron} holds layer {record['layer']} "
+                f"neuron {record['neuron']}"
             )
         if wanted is not None:
             record = {name: record[name] for name in wanted}
         return record
+
+    def _read_row(
+        self, layout: DatasetLayout, layer: int, neuron: int, wanted: tuple[str, ...] | None
+    ) -> dict[str, Any]:
+        part, group, in_group, _ = layout.locate(layout.row(layer, neuron))
+        table = self._row_group(layout, part, group, wanted)
+        return table.slice(in_group, 1).to_pylist()[0]
 
     @staticmethod
     def _wanted_columns(
@@ -283,7 +211,7 @@ class GluParquetDataset:
 
     def _row_group(
         self, layout: DatasetLayout, part: ParquetPart, group: int, wanted: tuple[str, ...] | None
-    ) -> pa.Table:
+    ) -> pa.Table:  # noqa: ARG002 (layout: the caller's snapshot of it)
         """A decoded row group from the cache (all columns, or exactly these), else read once
         even when several threads ask for it together."""
         if part.reads_whole(group):
@@ -305,7 +233,7 @@ class GluParquetDataset:
                 if cached is not None:
                     return cached
                 table = part.read_group(group, None if wanted is None else list(wanted))
-                self._cache.put(key, table)
+                self._cache.put(key, table, weight=table.nbytes)
                 return table
         finally:
             with self._inflight_lock:

@@ -1,4 +1,5 @@
-"""The one LRU cache every reader and service here uses: thread-safe, bounded by item count."""
+"""The one LRU cache every reader and service here uses: thread-safe, bounded by item count
+and, where items say their weight (bytes), by total weight."""
 
 from __future__ import annotations
 
@@ -11,34 +12,45 @@ V = TypeVar("V")
 
 
 class LruCache(Generic[K, V]):
-    """Keeps the `capacity` most recently used items; capacity 0 keeps nothing."""
+    """Keeps the `capacity` most recently used items, of at most `max_weight` together;
+    capacity 0 keeps nothing. An item heavier than max_weight is not kept."""
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, max_weight: int | None = None) -> None:
         if capacity < 0:
             raise ValueError(f"cache capacity must be ≥ 0, got {capacity}")
         self.capacity = capacity
-        self._items: OrderedDict[K, V] = OrderedDict()
+        self.max_weight = max_weight
+        self._items: OrderedDict[K, tuple[V, int]] = OrderedDict()
+        self._weight = 0
         self._lock = threading.Lock()
 
     def get(self, key: K) -> V | None:
         with self._lock:
-            value = self._items.get(key)
-            if value is not None:
-                self._items.move_to_end(key)
-            return value
+            found = self._items.get(key)
+            if found is None:
+                return None
+            self._items.move_to_end(key)
+            return found[0]
 
-    def put(self, key: K, value: V) -> None:
-        if self.capacity == 0:
+    def put(self, key: K, value: V, weight: int = 0) -> None:
+        if self.capacity == 0 or (self.max_weight is not None and weight > self.max_weight):
             return
         with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self.capacity:
-                self._items.popitem(last=False)
+            old = self._items.pop(key, None)
+            if old is not None:
+                self._weight -= old[1]
+            self._items[key] = (value, weight)
+            self._weight += weight
+            while len(self._items) > self.capacity or (
+                self.max_weight is not None and self._weight > self.max_weight
+            ):
+                _, (_, dropped) = self._items.popitem(last=False)
+                self._weight -= dropped
 
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
+            self._weight = 0
 
     def __len__(self) -> int:
         return len(self._items)

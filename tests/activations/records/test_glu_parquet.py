@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
-import fsspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -165,21 +166,6 @@ def test_folder_of_files_each_with_its_own_metadata(tmp_path):
     assert_reads_everything(dataset, table)
 
 
-def test_hf_like_layout_on_an_fsspec_file_system(tmp_path):
-    """A repo with its files under data/, read through fsspec (here the memory file system)."""
-    table = random_table(seed=5)
-    local = write(table, tmp_path / "train-00000-of-00001.parquet", statistics=True)
-    fs = fsspec.filesystem("memory")
-    fs.pipe("/repo/data/train-00000-of-00001.parquet", local.read_bytes())
-    fs.pipe("/repo/README.md", b"# card")
-    try:
-        dataset = GluParquetDataset("memory://repo")
-        assert dataset.describe()["n_files"] == 1
-        assert_reads_everything(dataset, table)
-    finally:
-        fs.rm("/repo", recursive=True)
-
-
 def test_local_folder_with_a_data_subfolder(tmp_path):
     table = random_table(seed=6)
     write(table, tmp_path / "clone" / "data" / "train-00000-of-00001.parquet")
@@ -326,29 +312,45 @@ def test_corrupted_data_pages_fail_on_their_row_group_only(tmp_path):
     assert dataset.read_record(0, 0)["neuron"] == 0
 
 
-def test_rows_out_of_order_are_reported_with_the_file(tmp_path):
+def test_rows_in_any_order_are_read_through_a_key_index(tmp_path):
+    """Rows not sorted by (layer, neuron): every record still reads, through an index built
+    once from the key columns and kept under $NEURONS_HOME/indexes."""
     table = random_table(seed=9)
     order = list(range(3 * N))
-    order[45], order[46] = order[46], order[45]
-    path = write(table.take(order), tmp_path / "shuffled.parquet")
-    dataset = GluParquetDataset(str(path))
-    assert dataset.read_record(1, 0)["neuron"] == 0
-    with pytest.raises(DatasetLayoutError, match=re.escape(str(path)) + ".*not sorted"):
-        dataset.read_record(1, 5)
+    order[45], order[46] = order[46], order[45]  # the statistics cannot tell
+    rng = np.random.default_rng(3)
+    shuffled = rng.permutation(3 * N).tolist()  # the statistics tell at once
+    indexes = Path(os.environ["NEURONS_HOME"]) / "indexes"
+    for name, rows in (("swapped", order), ("shuffled", shuffled)):
+        path = write(table.take(rows), tmp_path / f"{name}.parquet")
+        before = set(indexes.glob("*.npz")) if indexes.exists() else set()
+        assert_reads_everything(GluParquetDataset(str(path)), table)
+        assert len(set(indexes.glob("*.npz")) - before) == 1  # kept for the next open
 
 
-def test_metadata_disagreeing_with_the_rows(tmp_path):
+def test_metadata_disagreeing_with_the_rows_gives_way_to_the_rows(tmp_path):
     path = write(random_table(), tmp_path / "lies.parquet", metadata_for([0, 1, 2, 3]))
-    with pytest.raises(DatasetLayoutError, match="4 layers x 40 neurons"):
-        GluParquetDataset(str(path)).describe()
+    dataset = GluParquetDataset(str(path))
+    assert dataset.describe()["layers"] == [0, 1, 2]
+    with pytest.raises(NeuronOutOfRangeError, match="valid layers are 0-2"):
+        dataset.read_record(3, 0)
 
 
-def test_a_missing_part_is_detected_at_open(tmp_path):
+def test_missing_rows_are_out_of_range(tmp_path):
     table = random_table(seed=10)
     write(table.slice(0, 40), tmp_path / "ds" / "0.parquet")
     write(table.slice(60), tmp_path / "ds" / "1.parquet")
-    with pytest.raises(DatasetLayoutError, match=r"1\.parquet"):
-        GluParquetDataset(str(tmp_path / "ds")).describe()
+    dataset = GluParquetDataset(str(tmp_path / "ds"))
+    assert dataset.read_record(1, 25)["neuron"] == 25
+    with pytest.raises(NeuronOutOfRangeError, match="layer 1 neuron 5 is not in the dataset"):
+        dataset.read_record(1, 5)
+
+
+def test_a_key_twice_is_a_layout_error(tmp_path):
+    table = random_table(seed=12)
+    path = write(pa.concat_tables([table, table.slice(0, 1)]), tmp_path / "twice.parquet")
+    with pytest.raises(DatasetLayoutError, match="layer 0 neuron 0 has more than one row"):
+        GluParquetDataset(str(path)).describe()
 
 
 # -- remote ---------------------------------------------------------------------------------------

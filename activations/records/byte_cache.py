@@ -1,0 +1,126 @@
+"""Byte ranges of remote files kept on disk, bounded: what one record fetched is local for the
+next one that shares it (another derived scalar of the same neuron, a neighbour in the same row
+group), across restarts.
+
+One folder per remote file version (its URL, size and ETag), one file per fetched range, named
+by its offsets; the least recently used ranges go first once the total is over the limit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from pathlib import Path
+
+from registry.locations import neurons_home
+
+DEFAULT_LIMIT_BYTES = 4 * 2**30
+
+
+class ByteCache:
+    def __init__(self, root: Path | None = None, limit_bytes: int = DEFAULT_LIMIT_BYTES) -> None:
+        self.root = root or neurons_home() / "remote"
+        self.limit_bytes = limit_bytes
+        self._lock = threading.Lock()
+        self._ranges: dict[str, list[tuple[int, int]]] = {}  # key -> [(start, end)], end exclusive
+        self._total: int | None = None  # bytes stored, counted once, then kept up to date
+
+    @staticmethod
+    def key(url: str, size: int, etag: str | None) -> str:
+        return hashlib.sha256(f"{url}\0{size}\0{etag or ''}".encode()).hexdigest()[:24]
+
+    def _folder(self, key: str) -> Path:
+        return self.root / key
+
+    def _known(self, key: str) -> list[tuple[int, int]]:
+        with self._lock:
+            ranges = self._ranges.get(key)
+            if ranges is None:
+                ranges = []
+                folder = self._folder(key)
+                if folder.is_dir():
+                    for file in folder.iterdir():
+                        start, _, end = file.name.partition("-")
+                        if start.isdigit() and end.isdigit():
+                            ranges.append((int(start), int(end)))
+                self._ranges[key] = ranges
+            return list(ranges)
+
+    def covering(self, key: str, start: int, end: int) -> tuple[int, int] | None:
+        """A stored range that holds [start, end), if any."""
+        for a, b in self._known(key):
+            if a <= start and end <= b:
+                return a, b
+        return None
+
+    def read(self, key: str, start: int, end: int) -> bytes | None:
+        found = self.covering(key, start, end)
+        if found is None:
+            return None
+        path = self._folder(key) / f"{found[0]}-{found[1]}"
+        try:
+            with open(path, "rb") as f:
+                f.seek(start - found[0])
+                data = f.read(end - start)
+            os.utime(path)  # recently used
+        except OSError:  # evicted meanwhile
+            self._forget(key, found)
+            return None
+        return data if len(data) == end - start else None
+
+    def missing(self, key: str, ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        return [(a, b) for a, b in ranges if self.covering(key, a, b) is None]
+
+    def write(self, key: str, start: int, data: bytes) -> None:
+        folder = self._folder(key)
+        folder.mkdir(parents=True, exist_ok=True)
+        end = start + len(data)
+        path = folder / f"{start}-{end}"
+        tmp = folder / f".{start}-{end}.{os.getpid()}.{threading.get_ident()}"
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+        self._known(key)
+        with self._lock:
+            ranges = self._ranges.setdefault(key, [])
+            if (start, end) not in ranges:
+                ranges.append((start, end))
+                if self._total is not None:
+                    self._total += end - start
+        if self._stored() > self.limit_bytes:
+            self._evict()
+
+    def _forget(self, key: str, found: tuple[int, int]) -> None:
+        with self._lock:
+            ranges = self._ranges.get(key, [])
+            if found in ranges:
+                ranges.remove(found)
+
+    def _files(self) -> list[tuple[float, int, Path]]:
+        files = []
+        for folder in self.root.iterdir() if self.root.is_dir() else []:
+            for file in folder.iterdir() if folder.is_dir() else []:
+                if file.name.startswith("."):
+                    continue
+                try:
+                    st = file.stat()
+                except OSError:
+                    continue
+                files.append((st.st_mtime, st.st_size, file))
+        return files
+
+    def _stored(self) -> int:
+        if self._total is None:
+            self._total = sum(size for _, size, _ in self._files())
+        return self._total
+
+    def _evict(self) -> None:
+        """The least recently used ranges go until the total is within the limit."""
+        for _, size, file in sorted(self._files()):
+            if self._stored() <= self.limit_bytes:
+                return
+            file.unlink(missing_ok=True)
+            start, _, end = file.name.partition("-")
+            self._forget(file.parent.name, (int(start), int(end)))
+            with self._lock:
+                self._total = (self._total or size) - size

@@ -1,0 +1,234 @@
+"""Remote Parquet files read by byte ranges: the footer once, then exactly the column chunks an
+answer needs, in one request, kept on disk (byte_cache.py).
+
+A request for several ranges asks for them together (`Range: bytes=a-b,c-d`, answered 206
+multipart/byteranges by servers that support it); a server that answers such a request with the
+whole file is closed at once and asked range by range instead, side by side. Every failure is a
+record error naming the URL and the server's answer.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from activations.pools import side_by_side
+from activations.records.byte_cache import ByteCache
+from activations.records.errors import UpstreamError, UpstreamTimeoutError
+
+TAIL_BYTES = 64 * 1024  # the first read of a file: its footer, usually whole
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+
+Range = tuple[int, int]  # [start, end): end exclusive
+
+
+@dataclass
+class Transport:
+    """An HTTP client for one kind of URL: how to make it, and the headers every request needs
+    (a token for the Hub)."""
+
+    client: Callable[[], object]
+    headers: Callable[[], dict[str, str]] = dict
+    describe: Callable[[str, object], str] = lambda url, response: url
+    timeout_s: float = 10.0
+    multi_range: bool | None = None  # None: not known yet for this server
+    stats: dict[str, int] = field(default_factory=lambda: {"requests": 0, "bytes": 0})
+
+
+def _status_error(url: str, status: int, reason: str) -> UpstreamError:
+    names = {401: "unauthorized (a token is needed)", 403: "forbidden", 404: "not found",
+             416: "a range it cannot serve", 429: "too many requests (rate limited)"}  # fmt: skip
+    said = names.get(status, reason or "an error")
+    return UpstreamError(f"{url} answered {status} ({said})")
+
+
+def _transport_error(url: str, error: Exception) -> UpstreamError:
+    names = {c.__name__ for c in type(error).__mro__}
+    reason = f"{type(error).__name__}: {error}".splitlines()[0][:300]
+    if names & {"TimeoutException", "TimeoutError", "ReadTimeout", "ConnectTimeout"}:
+        return UpstreamTimeoutError(f"{url}: no answer in time ({reason})")
+    return UpstreamError(f"{url} could not be reached ({reason})")
+
+
+class RemoteFile:
+    """One remote file: size and version from its first answer, bytes by range."""
+
+    def __init__(
+        self, url: str, transport: Transport, cache: ByteCache, etag: str | None = None
+    ) -> None:
+        self.url = url
+        self.transport = transport
+        self.cache = cache
+        self.etag = etag
+        self.size = 0
+        self.key = ""
+        self._tail = b""
+        self._tail_start = 0
+        self._lock = threading.Lock()
+
+    # -- opening ---------------------------------------------------------------------------------
+
+    def open(self, size: int | None = None) -> RemoteFile:
+        """Learn the size (from the listing, or the answer to a suffix range) and keep the tail,
+        where the footer is."""
+        if size is not None and self.etag is not None:
+            self.size, self.key = size, ByteCache.key(self.url, size, self.etag)
+            start = max(0, size - TAIL_BYTES)
+            cached = self.cache.read(self.key, start, size)
+            if cached is not None:
+                self._tail, self._tail_start = cached, start
+                return self
+        response, body = self._request({"Range": f"bytes=-{TAIL_BYTES}"}, expect_ranges=True)
+        match = _CONTENT_RANGE.fullmatch(response.headers.get("content-range", ""))
+        if response.status_code == 206 and match and match.group(3) != "*":
+            self.size, start = int(match.group(3)), int(match.group(1))
+        elif response.status_code == 200:  # a small file, sent whole
+            self.size, start = len(body), 0
+        else:
+            raise UpstreamError(f"{self.url} answered a range request without a range")
+        self.etag = self.etag or response.headers.get("etag")
+        self.key = ByteCache.key(self.url, self.size, self.etag)
+        self._tail, self._tail_start = body, start
+        self.cache.write(self.key, start, body)
+        return self
+
+    def reader(self) -> io.RawIOBase:
+        """A file object for pyarrow, served from the tail, the disk cache, or a fetch;
+        unbuffered, so that pyarrow's reads of a column chunk ask for exactly its bytes."""
+        return _Sparse(self)
+
+    # -- bytes -----------------------------------------------------------------------------------
+
+    def read(self, start: int, end: int) -> bytes:
+        if self._tail and self._tail_start <= start and end <= self._tail_start + len(self._tail):
+            return self._tail[start - self._tail_start : end - self._tail_start]
+        cached = self.cache.read(self.key, start, end)
+        if cached is not None:
+            return cached
+        self.fetch([(start, end)])
+        cached = self.cache.read(self.key, start, end)
+        if cached is None:
+            raise UpstreamError(f"{self.url}: bytes {start}-{end} could not be kept")
+        return cached
+
+    def fetch(self, ranges: list[Range]) -> None:
+        """Fetch the ranges not on disk yet: in one request where the server can."""
+        wanted = self.cache.missing(self.key, sorted(set(ranges)))
+        if not wanted:
+            return
+        if len(wanted) > 1 and self.transport.multi_range is not False:
+            if self._fetch_together(wanted):
+                return
+        outcomes = side_by_side([lambda r=r: self._fetch_one(r) for r in wanted])
+        for _, error in outcomes:
+            if error is not None:
+                raise error
+
+    def _fetch_one(self, wanted: Range) -> None:
+        start, end = wanted
+        response, body = self._request({"Range": f"bytes={start}-{end - 1}"}, expect_ranges=True)
+        if response.status_code != 206 or len(body) != end - start:
+            raise UpstreamError(
+                f"{self.url} does not answer byte ranges (HTTP Range requests), which reading "
+                "a remote Parquet file needs"
+            )
+        self.cache.write(self.key, start, body)
+
+    def _fetch_together(self, wanted: list[Range]) -> bool:
+        """One multi-range request; False where the server does not support it."""
+        spec = ",".join(f"{a}-{b - 1}" for a, b in wanted)
+        try:
+            response, body = self._request({"Range": f"bytes={spec}"}, expect_ranges=True)
+        except UpstreamTimeoutError:
+            raise
+        except UpstreamError:  # a server that fails on several ranges: ask one at a time
+            self.transport.multi_range = False
+            return False
+        kind = response.headers.get("content-type", "")
+        if response.status_code == 206 and kind.startswith("multipart/byteranges"):
+            self.transport.multi_range = True
+            for start, data in _parts(body, kind):
+                self.cache.write(self.key, start, data)
+            return True
+        match = _CONTENT_RANGE.fullmatch(response.headers.get("content-range", ""))
+        if response.status_code == 206 and match:  # one range covering them all
+            self.cache.write(self.key, int(match.group(1)), body)
+            return True
+        self.transport.multi_range = False
+        return False
+
+    def _request(self, extra: dict[str, str], expect_ranges: bool) -> tuple[object, bytes]:
+        """One GET; a 200 where a range was asked is not read (it would be the whole file)."""
+        transport = self.transport
+        headers = {**transport.headers(), **extra}
+        try:
+            with transport.client().stream(
+                "GET", self.url, headers=headers, timeout=transport.timeout_s
+            ) as response:
+                status = response.status_code
+                if status >= 400:
+                    raise _status_error(transport.describe(self.url, response), status, "")
+                if status == 200 and expect_ranges and extra.get("Range", "").count(",") > 0:
+                    return response, b""
+                body = response.read()
+        except UpstreamError:
+            raise
+        except Exception as error:
+            raise _transport_error(self.url, error) from None
+        with self._lock:
+            transport.stats["requests"] += 1
+            transport.stats["bytes"] += len(body)
+        return response, body
+
+
+def _parts(body: bytes, content_type: str) -> list[tuple[int, bytes]]:
+    """(start, bytes) of each part of a multipart/byteranges body."""
+    boundary = content_type.split("boundary=", 1)[1].strip().strip('"').encode()
+    parts, at = [], 0
+    while True:
+        at = body.find(b"--" + boundary, at)
+        if at < 0 or body[at + len(boundary) + 2 : at + len(boundary) + 4] == b"--":
+            return parts
+        head_end = body.find(b"\r\n\r\n", at)
+        head = body[at:head_end].decode("latin-1")
+        match = re.search(r"(?i)content-range:\s*bytes (\d+)-(\d+)/", head)
+        if match is None:
+            raise UpstreamError("a multipart/byteranges part without Content-Range")
+        start, end = int(match.group(1)), int(match.group(2)) + 1
+        data_start = head_end + 4
+        parts.append((start, body[data_start : data_start + end - start]))
+        at = data_start + end - start
+
+
+class _Sparse(io.RawIOBase):
+    """A seekable view of a RemoteFile (one per reader: positions are its own)."""
+
+    def __init__(self, remote: RemoteFile) -> None:
+        self.remote = remote
+        self.position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: self.remote.size}
+        self.position = max(0, base[whence] + offset)
+        return self.position
+
+    def readinto(self, buffer) -> int:
+        end = min(self.remote.size, self.position + len(buffer))
+        if end <= self.position:
+            return 0
+        data = self.remote.read(self.position, end)
+        buffer[: len(data)] = data
+        self.position += len(data)
+        return len(data)
