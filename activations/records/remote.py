@@ -173,6 +173,12 @@ class RemoteFile:
                     raise _status_error(transport.describe(self.url, response), status, "")
                 if status == 200 and expect_ranges and extra.get("Range", "").count(",") > 0:
                     return response, b""
+                length = response.headers.get("content-length")
+                if status == 200 and expect_ranges and not (length and int(length) <= TAIL_BYTES):
+                    raise UpstreamError(
+                        f"{self.url} does not answer byte ranges (HTTP Range requests), which "
+                        "reading a remote Parquet file needs"
+                    )
                 body = response.read()
         except UpstreamError:
             raise

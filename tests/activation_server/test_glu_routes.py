@@ -111,12 +111,15 @@ def test_post_neuron_record_accepts_neuron_explainer_body(client):
         },
     )
     assert response.status_code == 200, response.text
-    assert response.json()["neuron"] == 5
+    body = (
+        response.json()
+    )  # neuron-explainer's shape (tests/activation_server/test_neuron_explainer.py)
+    assert body["dataset"] == "tiny-llama" and body["topActivations"]
     ambiguous = client.post(
         "/neuron_record", json={"dst": "mlp_post_act", "layerIndex": 0, "activationIndex": 0}
     )
     assert ambiguous.status_code == 404
-    assert "shortName" in ambiguous.json()["detail"]
+    assert 'give "datasets"' in ambiguous.json()["detail"]
 
 
 def test_catalog_routes(client):

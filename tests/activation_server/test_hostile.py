@@ -185,14 +185,20 @@ def test_a_model_that_cannot_load_is_502_and_the_failure_is_remembered(server):
     assert time.monotonic() - started < 5  # answered from memory, not by a second attempt
 
 
-def test_a_server_without_range_requests_is_502(server, tiny_dataset):
-    no_ranges = RangeServer({"/x.parquet": tiny_dataset["parquet"].read_bytes()}, ranges=False)
+def test_a_server_without_range_requests_is_502(server, tiny_dataset, tmp_path):
+    import pyarrow.parquet as pq
+
+    big = tmp_path / "big.parquet"  # over the first read's 64 kB: a whole-file answer is refused
+    pq.write_table(pq.read_table(tiny_dataset["parquet"]), big, compression="none")
+    assert big.stat().st_size > 64 * 1024
+    no_ranges = RangeServer({"/x.parquet": big.read_bytes()}, ranges=False)
     try:
         registry.register_neuron_dataset_metadata(
             "noranges", "mlp_post_act", "N", no_ranges.url("/x.parquet"), format="glu_parquet"
         )
         status, body = get(server, "/neuron_record/noranges/mlp_post_act/0/0")
         assert status == 502 and no_ranges.url("/x.parquet") in body["detail"]
+        assert "does not answer byte ranges" in body["detail"]
     finally:
         no_ranges.close()
 
