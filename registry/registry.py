@@ -12,13 +12,14 @@ NEURON_DATASET_METADATA_REGISTRY: dict[tuple[str, DerivedScalarType], NeuronData
 MODEL_REGISTRY: dict[str, ModelMetadata] = {}
 
 
-def _put(registry: dict, key: object, value: object, what: str) -> None:
+def _put(registry: dict, key: object, value: object, what: str, replace: bool = False) -> None:
     existing = registry.get(key)
-    if existing is not None and existing != value:
+    if existing is not None and existing != value and not replace:
         raise RegistryConflictError(
             f"{what} {key!r} is already registered with different content; "
             f"registered: {existing.model_dump(exclude_none=True)}; "
-            f"new: {value.model_dump(exclude_none=True)}. Use another short name."
+            f"new: {value.model_dump(exclude_none=True)}. Use another short name, or "
+            "replace=True to replace it."
         )
     registry[key] = value
 
@@ -31,8 +32,11 @@ def register_neuron_dataset_metadata(
     format: str | DatasetFormat = DatasetFormat.TDB_JSON,
     model: str | None = None,
     corpus: str | None = None,
+    revision: str | None = None,
+    replace: bool = False,
 ) -> NeuronDatasetMetadata:
-    """Register a dataset; the same content again is a no-op, different content an error."""
+    """Register a dataset; the same content again is a no-op, different content an error
+    (unless `replace`, as a notebook cell run again with a new path wants)."""
     metadata = NeuronDatasetMetadata(
         short_name=short_name,
         derived_scalar_type=derived_scalar_type,
@@ -41,8 +45,9 @@ def register_neuron_dataset_metadata(
         format=format,
         model=model,
         corpus=corpus,
+        revision=revision,
     )
-    _put(NEURON_DATASET_METADATA_REGISTRY, metadata.key, metadata, "dataset")
+    _put(NEURON_DATASET_METADATA_REGISTRY, metadata.key, metadata, "dataset", replace)
     return metadata
 
 
@@ -52,6 +57,9 @@ def register_model(
     gguf_file: str | None = None,
     revision: str | None = None,
     user_visible_name: str | None = None,
+    refactor_glu: bool = False,
+    bos_token: str | None = None,
+    replace: bool = False,
 ) -> ModelMetadata:
     """Register a model by Hugging Face id or local folder (optionally a GGUF file in it)."""
     metadata = ModelMetadata(
@@ -60,9 +68,27 @@ def register_model(
         gguf_file=gguf_file,
         revision=revision,
         user_visible_name=user_visible_name or short_name,
+        refactor_glu=refactor_glu,
+        bos_token=bos_token,
     )
-    _put(MODEL_REGISTRY, short_name, metadata, "model")
+    _put(MODEL_REGISTRY, short_name, metadata, "model", replace)
     return metadata
+
+
+def unregister_dataset(short_name: str, derived_scalar_type: str | None = None) -> int:
+    """Forget a dataset (every type of it without `derived_scalar_type`); how many went."""
+    keys = [
+        key
+        for key in NEURON_DATASET_METADATA_REGISTRY
+        if key[0] == short_name and derived_scalar_type in (None, key[1], key[1].value)
+    ]
+    for key in keys:
+        del NEURON_DATASET_METADATA_REGISTRY[key]
+    return len(keys)
+
+
+def unregister_model(short_name: str) -> bool:
+    return MODEL_REGISTRY.pop(short_name, None) is not None
 
 
 def get_all_neuron_dataset_metadata() -> list[NeuronDatasetMetadata]:

@@ -44,6 +44,7 @@ class Collator:
                 f"valid layers are 0-{len(all_sites) - 1}"
             )
         self.layers = chosen
+        self.n_model_layers = len(all_sites)
         self.sites = [all_sites[layer] for layer in chosen]
         self.layout = layout_of(all_sites)
         if self.refactor_glu and not self.sites[0].is_glu:

@@ -68,7 +68,11 @@ class CollateConfig:
     batch_size: int = _option(4, "documents per forward pass")
     device: str = _option("cpu", "cpu, cuda (each rank its own GPU), ...")
     dtype: str = _option("float32", "the model's dtype", choices=DTYPES)
-    refactor_glu: bool = _option(False, "GLUScope's sign refactoring")
+    refactor_glu: bool | None = _option(
+        None,
+        "GLUScope's sign refactoring (default: as the model's registry entry says)",
+        flag=True,
+    )
     checkpoint_every: int = _option(64, "documents between checkpoints")
     resume: bool = _option(False, "continue from the checkpoint")
     overwrite: bool = _option(False, "replace an existing output")
@@ -117,6 +121,10 @@ def add_collate_arguments(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, required=True, help=meta["help"])
         elif isinstance(f.default, bool):
             parser.add_argument(flag, action="store_true", help=meta["help"])
+        elif meta.get("flag"):  # on, off, or (None) left to a default decided later
+            parser.add_argument(
+                flag, action=argparse.BooleanOptionalAction, default=None, help=meta["help"]
+            )
         else:
             kind = meta.get("type") or (type(f.default) if f.default is not None else str)
             parser.add_argument(

@@ -10,21 +10,17 @@ import pyarrow.parquet as pq
 
 from activations.collate.config import DEFAULT_ROWS_PER_GROUP
 from activations.collate.output import check_output
+from activations.collate.run import completeness
 from activations.collate.writer import (
     accumulators_to_table,
+    document_ranges,
     read_metadata,
     table_to_accumulators,
     write_table_atomically,
 )
+from activations.records.schema import SCHEMA_VERSION
 
 MUST_AGREE = ("model", "corpus", "top_k", "max_tokens", "layout", "refactor_glu", "n_neurons")
-
-
-def _document_ranges(metadata: dict) -> list[tuple[int, int]]:
-    ranges = metadata.get("documents") or []
-    if ranges and isinstance(ranges[0], int):
-        ranges = [ranges]
-    return [tuple(r) for r in ranges]
 
 
 def merge_files(
@@ -62,7 +58,7 @@ def merge_files(
     tokens_by_docs: dict[tuple, int] = {}
     for path, metadata in zip(paths, metadatas, strict=True):
         table = pq.read_table(path)
-        ranges = tuple(_document_ranges(metadata))
+        ranges = tuple(document_ranges(metadata))
         for layer, acc in table_to_accumulators(table, metadata["top_k"]).items():
             if layer in merged:
                 held_ranges, held = merged[layer]
@@ -88,6 +84,9 @@ def merge_files(
         layers=sorted(merged),
         merged_from=[str(p) for p in paths],
     )
+    metadata["schema_version"] = SCHEMA_VERSION  # written anew, in this version's columns
+    if "model_layers" in first:  # version 2 files say how many layers the model has
+        metadata.update(completeness(sorted(merged), first["model_layers"]))
     table = accumulators_to_table({k: v[1] for k, v in merged.items()}, n_tokens, metadata)
     write_table_atomically(table, out, rows_per_group, overwrite)
     return out

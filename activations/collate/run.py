@@ -33,6 +33,7 @@ from activations.collate.output import check_output
 from activations.collate.writer import accumulators_to_table, write_table_atomically
 from activations.corpus import Corpus, load_corpus
 from activations.models.loading import load_model
+from activations.models.tokens import Tokens
 from activations.records.schema import SCHEMA_VERSION
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -88,7 +89,9 @@ def collate(config: CollateConfig, on_batch: Callable[[int], None] | None = None
         model,
         top_k=config.top_k,
         layers=config.layers,
-        refactor_glu=config.refactor_glu,
+        refactor_glu=(
+            model_metadata.refactor_glu if config.refactor_glu is None else config.refactor_glu
+        ),
         engine=config.engine,
     )
     ckpt = checkpoint_path(out, rank)
@@ -105,7 +108,8 @@ def collate(config: CollateConfig, on_batch: Callable[[int], None] | None = None
         next_doc = saved["next_doc"]
 
     progress = config.progress and (rank is None or rank.is_main)
-    run = _Run(collator, tokenizer, corpus, config, ckpt, fingerprint, progress)
+    tokens = Tokens(tokenizer, model_metadata.bos_token)
+    run = _Run(collator, tokens, corpus, config, ckpt, fingerprint, progress)
     with retained_heap():
         run_docs = run.documents(first, next_doc, last, on_batch)
     n_tokens, n_documents = collator.n_tokens, collator.n_documents
@@ -131,7 +135,7 @@ def collate(config: CollateConfig, on_batch: Callable[[int], None] | None = None
 @dataclass
 class _Run:
     collator: Collator
-    tokenizer: Any
+    tokens: Tokens
     corpus: Corpus
     config: CollateConfig
     ckpt: Path
@@ -154,19 +158,13 @@ class _Run:
         began, tokens, last_saved = time.perf_counter(), 0, next_doc
         for batch_start in range(next_doc, last, config.batch_size):
             batch_stop = min(batch_start + config.batch_size, last)
-            encoded = self.tokenizer(
-                list(self.corpus.documents[batch_start:batch_stop]),
-                padding=True,
-                truncation=True,
-                max_length=config.max_tokens,
-                return_tensors="pt",
+            input_ids, mask = self.tokens.batch(
+                list(self.corpus.documents[batch_start:batch_stop]), config.max_tokens
             )
             collator.add_batch(
-                encoded["input_ids"].to(device),
-                encoded["attention_mask"].to(device),
-                torch.arange(batch_start, batch_stop),
+                input_ids.to(device), mask.to(device), torch.arange(batch_start, batch_stop)
             )
-            tokens += int(encoded["attention_mask"].sum())
+            tokens += int(mask.sum())
             bar.update(batch_stop - batch_start)
             bar.set_postfix(tok_per_s=f"{tokens / (time.perf_counter() - began):.0f}")
             if batch_stop - last_saved >= config.checkpoint_every and batch_stop < last:
@@ -189,6 +187,21 @@ class _Run:
         )
 
 
+def completeness(layers: list[int], n_model_layers: int) -> dict[str, Any]:
+    """Whether the file holds every layer of the model: readers of the published dataset find
+    a row at layer·neurons + neuron, which holds only in a file of all layers."""
+    complete = list(layers) == list(range(n_model_layers))
+    note = (
+        None
+        if complete
+        else (
+            f"layers {layers[0]}-{layers[-1]} of {n_model_layers} only: rows are not at "
+            "layer * n_neurons + neuron; merge it with the other layers (neurons merge)"
+        )
+    )
+    return {"model_layers": n_model_layers, "all_layers": complete, "layers_note": note}
+
+
 def _file_metadata(config, model_metadata, corpus, collator, start, stop, model) -> dict[str, Any]:
     return {
         "version": package_version(),
@@ -207,6 +220,7 @@ def _file_metadata(config, model_metadata, corpus, collator, start, stop, model)
         "top_k": collator.top_k,
         "max_tokens": config.max_tokens,
         "layers": collator.layers,
+        **completeness(collator.layers, collator.n_model_layers),
         "n_neurons": collator.sites[0].n_neurons,
         "layout": "glu" if collator.sites[0].is_glu else "plain",
         "refactor_glu": collator.refactor_glu,

@@ -32,8 +32,36 @@ from activations.records.schema import (
     max_positions_column,
     max_values_column,
     mean_column,
+    old_sum_column,
     sum_column,
 )
+
+
+def document_ranges(metadata: dict) -> list[tuple[int, int]]:
+    """The [start, stop) document ranges a file covers: one pair, or a list after a merge."""
+    ranges = metadata.get("documents") or []
+    if ranges and isinstance(ranges[0], int):
+        ranges = [ranges]
+    return [(int(a), int(b)) for a, b in ranges]
+
+
+def fill_empty_slots(
+    docs: np.ndarray, present: np.ndarray, documents: list[tuple[int, int]]
+) -> np.ndarray:
+    """Top-k slots no document reached ([P, k, N]) hold, as in the published files, a real
+    document index with value 0.0 (their reader turns -1 into the corpus's last row): here the
+    lowest indices of the documents read (`documents`, [start, stop) ranges) not already in
+    that list. Only where fewer documents were read than k do slots keep -1."""
+    docs = np.where(present, docs, -1)
+    if present.all():
+        return docs
+    filled = docs.copy()
+    for p, n in zip(*np.nonzero(~present.all(axis=1)), strict=True):
+        taken = set(docs[p, :, n][present[p, :, n]].tolist())
+        spare = (d for a, b in sorted(documents) for d in range(a, b) if d not in taken)
+        for slot in np.flatnonzero(~present[p, :, n]):
+            filled[p, slot, n] = next(spare, -1)
+    return filled
 
 
 def _lists(matrix: np.ndarray, value_type: pa.DataType) -> pa.ListArray:
@@ -47,6 +75,7 @@ def accumulators_to_table(
     accumulators: dict[int, LayerAccumulator], n_tokens: int, metadata: dict[str, Any]
 ) -> pa.Table:
     """One row per neuron, sorted by (layer, neuron)."""
+    documents = document_ranges(metadata)
     layers = sorted(accumulators)
     first = accumulators[layers[0]]
     layout, n = first.layout, first.n_neurons
@@ -72,7 +101,7 @@ def accumulators_to_table(
                     put(sum_column(q, h), pa.array(sums[qi, hi]))
         present = (acc.top_doc != ABSENT_DOC).cpu().numpy()
         values = np.where(present, acc.top_value.cpu().numpy(), 0.0).astype(np.float32)
-        docs = np.where(present, acc.top_doc.cpu().numpy(), -1)
+        docs = fill_empty_slots(acc.top_doc.cpu().numpy(), present, documents)
         positions = np.where(present, acc.top_position.cpu().numpy(), -1)
         for pi, (q, h) in enumerate(layout.max_pairs()):
             put(max_values_column(q, h), _lists(values[pi].T, pa.float32()))
@@ -146,10 +175,15 @@ def table_to_accumulators(table: pa.Table, k: int) -> dict[int, LayerAccumulator
         acc.counts = torch.from_numpy(
             np.stack([rows.column(count_column(q)).to_numpy() for q in layout.quadrants])
         )
+        total = (
+            sum_column
+            if sum_column(layout.quadrants[0], layout.hooks[0]) in names
+            else (old_sum_column)
+        )
         acc.sums = torch.from_numpy(
             np.stack(
                 [
-                    np.stack([rows.column(sum_column(q, h)).to_numpy() for h in layout.hooks])
+                    np.stack([rows.column(total(q, h)).to_numpy() for h in layout.hooks])
                     for q in layout.quadrants
                 ]
             )
@@ -160,11 +194,11 @@ def table_to_accumulators(table: pa.Table, k: int) -> dict[int, LayerAccumulator
         positions = np.stack(
             [_matrix(rows, max_positions_column(q, h), np.int64, k) for q, h in pairs]
         )
-        present = docs >= 0
+        present = (positions >= 0) & (docs >= 0)  # version 1: index -1; 2: position -1
         acc.top_value = torch.from_numpy(values)
         acc.top_doc = torch.from_numpy(np.where(present, docs, ABSENT_DOC))
         acc.top_position = torch.from_numpy(positions)
         acc.top_score = torch.from_numpy(np.where(present, np.abs(values), ABSENT_SCORE)).float()
-        acc.last_doc = int(docs.max(initial=-1))
+        acc.last_doc = int(docs[present].max(initial=-1))
         accumulators[int(layer)] = acc
     return accumulators

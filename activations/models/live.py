@@ -16,6 +16,7 @@ import torch
 from activations.models.adapters import MlpSite, find_mlp_sites, glu_refactor_signs
 from activations.models.capture import Captured, forward_capturing, site_values
 from activations.models.loading import load_model
+from activations.models.tokens import Tokens, pad
 from activations.records.errors import UpstreamError
 from registry.metadata import ModelMetadata
 from registry.vocabulary import (
@@ -96,6 +97,8 @@ class ModelRunner:
         self._tokenizer_lock = threading.Lock()
         self._model = None
         self._tokenizer = None
+        self._tokens: Tokens | None = None
+        self._signs: dict[int, torch.Tensor] = {}  # --refactor-glu signs, per layer
         self._sites: list[MlpSite] = []
         self._failed: tuple[str, float] | None = None  # (why, when)
 
@@ -123,6 +126,7 @@ class ModelRunner:
             self._sites = find_mlp_sites(model)
             self._model = model
             self._tokenizer = _LockedTokenizer(tokenizer, self._tokenizer_lock)
+            self._tokens = Tokens(self._tokenizer, self.metadata.bos_token)
 
     @property
     def is_loaded(self) -> bool:
@@ -132,6 +136,12 @@ class ModelRunner:
     def tokenizer(self):
         self._ensure_loaded()
         return self._tokenizer
+
+    @property
+    def tokens(self) -> Tokens:
+        """The tokenizer with the model's BOS rule: how every text here becomes ids."""
+        self._ensure_loaded()
+        return self._tokens
 
     @property
     def n_layers(self) -> int:
@@ -149,7 +159,7 @@ class ModelRunner:
         return self._sites[0].is_glu
 
     def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text).input_ids)
+        return self.tokens.count(text)
 
     def validate(self, request: LiveRequest) -> None:
         self._ensure_loaded()
@@ -177,10 +187,7 @@ class ModelRunner:
         for request in requests:
             self.validate(request)
         texts = [(r, t) for r in requests for t in r.texts]
-        ids = [
-            self._tokenizer(t, truncation=True, max_length=self.max_tokens).input_ids
-            for _, t in texts
-        ]
+        ids = [self._tokens.encode(t, self.max_tokens) for _, t in texts]
         traces: list[TextTrace] = []
         for rows in self._passes([len(i) for i in ids]):
             chunk = [ids[i] for i in rows]
@@ -212,16 +219,15 @@ class ModelRunner:
     ) -> dict[int, dict[str, torch.Tensor]]:
         """One forward pass over right-padded token ids: every site's values of these layers
         (of one neuron, where given), by layer."""
-        width = max(len(ids) for ids in id_lists)
-        pad = self._tokenizer.pad_token_id or 0
-        input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids in id_lists])
-        mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids in id_lists])
+        input_ids, mask = pad(id_lists, self._tokenizer.pad_token_id or 0)
         captured: dict[int, dict[str, torch.Tensor]] = {}
 
         def keep(layer: int, tensors: Captured) -> None:
+            sign = self._sign(layer)
             if neuron is not None:
                 tensors = {h: None if t is None else t[..., neuron] for h, t in tensors.items()}
-            captured[layer] = site_values(tensors, self._sites[layer].act)
+                sign = None if sign is None else sign[neuron]
+            captured[layer] = site_values(tensors, self._sites[layer].act, sign)
 
         sites = [self._sites[layer] for layer in layers]
         with self._forward_lock:
@@ -245,6 +251,15 @@ class ModelRunner:
             for row, i in enumerate(rows):
                 out[i] = {h: values[h][row, : lengths[i]].tolist() for h in hooks if h in values}
         return out
+
+    def _sign(self, layer: int) -> torch.Tensor | None:
+        """Where the model is looked at refactored (its registry entry), every value is of the
+        refactored model: in and post times the neuron's sign."""
+        if not self.metadata.refactor_glu or not self._sites[layer].is_glu:
+            return None
+        if layer not in self._signs:
+            self._signs[layer] = glu_refactor_signs(self._sites[layer]).to(self.device)
+        return self._signs[layer]
 
     def refactor_sign(self, layer: int, neuron: int) -> float:
         """-1.0 where --refactor-glu flipped this neuron's in and output (see collate)."""
@@ -270,5 +285,5 @@ class ModelRunner:
                 u = in_[row, :length, n].tolist()
                 quadrants = [quadrant_of(a, b) for a, b in zip(g, u, strict=True)]
             traces.append(NeuronTrace(n, chosen[:, n].tolist(), quadrants))
-        tokens = [self._tokenizer.decode([i]) for i in ids]
+        tokens = self._tokens.decode_each(ids)
         return TextTrace(tokens=tokens, token_ids=ids, neurons=traces)

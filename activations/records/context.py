@@ -100,7 +100,7 @@ class ExampleText:
         """Fill in each example's tokens around its max; raises LookupError saying why not."""
         corpus = self.corpus(metadata, file_metadata)
         runner = self.models.get(metadata.model)
-        tokenizer = runner.tokenizer
+        tokens = runner.tokens
         max_tokens = int(file_metadata.get("max_tokens") or runner.max_tokens)
         found = Windows()
         slot: dict[int, int] = {}  # document index -> index into found.documents
@@ -112,15 +112,12 @@ class ExampleText:
                     if example.position is None or doc >= len(corpus):
                         continue
                     if doc not in ids_of:
-                        text = corpus.documents[doc]
-                        ids_of[doc] = tokenizer(
-                            text, truncation=True, max_length=max_tokens
-                        ).input_ids
+                        ids_of[doc] = tokens.encode(corpus.documents[doc], max_tokens)
                     ids = ids_of[doc]
                     start = max(0, example.position - context)
                     stop = min(len(ids), example.position + context + 1)
                     example.window_start = start
-                    example.tokens = [tokenizer.decode([i]) for i in ids[start:stop]]
+                    example.tokens = tokens.decode_each(ids[start:stop])
                     if doc not in slot:
                         slot[doc] = len(found.documents)
                         found.documents.append([])
@@ -142,14 +139,10 @@ class ExampleText:
         """The opening `length` tokens of `count` documents drawn at random (the same draw for
         the same seed), as token strings and ids; raises LookupError saying why not."""
         corpus = self.corpus(metadata, file_metadata)
-        runner = self.models.get(metadata.model)
-        tokenizer = runner.tokenizer
+        tokens = self.models.get(metadata.model).tokens
         picked = random.Random(seed).sample(range(len(corpus)), min(count, len(corpus)))
-        ids = [
-            tokenizer(corpus.documents[i], truncation=True, max_length=length).input_ids
-            for i in sorted(picked)
-        ]
-        return [[tokenizer.decode([i]) for i in one] for one in ids], ids
+        ids = [tokens.encode(corpus.documents[i], length) for i in sorted(picked)]
+        return [tokens.decode_each(one) for one in ids], ids
 
     @staticmethod
     def apply(windows: Windows, values: list[dict[str, list[float]]]) -> None:

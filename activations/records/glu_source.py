@@ -181,13 +181,18 @@ class GluSource:
     async def neuron_values(
         self, record: GluNeuronRecord, id_lists: list[list[int]], hooks: list[str]
     ) -> list[dict[str, list[float]]]:
-        """The neuron's values on token ids, as the file records them (refactored or not)."""
+        """The neuron's values on token ids, as the file records them: refactored where its
+        metadata says so or, where it says nothing (the published files), where the model's
+        registry entry does; the model gives them as its entry says."""
         layer, neuron = record.layer, record.neuron
-        refactored_file = bool(record.file_metadata.get("refactor_glu"))
+        said = record.file_metadata.get("refactor_glu")
 
         def values(runner):
             found = runner.neuron_values(id_lists, layer, neuron, hooks)
-            sign = runner.refactor_sign(layer, neuron) if refactored_file else 1.0
+            model_refactored = runner.metadata.refactor_glu
+            file_refactored = model_refactored if said is None else bool(said)
+            differ = file_refactored != model_refactored
+            sign = runner.refactor_sign(layer, neuron) if differ else 1.0
             return [refactored(one, sign) for one in found]
 
         return await self.shared.models.run(self.metadata.model, values)
@@ -267,7 +272,8 @@ class GluSource:
                         position=positions[i] if i < len(positions) else None,
                     )
                     for i, (value, doc) in enumerate(items)
-                    if doc >= 0
+                    # an empty slot: value 0.0 (and index -1 in files of version 1)
+                    if doc >= 0 and value != 0.0
                 ]
             quadrants.append(
                 GluQuadrant(

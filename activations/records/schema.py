@@ -23,7 +23,10 @@ from registry.vocabulary import (
 # Every row's key, sorted by: (layer, neuron).
 KEY_COLUMNS: tuple[str, ...] = ("layer", "neuron")
 DEFAULT_TOP_K = 16
-SCHEMA_VERSION = "1"
+# 2: totals named {q}_{hook}_total (a reader of the card's names takes a "_sum" for its "sum"
+# statistic); empty top-k slots hold value 0.0 and a real document index, as the published
+# files do (position -1 marks them); version 1 files (_sum, index -1) still read and merge.
+SCHEMA_VERSION = "2"
 METADATA_KEY = b"neurons"
 
 
@@ -52,6 +55,12 @@ def count_column(quadrant: str) -> str:
 
 
 def sum_column(quadrant: str, hook: str) -> str:
+    """The exact float64 total of a hook's values over a quadrant's tokens (ours)."""
+    return f"{quadrant}_{hook}_total"
+
+
+def old_sum_column(quadrant: str, hook: str) -> str:
+    """Its name in version 1 files."""
     return f"{quadrant}_{hook}_sum"
 
 

@@ -126,7 +126,12 @@ def brute_force_records(acts: list[dict[int, dict]], k: int, glu: bool) -> dict[
                     ranked = ranked[:k]
                     pad = k - len(ranked)
                     row[f"{q}_{h}_max_values"] = [v for _, (v, _) in ranked] + [0.0] * pad
-                    row[f"{q}_{h}_max_indices"] = [d for d, _ in ranked] + [-1] * pad
+                    # empty slots: a real document index (the lowest read and not listed),
+                    # value 0.0, as the published dataset's writer leaves them; -1 only once
+                    # every document read is listed
+                    listed = [d for d, _ in ranked]
+                    spare = [d for d in range(len(acts)) if d not in listed] + [-1] * k
+                    row[f"{q}_{h}_max_indices"] = listed + spare[:pad]
                     row[f"{q}_{h}_max_positions"] = [t for _, (_, t) in ranked] + [-1] * pad
             records[(layer, neuron)] = row
     return records

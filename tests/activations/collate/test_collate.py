@@ -81,7 +81,12 @@ def test_every_column_matches_brute_force(tmp_path, tiny_models, arch, engine):
         if row["neuron"] in (0, 1):
             assert sum(row[f"{q}_freq"] for q in GLU_LAYOUT.quadrants) == 0
             assert all(math.isnan(row[f"{q}_hook_post_mean"]) for q in GLU_LAYOUT.quadrants)
-            assert row["gate+_in+_hook_post_max_indices"] == [-1] * K
+            # no document reached the quadrant: k empty slots naming the documents read, as the
+            # published files have them, then -1 (fewer documents than k were read)
+            listed = list(range(N_DOCS)) + [-1] * (K - N_DOCS)
+            assert row["gate+_in+_hook_post_max_indices"] == listed
+            assert row["gate+_in+_hook_post_max_values"] == [0.0] * K
+            assert row["gate+_in+_hook_post_max_positions"] == [-1] * K
 
 
 def test_gpt2_style_mlp_records_hook_post(tmp_path, tiny_models):
