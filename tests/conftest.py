@@ -34,3 +34,42 @@ def tiny_models(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny-models")
     archs = ("llama", "olmo", "phi3", "gpt2")
     return {arch: make_tiny_model(arch, root / arch) for arch in archs}
+
+
+@pytest.fixture(scope="session")
+def olmo_replicas(tmp_path_factory):
+    """Two small replicas of the published OLMo dataset (4 layers × 1100 neurons, 3 shards, the
+    card's schema, written by `datasets`): with the library's row groups, and with 1,000-row
+    ones (as older versions wrote). Name → (repo folder, columns written)."""
+    from tests.replica import write_replica
+
+    root = tmp_path_factory.mktemp("olmo-replicas")
+    return {
+        "large": (root / "large", write_replica(root / "large", 4, 1100)),
+        "small": (root / "small", write_replica(root / "small", 4, 1100, rows_per_group=1000)),
+    }
+
+
+@pytest.fixture
+def olmo_hub(olmo_replicas, monkeypatch, tmp_path):
+    """A local Hub (tests/hub.py) serving the replicas as datasets `sjgerstner/replica-large`
+    and `-small`, with HF_ENDPOINT pointing at it, online, and a fresh NEURONS_HOME (no bytes or
+    key indexes kept from another test)."""
+    import huggingface_hub.constants
+
+    from tests.hub import FakeHub
+
+    hub = FakeHub()
+    for name, (folder, _) in olmo_replicas.items():
+        hub.add_repo("dataset", f"sjgerstner/replica-{name}", str(folder), revisions=("main", "v1"))
+    hub.start()
+    monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("NEURONS_HOME", str(tmp_path / "neurons-home"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    try:
+        yield hub
+    finally:
+        hub.stop()

@@ -13,10 +13,10 @@ points at it. Standard library only; runs in a background thread:
     ...
     hub.stop()
 
-Every request is appended to hub.log as (method, raw_path_and_query, status, range_header), and
-the body bytes sent are counted in hub.bytes_sent. `hub.latency_s` delays every answer (a
-remote hub's round trip). A Range of several byte ranges is answered 206 multipart/byteranges,
-as HTTP servers that support it do.
+Every request is appended to hub.log as (method, raw_path_and_query, status, range_header) as its
+answer starts, and the body bytes sent are counted in hub.bytes_sent. `hub.latency_s` delays
+every answer (a remote hub's round trip). A Range of several byte ranges is answered 206
+multipart/byteranges, as HTTP servers that support it do.
 `hub.fault` may be set to a callable(method, path) -> None | int | (int, dict) | float | "drop":
 an int answers with that status (and no body), (int, dict) adds headers (X-Error-Code...), a float
 sleeps that many seconds first, "drop" closes the connection without an answer.
@@ -29,6 +29,7 @@ import hashlib
 import json
 import os
 import re
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -136,6 +137,7 @@ class FakeHub:
         self.header_log: list[tuple[str, str, dict[str, str], str | None]] = []
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._connections: set = set()  # open (kept-alive) client sockets
 
     # -- setup -------------------------------------------------------------------------------
 
@@ -168,10 +170,17 @@ class FakeHub:
         return self
 
     def stop(self) -> None:
+        """Stop listening and close every open connection: the hub is gone, also for clients
+        holding a kept-alive connection."""
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+        for connection in list(self._connections):
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -223,8 +232,29 @@ class _Handler(BaseHTTPRequestHandler):
             headers["X-Error-Code"] = code
         self._json({"error": message}, status, headers)
 
+    def setup(self) -> None:
+        super().setup()
+        self.hub._connections.add(self.connection)
+
+    def finish(self) -> None:
+        self.hub._connections.discard(self.connection)
+        super().finish()
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        # logged as the answer starts, so that a client holding the answer finds it logged
+        self._status = code
+        self._log()
+        super().send_response(code, message)
+
+    def _log(self) -> None:
+        if self._logged:
+            return
+        self._logged = True
+        self.hub.log.append((self.command, self.path, self._status, self.headers.get("Range")))
+
     def _handle(self) -> None:
         self._status = 0
+        self._logged = False
         self._body = None  # the handler object lives as long as the kept-alive connection
         try:
             if self.hub.latency_s:
@@ -243,7 +273,7 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             pass
         finally:
-            self.hub.log.append((self.command, self.path, self._status, self.headers.get("Range")))
+            self._log()  # a request answered by a dropped connection
             if self.hub.record_headers:
                 body = getattr(self, "_body", None)
                 self.hub.header_log.append((self.command, self.path, dict(self.headers), body))
@@ -489,8 +519,8 @@ class _Handler(BaseHTTPRequestHandler):
         for k, v in headers.items():
             self.send_header(k, v)
         self.end_headers()
-        self._status = status
         if self.command == "GET" and length:
+            self.hub.bytes_sent += length  # counted before the client can have them
             with open(full, "rb") as f:
                 f.seek(start)
                 left = length
@@ -500,7 +530,6 @@ class _Handler(BaseHTTPRequestHandler):
                         break
                     self.wfile.write(chunk)
                     left -= len(chunk)
-            self.hub.bytes_sent += length
 
     def _multipart(self, full: str, size: int, spec: str, headers: dict[str, str]) -> None:
         """Range: bytes=a-b,c-d,... answered 206 multipart/byteranges (RFC 9110 14.6)."""
@@ -524,5 +553,5 @@ class _Handler(BaseHTTPRequestHandler):
         body += f"\r\n--{boundary}--\r\n".encode()
         headers = {k: v for k, v in headers.items() if k != "Content-Type"}
         headers["Content-Type"] = f"multipart/byteranges; boundary={boundary}"
-        self._send(206, bytes(body), headers, head=self.command == "HEAD")
         self.hub.bytes_sent += sum(end - start + 1 for start, end in parts)
+        self._send(206, bytes(body), headers, head=self.command == "HEAD")

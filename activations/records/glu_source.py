@@ -12,6 +12,7 @@ import threading
 from typing import Any
 
 from activations.pools import Pools, PoolTimeoutError
+from activations.records import hub
 from activations.records.context import ExampleText, refactored
 from activations.records.errors import (
     RecordError,
@@ -45,6 +46,15 @@ from registry.paths import local_path
 from registry.vocabulary import DST_TO_HOOK, GLU_HOOKS, HOOK_POST
 
 
+def describe_source(metadata: NeuronDatasetMetadata) -> str:
+    """The source a failure is of: the Hub (and which) for hf:// datasets, else the path."""
+    path = metadata.neuron_dataset_path
+    if path.startswith("hf://"):
+        pinned = f" at revision {metadata.revision}" if metadata.revision else ""
+        return f"the Hugging Face Hub ({hub.endpoint()}) for {path}{pinned}"
+    return f"dataset {path}"
+
+
 def _float(value: Any) -> float | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
@@ -59,15 +69,17 @@ class GluRecords:
         self.pools = pools
         self.text = ExampleText(models)
         self.cache: LruCache[tuple, GluNeuronRecord] = LruCache(settings.cache_size)
-        self._datasets: dict[str, GluParquetDataset] = {}
+        self._datasets: dict[tuple[str, str | None], GluParquetDataset] = {}
         self._lock = threading.Lock()
 
-    def dataset(self, path: str) -> GluParquetDataset:
+    def dataset(self, path: str, revision: str | None = None) -> GluParquetDataset:
+        """One reader per (path, revision), shared by every dst of that dataset."""
         with self._lock:
-            if path not in self._datasets:
+            key = (path, revision)
+            if key not in self._datasets:
                 timeout = self.settings.upstream_timeout_s
-                self._datasets[path] = GluParquetDataset(path, timeout_s=timeout)
-            return self._datasets[path]
+                self._datasets[key] = GluParquetDataset(path, timeout_s=timeout, revision=revision)
+            return self._datasets[key]
 
     def source(self, metadata: NeuronDatasetMetadata) -> GluSource:
         return GluSource(metadata, self)
@@ -87,7 +99,7 @@ class GluSource:
 
     @property
     def dataset(self) -> GluParquetDataset:
-        return self.shared.dataset(self.metadata.neuron_dataset_path)
+        return self.shared.dataset(self.metadata.neuron_dataset_path, self.metadata.revision)
 
     def _shape(self, description: dict[str, Any]) -> DatasetShape:
         file_metadata = description.get("metadata") or {}
@@ -119,7 +131,9 @@ class GluSource:
         activations = query.activations and context > 0
         stamp = self.dataset.refresh()  # a file replaced under the server is read anew
         path = self.metadata.neuron_dataset_path
-        key = (self.metadata.key, path, stamp, layer, neuron, query.all_hooks, context, activations)
+        revision = self.metadata.revision
+        key = (self.metadata.key, path, revision, stamp, layer, neuron, query.all_hooks, context)
+        key += (activations,)
         cached = self.shared.cache.get(key)
         if cached is not None:
             return cached
@@ -137,8 +151,7 @@ class GluSource:
         try:
             return await pool.run(fn, *args, timeout=deadline)
         except PoolTimeoutError as error:
-            source = self.metadata.neuron_dataset_path
-            raise UpstreamTimeoutError(f"dataset {source}: {error}") from None
+            raise UpstreamTimeoutError(f"{describe_source(self.metadata)}: {error}") from None
         except (RecordError, OSError) as error:
             raise self._error(error) from None
         except Exception as error:
@@ -146,9 +159,10 @@ class GluSource:
                 raise
             # the libraries of remote reads fail in their own ways (a server that ignores
             # Range, an HTTP client's error types): all mean the source failed
-            source = self.metadata.neuron_dataset_path
             reason = f"{type(error).__name__}: {error}".splitlines()[0][:300]
-            raise UpstreamError(f"dataset {source} could not be read: {reason}") from None
+            raise UpstreamError(
+                f"{describe_source(self.metadata)} could not be read: {reason}"
+            ) from None
 
     async def _add_text(
         self, record: GluNeuronRecord, context: int, activations: bool

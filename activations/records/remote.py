@@ -183,7 +183,7 @@ class RemoteFile:
         except UpstreamError:
             raise
         except Exception as error:
-            raise _transport_error(self.url, error) from None
+            raise _transport_error(transport.describe(self.url, None), error) from None
         with self._lock:
             transport.stats["requests"] += 1
             transport.stats["bytes"] += len(body)
