@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from activation_server.answers import WarmAnswerMiddleware
 from activation_server.errors import install_error_handlers
 from activation_server.guard import RequestGuard
 from activation_server.routes import catalog, live, neuron_explainer, records, viewer
@@ -43,7 +44,9 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     )
     app.state.services = shared
     install_error_handlers(app, settings.expose_paths)
-    # the last added runs first: the guard sees every request, CORS headers go on its answers
+    # the last added runs first: the guard sees every request, CORS headers go on its answers;
+    # kept answers are sent after both
+    app.add_middleware(WarmAnswerMiddleware, answers=shared.answers)
     app.add_middleware(
         RequestGuard,
         max_body_bytes=settings.max_body_bytes,

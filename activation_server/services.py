@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
+from activation_server.answers import WarmAnswers
 from activation_server.settings import ServerSettings
 from activations.models.pool import ModelPool
 from activations.pools import Pools
@@ -19,6 +20,7 @@ class Services:
     models: ModelPool
     pools: Pools
     sources: RecordSources
+    answers: WarmAnswers
 
     @classmethod
     def create(cls, settings: ServerSettings) -> Services:
@@ -36,15 +38,18 @@ class Services:
             upstream_timeout_s=settings.upstream_timeout_s,
             max_example_tokens=settings.max_example_tokens,
         )
-        return cls(settings, models, pools, RecordSources(models, source_settings, pools))
+        sources = RecordSources(models, source_settings, pools)
+        return cls(settings, models, pools, sources, WarmAnswers(settings.record_cache_size))
 
     async def stop(self) -> None:
         """Without waiting on work that hangs: queued work fails, threads are daemons."""
         self.models.stop()
         self.pools.shutdown()
+        self.answers.clear()
         await self.sources.close()
 
 
-def services(request: Request) -> Services:
-    """The app's services (a FastAPI dependency)."""
+async def services(request: Request) -> Services:
+    """The app's services (a FastAPI dependency; async, so that FastAPI calls it in the event
+    loop rather than handing it to a worker thread on every request)."""
     return request.app.state.services

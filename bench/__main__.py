@@ -26,6 +26,7 @@ FIGURES = {
     "lookup": "bench.lookup",
     "remote": "bench.remote",
     "live": "bench.live",
+    "published": "bench.published",
 }
 RESULTS = Path(__file__).with_name("results.json")
 

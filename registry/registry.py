@@ -91,6 +91,12 @@ def unregister_model(short_name: str) -> bool:
     return MODEL_REGISTRY.pop(short_name, None) is not None
 
 
+def is_registered(metadata: NeuronDatasetMetadata) -> bool:
+    """Whether this very entry is still the one registered under its key (not replaced or
+    removed since it was looked up)."""
+    return NEURON_DATASET_METADATA_REGISTRY.get(metadata.key) is metadata
+
+
 def get_all_neuron_dataset_metadata() -> list[NeuronDatasetMetadata]:
     return list(NEURON_DATASET_METADATA_REGISTRY.values())
 

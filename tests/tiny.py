@@ -21,13 +21,16 @@ from transformers import (
 WORDS = [f"w{i}" for i in range(60)]
 
 
-def word_tokenizer() -> PreTrainedTokenizerFast:
+def word_tokenizer(adds_bos: bool = True) -> PreTrainedTokenizerFast:
+    """Words w0..w59; with `adds_bos`, every text begins with [BOS] (as Llama's tokenizer does),
+    else none (as OLMo's)."""
     vocab = {"[PAD]": 0, "[UNK]": 1, "[BOS]": 2, **{w: i + 3 for i, w in enumerate(WORDS)}}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tok.post_processor = processors.TemplateProcessing(
-        single="[BOS] $A", special_tokens=[("[BOS]", 2)]
-    )
+    if adds_bos:
+        tok.post_processor = processors.TemplateProcessing(
+            single="[BOS] $A", special_tokens=[("[BOS]", 2)]
+        )
     return PreTrainedTokenizerFast(
         tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", bos_token="[BOS]"
     )
@@ -67,7 +70,7 @@ def tiny_config(arch: str):
     raise ValueError(arch)
 
 
-def make_tiny_model(arch: str, folder: Path, seed: int = 0) -> Path:
+def make_tiny_model(arch: str, folder: Path, seed: int = 0, adds_bos: bool = True) -> Path:
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(tiny_config(arch))
     with torch.no_grad():
@@ -81,7 +84,7 @@ def make_tiny_model(arch: str, folder: Path, seed: int = 0) -> Path:
                 site.gate_up_proj.weight[0].zero_()
                 site.gate_up_proj.weight[n + 1].zero_()
     model.save_pretrained(folder)
-    word_tokenizer().save_pretrained(folder)
+    word_tokenizer(adds_bos).save_pretrained(folder)
     return folder
 
 

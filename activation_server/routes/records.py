@@ -7,16 +7,14 @@ import re
 from typing import Annotated
 
 import orjson
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BeforeValidator
 
 from activation_server.services import Services, services
 from activations.records.models import GluNeuronRecord, NeuronRecordResponse
-from activations.records.source import RecordQuery
-from registry import (
-    get_neuron_dataset_metadata_by_short_name_and_dst,
-)
+from activations.records.source import NOT_KEPT, RecordQuery
+from registry import get_neuron_dataset_metadata_by_short_name_and_dst, is_registered
 
 router = APIRouter(tags=["records"])
 
@@ -45,12 +43,27 @@ def json_response(content: object) -> Response:
 
 
 async def answer_record(
-    services: Services, short_name: str, dst: str, layer: int, neuron: int, query: RecordQuery
+    services: Services,
+    request: Request,
+    short_name: str,
+    dst: str,
+    layer: int,
+    neuron: int,
+    query: RecordQuery,
 ) -> Response:
     metadata = get_neuron_dataset_metadata_by_short_name_and_dst(short_name, dst)
-    record = await services.sources.get(metadata).record(layer, neuron, query)
+    source = services.sources.get(metadata)
+    version = source.version()  # before reading: a change meanwhile makes the answer stale
+    record = await source.record(layer, neuron, query)
     # Built from validated models: dumped here without validating them again on the way out.
-    return json_response(record.model_dump(mode="json", by_alias=True))
+    response = json_response(record.model_dump(mode="json", by_alias=True))
+    if version is not NOT_KEPT and getattr(record, "context_note", None) is None:
+
+        def still_holds() -> bool:
+            return is_registered(metadata) and source.version() == version
+
+        services.answers.put(request.scope, response.body, still_holds)
+    return response
 
 
 @router.get("/neuron_record/{short_name}/{dst}/{layer}/{neuron}", response_model=RecordAnswer)
@@ -59,6 +72,7 @@ async def get_neuron_record(
     dst: Name,
     layer: Layer,
     neuron: Neuron,
+    request: Request,
     s: Annotated[Services, Depends(services)],
     hooks: Annotated[str, Query(pattern="^(dst|all)$")] = "dst",
     context: Annotated[Digits, Query(ge=0, le=1024)] = 0,
@@ -69,4 +83,4 @@ async def get_neuron_record(
     its max, `activations=true` the neuron's values on it. neuron-explainer datasets: its shape
     (`dataset`, `maxActivation`, `topActivations`, `randomSample`)."""
     query = RecordQuery(all_hooks=hooks == "all", context=context, activations=activations)
-    return await answer_record(s, short_name, dst, layer, neuron, query)
+    return await answer_record(s, request, short_name, dst, layer, neuron, query)

@@ -73,6 +73,12 @@ class CollateConfig:
         "GLUScope's sign refactoring (default: as the model's registry entry says)",
         flag=True,
     )
+    bos_token: str | None = _option(
+        None,
+        "a token put before every document whose tokenizer begins it with none, as the "
+        "published OLMo files did with <|endoftext|> (default: the model's registry entry; "
+        "'none': no token)",
+    )
     checkpoint_every: int = _option(64, "documents between checkpoints")
     resume: bool = _option(False, "continue from the checkpoint")
     overwrite: bool = _option(False, "replace an existing output")
@@ -101,9 +107,15 @@ class CollateConfig:
         if self.max_docs is not None and self.max_docs < 0:
             raise ValueError("--max-docs must not be negative")
 
+    def bos_rule(self, model_default: str | None) -> str | None:
+        """The BOS token of this run: the option's, else the model's registry entry's."""
+        if self.bos_token is None:
+            return model_default
+        return None if self.bos_token.lower() == "none" else self.bos_token
+
     def fingerprint(self) -> str:
         keys = ("model", "corpus", "max_docs", "max_tokens", "top_k", "layers", "batch_size")
-        keys += ("dtype", "refactor_glu", "text_column", "doc_range")
+        keys += ("dtype", "refactor_glu", "bos_token", "text_column", "doc_range")
         blob = json.dumps({k: getattr(self, k) for k in keys}, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -108,7 +108,7 @@ def collate(config: CollateConfig, on_batch: Callable[[int], None] | None = None
         next_doc = saved["next_doc"]
 
     progress = config.progress and (rank is None or rank.is_main)
-    tokens = Tokens(tokenizer, model_metadata.bos_token)
+    tokens = Tokens(tokenizer, config.bos_rule(model_metadata.bos_token))
     run = _Run(collator, tokens, corpus, config, ckpt, fingerprint, progress)
     with retained_heap():
         run_docs = run.documents(first, next_doc, last, on_batch)
@@ -224,6 +224,7 @@ def _file_metadata(config, model_metadata, corpus, collator, start, stop, model)
         "n_neurons": collator.sites[0].n_neurons,
         "layout": "glu" if collator.sites[0].is_glu else "plain",
         "refactor_glu": collator.refactor_glu,
+        "bos_token": config.bos_rule(model_metadata.bos_token),
         "dtype": config.dtype,
         "batch_size": config.batch_size,
     }

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from activations.corpus import Corpus, load_corpus
+from activations.models.tokens import Tokens
 from activations.records.models import GluExample, GluNeuronRecord
 from registry.metadata import NeuronDatasetMetadata
 from registry.vocabulary import REFACTOR_FLIPPED_HOOKS
@@ -101,6 +102,8 @@ class ExampleText:
         corpus = self.corpus(metadata, file_metadata)
         runner = self.models.get(metadata.model)
         tokens = runner.tokens
+        if "bos_token" in file_metadata:  # positions count from the BOS rule of the collation
+            tokens = Tokens(runner.tokenizer, file_metadata["bos_token"])
         max_tokens = int(file_metadata.get("max_tokens") or runner.max_tokens)
         found = Windows()
         slot: dict[int, int] = {}  # document index -> index into found.documents

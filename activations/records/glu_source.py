@@ -123,6 +123,11 @@ class GluSource:
                 return None, str(self._error(error))
         return self._shape(self.dataset.describe()), None
 
+    def version(self) -> object:
+        """A local dataset's files (replaced under a running server: read anew); a remote one
+        is read at its listed versions once opened."""
+        return self.dataset.refresh()
+
     async def shape(self) -> DatasetShape:
         return self._shape(await self._in_pool(self.dataset.describe))
 
@@ -132,7 +137,7 @@ class GluSource:
         stamp = self.dataset.refresh()  # a file replaced under the server is read anew
         path = self.metadata.neuron_dataset_path
         revision = self.metadata.revision
-        key = (self.metadata.key, path, revision, stamp, layer, neuron, query.all_hooks, context)
+        key = (self.metadata, path, revision, stamp, layer, neuron, query.all_hooks, context)
         key += (activations,)
         cached = self.shared.cache.get(key)
         if cached is not None:

@@ -40,6 +40,7 @@ class RecordQuery:
 
 
 Record = GluNeuronRecord | NeuronRecordResponse
+NOT_KEPT = object()
 
 
 def public_name(metadata: NeuronDatasetMetadata) -> str:
@@ -60,6 +61,11 @@ class RecordSource(Protocol):
 
     async def record(self, layer: int, neuron: int, query: RecordQuery) -> Record:
         """One neuron's record; raises the errors of activations.records.errors."""
+
+    def version(self) -> object:
+        """What its answers depend on beyond the registry entry (a local file's identity and
+        times); an answer is given again as it was while this is unchanged. NOT_KEPT: answers
+        are made anew each time."""
 
     async def explainer_record(self, layer: int, neuron: int) -> ExplainerRecord:
         """The record as neuron-explainer's viewer reads it (explainer.py)."""

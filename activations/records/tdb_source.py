@@ -12,7 +12,13 @@ from activations.records.explainer import (
     from_activation_records,
 )
 from activations.records.models import NeuronRecordResponse, neuron_record_response
-from activations.records.source import DatasetShape, RecordQuery, SourceSettings, public_name
+from activations.records.source import (
+    NOT_KEPT,
+    DatasetShape,
+    RecordQuery,
+    SourceSettings,
+    public_name,
+)
 from activations.records.storage import SourceReader
 from activations.records.tdb_json import NeuronRecord
 from activations.records.tdb_store import TdbRecordStore
@@ -59,6 +65,9 @@ class TdbSource:
         except RecordError as error:
             context = f"no record for layer {layer} neuron {neuron} in {path}"
             raise in_context(error, context) from None
+
+    def version(self) -> object:
+        return NOT_KEPT  # its store keeps the records; files may change under it
 
     async def record(self, layer: int, neuron: int, query: RecordQuery) -> NeuronRecordResponse:
         record = await self._load(layer, neuron)
