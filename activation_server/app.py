@@ -13,6 +13,7 @@ from activation_server.guard import RequestGuard
 from activation_server.routes import catalog, live, neuron_explainer, records, viewer
 from activation_server.services import Services
 from activation_server.settings import ServerSettings
+from activations.records.parquet_parts import use_steady_memory_pool
 
 # Every group of routes: a module of routes/ with a `router`. A new group is one more entry.
 ROUTES = [catalog, records, neuron_explainer, live, viewer]
@@ -29,6 +30,7 @@ def served_hosts(settings: ServerSettings) -> list[str]:
 
 def create_app(settings: ServerSettings | None = None) -> FastAPI:
     settings = settings or ServerSettings()
+    use_steady_memory_pool()
     shared = Services.create(settings)
 
     @asynccontextmanager

@@ -109,6 +109,18 @@ def _remote(name: str, remote: RemoteFile, size: int | None) -> DatasetFile:
     return DatasetFile(name, open_reader, remote, (name, size, remote.etag))
 
 
+def _parquet_in(fs, folder: str) -> dict[str, dict]:
+    """The .parquet files of one folder of a repo (none where there is no such folder)."""
+    try:
+        entries = fs.ls(folder, detail=True)
+    except FileNotFoundError as error:
+        causes = {type(c).__name__ for c in (error.__cause__, error.__context__) if c}
+        if causes & {"RepositoryNotFoundError", "RevisionNotFoundError", "GatedRepoError"}:
+            raise  # the repo or revision, not the folder, is missing
+        return {}
+    return {e["name"]: e for e in entries if e["type"] == "file" and e["name"].endswith(".parquet")}
+
+
 def _hub_files(path: str, revision: str | None, timeout_s: float, cache: ByteCache):
     """The repo's Parquet files (root or data/), listed with their sizes and versions."""
     where = hub.HubPath.parse(path, revision)
@@ -117,10 +129,8 @@ def _hub_files(path: str, revision: str | None, timeout_s: float, cache: ByteCac
         root = where.fs_root + (f"/{where.path}" if where.path else "")
         if root.endswith(".parquet"):
             found = {root: fs.info(root)}
-        else:
-            found = fs.glob(f"{root}/*.parquet", detail=True) or fs.glob(
-                f"{root}/data/*.parquet", detail=True
-            )
+        else:  # data/ first, where `push_to_hub` puts a dataset's files: one listing
+            found = _parquet_in(fs, f"{root}/data") or _parquet_in(fs, root)
     except Exception as error:
         raise hub.hub_error(path, error) from None
     if not found:

@@ -175,3 +175,15 @@ def test_hub_answers_on_open_are_named(olmo_hub, status, said):
     olmo_hub.fault = lambda method, path: status
     with pytest.raises(UpstreamError, match=f"Hugging Face Hub .* answered {said}"):
         repo("large").describe()
+
+
+def test_a_repo_with_its_files_at_the_root(olmo_hub, olmo_replicas, tmp_path):
+    import shutil
+
+    folder, columns = olmo_replicas["small"]
+    for path in (folder / "data").glob("*.parquet"):
+        shutil.copy(path, tmp_path / path.name)
+    olmo_hub.add_repo("dataset", "someone/at-root", str(tmp_path))
+    dataset = GluParquetDataset("hf://datasets/someone/at-root")
+    assert same(dataset.read_record(2, 7), expected_row(columns, 2, 7, NEURONS), rel=0, abs_=0)
+    dataset.close()
