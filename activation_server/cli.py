@@ -91,6 +91,15 @@ def _server_options(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="answer 504 when a remote source gives no complete answer within this",
     )
+    parser.add_argument(
+        "--max-model-gb",
+        type=float,
+        default=ServerSettings.model_fields["max_model_gb"].default,
+        metavar="GB",
+        help="run models up to this size (float32 weights) for example values and for "
+        "locating the max of examples the file stores no position for; larger ones only for "
+        "live requests",
+    )
 
 
 # -- the registry -------------------------------------------------------------------------------
@@ -167,6 +176,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         expose_paths=args.expose_paths,
         max_tokens_per_request=args.max_tokens,
         upstream_timeout_s=args.upstream_timeout,
+        max_model_gb=args.max_model_gb,
     )
     print(f"serving on http://{args.host}:{args.port}/  (API docs: /docs; Ctrl-C stops)")
     serve(create_app(settings), settings)

@@ -30,6 +30,7 @@ class Services:
             queue_size=settings.live_queue_size,
             micro_batch_size=settings.micro_batch_size,
             micro_batch_wait_s=settings.micro_batch_wait_s,
+            max_model_bytes=int(settings.max_model_gb * 2**30),
         )
         pools = Pools()
         source_settings = SourceSettings(

@@ -42,4 +42,7 @@ class ServerSettings(BaseModel):
     max_example_tokens: int = 32_768
     """Tokens the model runs for one record's example values (?activations=true), at most."""
     upstream_timeout_s: float = 10.0
+    max_model_gb: float = 4.0
+    """Models up to this size (float32 weights) run for example values and to locate maxima
+    the file does not store; a larger one (OLMo-7B: 28 GB) runs only when asked live."""
     device: str = "cpu"

@@ -9,6 +9,7 @@ from registry.errors import (
 )
 from registry.metadata import DatasetFormat, ModelMetadata, NeuronDatasetMetadata
 from registry.registry import (
+    find_model,
     get_all_models,
     get_all_neuron_dataset_metadata,
     get_model,
@@ -31,6 +32,7 @@ __all__ = [
     "UnknownDatasetError",
     "UnknownModelError",
     "UnsupportedPathError",
+    "find_model",
     "get_all_models",
     "get_all_neuron_dataset_metadata",
     "get_model",

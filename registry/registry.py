@@ -91,6 +91,11 @@ def unregister_model(short_name: str) -> bool:
     return MODEL_REGISTRY.pop(short_name, None) is not None
 
 
+def find_model(short_name: str | None) -> ModelMetadata | None:
+    """The model registered under this name, or None (no error: for checks that it changed)."""
+    return MODEL_REGISTRY.get(short_name) if short_name else None
+
+
 def is_registered(metadata: NeuronDatasetMetadata) -> bool:
     """Whether this very entry is still the one registered under its key (not replaced or
     removed since it was looked up)."""

@@ -51,25 +51,33 @@ def olmo_replicas(tmp_path_factory):
 
 
 @pytest.fixture
-def olmo_hub(olmo_replicas, monkeypatch, tmp_path):
-    """A local Hub (tests/hub.py) serving the replicas as datasets `sjgerstner/replica-large`
-    and `-small`, with HF_ENDPOINT pointing at it, online, and a fresh NEURONS_HOME (no bytes or
-    key indexes kept from another test)."""
+def local_hub(monkeypatch, tmp_path):
+    """A local Hub (tests/hub.py), online, with HF_ENDPOINT pointing at it and a fresh
+    NEURONS_HOME (no bytes or key indexes kept from another test); add repos to it."""
     import huggingface_hub.constants
 
     from tests.hub import FakeHub
 
-    hub = FakeHub()
-    for name, (folder, _) in olmo_replicas.items():
-        hub.add_repo("dataset", f"sjgerstner/replica-{name}", str(folder), revisions=("main", "v1"))
-    hub.start()
+    hub = FakeHub().start()
     monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.setenv("NEURONS_HOME", str(tmp_path / "neurons-home"))
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    # read at import, so set here too: no snapshot cached by another test is taken for this one
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
     try:
         yield hub
     finally:
         hub.stop()
+
+
+@pytest.fixture
+def olmo_hub(olmo_replicas, local_hub):
+    """The replicas as datasets `sjgerstner/replica-large` and `-small` on the local Hub."""
+    for name, (folder, _) in olmo_replicas.items():
+        local_hub.add_repo(
+            "dataset", f"sjgerstner/replica-{name}", str(folder), revisions=("main", "v1")
+        )
+    return local_hub

@@ -144,7 +144,9 @@ class FakeHub:
     def add_repo(
         self, repo_type: str, repo_id: str, root: str, revisions: tuple[str, ...] = ("main",)
     ) -> Repo:
-        sha = _sha40(f"{repo_type}/{repo_id}")
+        # the commit names the content's folder too: a client's cache of another replica under
+        # the same repo id is not taken for this one
+        sha = _sha40(f"{repo_type}/{repo_id}/{os.path.abspath(root)}")
         revs = {name: sha for name in revisions}
         revs[sha] = sha
         repo = Repo(repo_type, repo_id, os.path.abspath(root), revs, self.content_hashes)

@@ -40,7 +40,9 @@ def relevant_sign(quadrant: str, hook: str) -> float:
     return {"hook_pre": gate, "hook_pre_linear": in_, "swish": -1.0, "hook_post": gate * in_}[hook]
 
 
-def replica_columns(layers: int, neurons: int, seed: int = 0, empty_every: int = 7) -> dict:
+def replica_columns(
+    layers: int, neurons: int, seed: int = 0, empty_every: int = 7, n_documents: int = N_DOCUMENTS
+) -> dict:
     """Column name -> values of every row, layer-major. Every `empty_every`-th neuron has a
     quadrant that fewer than 16 documents reach (the rest of its slots: 0.0, a real index)."""
     rng = np.random.default_rng(seed)
@@ -60,7 +62,7 @@ def replica_columns(layers: int, neurons: int, seed: int = 0, empty_every: int =
             values[::empty_every, K // 2 :] = 0.0
             data[name] = values
         else:
-            data[name] = rng.integers(0, N_DOCUMENTS, (rows, K), dtype=np.int64)
+            data[name] = rng.integers(0, n_documents, (rows, K), dtype=np.int64)
     return data
 
 
@@ -71,11 +73,12 @@ def write_replica(
     shards: int = 3,
     rows_per_group: int | None = None,
     seed: int = 0,
+    n_documents: int = N_DOCUMENTS,
 ) -> dict:
     """The repo folder (README.md and data/train-*.parquet); returns the columns written."""
     from datasets import Dataset
 
-    columns = replica_columns(layers, neurons, seed)
+    columns = replica_columns(layers, neurons, seed, n_documents=n_documents)
     dataset = Dataset.from_dict(
         {k: list(v) if np.ndim(v) == 2 else v for k, v in columns.items()}, features=features()
     )

@@ -14,7 +14,11 @@ from pydantic import BeforeValidator
 from activation_server.services import Services, services
 from activations.records.models import GluNeuronRecord, NeuronRecordResponse
 from activations.records.source import NOT_KEPT, RecordQuery
-from registry import get_neuron_dataset_metadata_by_short_name_and_dst, is_registered
+from registry import (
+    find_model,
+    get_neuron_dataset_metadata_by_short_name_and_dst,
+    is_registered,
+)
 
 router = APIRouter(tags=["records"])
 
@@ -58,9 +62,14 @@ async def answer_record(
     # Built from validated models: dumped here without validating them again on the way out.
     response = json_response(record.model_dump(mode="json", by_alias=True))
     if version is not NOT_KEPT and getattr(record, "context_note", None) is None:
+        model = find_model(metadata.model)  # example text and values are the model's
 
         def still_holds() -> bool:
-            return is_registered(metadata) and source.version() == version
+            return (
+                is_registered(metadata)
+                and find_model(metadata.model) is model
+                and source.version() == version
+            )
 
         services.answers.put(request.scope, response.body, still_holds)
     return response

@@ -8,7 +8,9 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from activations.models.availability import Availability
 from activations.models.live import LiveRequest, ModelRunner, TextTrace
+from activations.models.tokens import Tokens
 from activations.models.worker import ModelWorker
 from registry import get_model
 
@@ -25,12 +27,14 @@ class ModelPool:
         queue_size: int = 64,
         micro_batch_size: int = 8,
         micro_batch_wait_s: float = 0.005,
+        max_model_bytes: int = 4 * 2**30,
     ):
         self.device = device
         self.max_tokens = max_tokens
         self.queue_size = queue_size
         self.micro_batch_size = micro_batch_size
         self.micro_batch_wait_s = micro_batch_wait_s
+        self.availability = Availability(max_model_bytes)
         self._runners: dict[str, ModelRunner] = {}
         self._workers: dict[str, ModelWorker] = {}
         self._lock = threading.Lock()
@@ -39,16 +43,33 @@ class ModelPool:
         metadata = get_model(short_name)  # raises UnknownModelError listing the models
         with self._lock:
             runner = self._runners.get(short_name)
-            if runner is None:
+            if runner is None or runner.metadata != metadata:  # new, or registered anew
                 runner = ModelRunner(metadata, self.device, self.max_tokens)
                 self._runners[short_name] = runner
+                old = self._workers.pop(short_name, None)
+                if old is not None:
+                    old.stop()
             return runner
+
+    def tokens(self, short_name: str) -> Tokens:
+        """The model's tokenizer with its BOS rule: the loaded model's, else loaded alone (no
+        weights); raises LookupError saying why not."""
+        runner = self.get(short_name)
+        if runner.is_loaded:
+            return runner.tokens
+        tokenizer = self.availability.tokenizer(runner.metadata)
+        return Tokens(tokenizer, runner.metadata.bos_token)
+
+    def why_not_run(self, short_name: str) -> str | None:
+        """None where the model may run for example values (loaded, or within the budget)."""
+        runner = self.get(short_name)
+        return None if runner.is_loaded else self.availability.why_not_run(runner.metadata)
 
     def worker(self, short_name: str) -> ModelWorker:
         runner = self.get(short_name)
         with self._lock:
             worker = self._workers.get(short_name)
-            if worker is None:
+            if worker is None or worker.runner is not runner:
                 worker = ModelWorker(
                     runner, self.queue_size, self.micro_batch_size, self.micro_batch_wait_s
                 )

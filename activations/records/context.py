@@ -1,9 +1,15 @@
-"""Example text: each top example's tokens around its max, from the corpus its document index
-points into, and on request the neuron's values on them, from the model.
+"""Example text: each top example's tokens around its max, from the document its index points to,
+and on request the neuron's values on them.
 
-Two steps, so that the blocking work runs where it belongs: `windows` tokenizes (a CPU pool),
-the values come from the model's own worker thread, and `apply` puts them in place. Each
-document is tokenized and run once, however many examples it holds.
+Three steps, so that the blocking work runs where it belongs: `documents` fetches the examples'
+documents (a Hub corpus by ranged reads, within the remote deadline) and turns them into token
+ids with the model's tokenizer alone (no weights); `windows` cuts each example's window (a CPU
+pool); the values, where wanted or where a max must be located, come from the model's worker,
+and `apply` puts them in place.
+
+Where a file stores no positions (the published OLMo files), an example's max is located by
+running the model on its document (`locate`), and the position kept; until the model can run,
+the example shows its document's opening and the record says why.
 """
 
 from __future__ import annotations
@@ -14,22 +20,41 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from activations.corpus import Corpus, load_corpus
+from activations.corpus import HF_PREFIX, load_corpus
 from activations.models.tokens import Tokens
+from activations.records.documents import DocumentSource, HubDocuments, LoadedDocuments
+from activations.records.lru import LruCache
 from activations.records.models import GluExample, GluNeuronRecord
 from registry.metadata import NeuronDatasetMetadata
-from registry.vocabulary import REFACTOR_FLIPPED_HOOKS
+from registry.vocabulary import (
+    GATE_HOOK,
+    IN_HOOK,
+    REFACTOR_FLIPPED_HOOKS,
+    quadrant_of,
+)
 
 RETRY_CORPUS_AFTER_S = 30.0
 
 
 @dataclass
+class Fetched:
+    """The examples' documents as token ids (or why not), and how to read them."""
+
+    ids: dict[int, list[int] | str]
+    tokens: Tokens
+    remote: bool
+
+
+@dataclass
 class Windows:
-    """The documents to run (token ids up to the last window's end) and each example's slice."""
+    """The documents to run (token ids up to the last window's end; whole, where a max is to be
+    located) and each example's window."""
 
     documents: list[list[int]] = field(default_factory=list)
-    uses: list[tuple[GluExample, int, int, int]] = field(default_factory=list)
-    """(example, index into documents, window start, window stop)."""
+    uses: list[tuple[GluExample, str, str, int, int, int]] = field(default_factory=list)
+    """(example, quadrant, hook, index into documents, window start, window stop)."""
+    unlocated: int = 0
+    """Examples whose max is not known: they show their document's opening."""
     left_out: int = 0
     """Examples whose values are not computed: over the token budget."""
 
@@ -47,23 +72,52 @@ class Windows:
             return
         new_index = {old: new for new, old in enumerate(sorted(kept))}
         self.documents = [self.documents[i] for i in sorted(kept)]
-        uses = [(e, new_index[at], a, b) for e, at, a, b in self.uses if at in new_index]
+        uses = [
+            (e, q, h, new_index[at], a, b) for e, q, h, at, a, b in self.uses if at in new_index
+        ]
         self.left_out = len(self.uses) - len(uses)
         self.uses = uses
 
 
-class ExampleText:
-    """Corpora loaded once per (model, corpus, max tokens), and the model that reads them."""
+def _examples(record: GluNeuronRecord):
+    for quadrant in record.quadrants:
+        for hook, examples in quadrant.examples.items():
+            for example in examples:
+                yield quadrant.name, hook, example
 
-    def __init__(self, models: Any) -> None:
+
+class ExampleText:
+    """Corpora opened once per (model, corpus, max tokens), the located maxima, and the models
+    (their tokenizers alone, unless their values are wanted)."""
+
+    def __init__(self, models: Any, timeout_s: float = 10.0) -> None:
         self.models = models
-        self._corpora: dict[tuple, Corpus] = {}
+        self.timeout_s = timeout_s
+        self._corpora: dict[tuple, DocumentSource] = {}
         self._failed: dict[tuple, tuple[str, float]] = {}
         self._lock = threading.Lock()
+        self.located: LruCache[tuple, int] = LruCache(65_536)
 
-    def corpus(self, metadata: NeuronDatasetMetadata, file_metadata: dict) -> Corpus:
-        """The documents the record's indices point into, loaded once; a failure is remembered
-        for RETRY_CORPUS_AFTER_S seconds (a file moved back is seen after that)."""
+    def tokens(self, metadata: NeuronDatasetMetadata, file_metadata: dict) -> Tokens:
+        """The model's tokenizer with the BOS rule the file was made with; raises LookupError
+        saying why not."""
+        if not metadata.model:
+            raise LookupError("the dataset names no model to read its documents' tokens with")
+        try:
+            tokens = self.models.tokens(metadata.model)
+        except LookupError:
+            raise
+        except Exception as error:  # an unknown model: the registry's message
+            raise LookupError(str(error)) from None
+        if "bos_token" in file_metadata:
+            return Tokens(tokens.tokenizer, file_metadata["bos_token"])
+        return tokens
+
+    def corpus(
+        self, metadata: NeuronDatasetMetadata, file_metadata: dict
+    ) -> tuple[DocumentSource, int]:
+        """The documents the record's indices point into, and the tokens kept per document;
+        opened once, and a failure remembered for RETRY_CORPUS_AFTER_S seconds."""
         name = file_metadata.get("corpus") or metadata.corpus
         if not name or not metadata.model:
             raise LookupError("the dataset names no corpus and model")
@@ -73,14 +127,18 @@ class ExampleText:
         with self._lock:
             held, failed = self._corpora.get(key), self._failed.get(key)
         if held is not None:
-            return held
+            return held, max_tokens
         if failed is not None and time.monotonic() - failed[1] < RETRY_CORPUS_AFTER_S:
             wait = RETRY_CORPUS_AFTER_S - (time.monotonic() - failed[1])
             raise LookupError(f"{failed[0]} (tried again in {wait:.0f} s)")
         try:
-            runner = self.models.get(metadata.model)
-            held = load_corpus(spec, runner.tokenizer, max_tokens)
-        except Exception as error:  # offline hub, missing file: remember why, for a while
+            if spec.startswith(HF_PREFIX):
+                repo = spec[len(HF_PREFIX) :]
+                held = HubDocuments(spec, f"hf://datasets/{repo}", timeout_s=self.timeout_s)
+            else:
+                tokenizer = self.tokens(metadata, file_metadata).tokenizer
+                held = LoadedDocuments(load_corpus(spec, tokenizer, max_tokens))
+        except Exception as error:  # a missing file, no tokenizer: remember why, for a while
             why = f"corpus {name!r} is not available here: {error}"
             with self._lock:
                 self._failed[key] = (why, time.monotonic())
@@ -88,48 +146,105 @@ class ExampleText:
         with self._lock:
             self._corpora[key] = held
             self._failed.pop(key, None)
-        return held
+        return held, max_tokens
+
+    def is_remote(self, metadata: NeuronDatasetMetadata, file_metadata: dict) -> bool:
+        name = file_metadata.get("corpus") or metadata.corpus or ""
+        return name.startswith(HF_PREFIX)
+
+    def documents(
+        self, record: GluNeuronRecord, metadata: NeuronDatasetMetadata, file_metadata: dict
+    ) -> Fetched:
+        """The token ids of every example's document (or why not); raises LookupError where no
+        document can be had (no corpus, no tokenizer)."""
+        source, max_tokens = self.corpus(metadata, file_metadata)
+        tokens = self.tokens(metadata, file_metadata)
+        wanted = sorted({e.document_index for _, _, e in _examples(record)})
+        ids: dict[int, list[int] | str] = {}
+        for index, document in source.fetch(wanted).items():
+            if isinstance(document, str):
+                ids[index] = document
+            elif document.ids is not None:  # the very tokens the dataset was made from
+                ids[index] = list(document.ids)
+            else:
+                ids[index] = tokens.encode(document.text, max_tokens)
+        return Fetched(ids, tokens, isinstance(source, HubDocuments))
+
+    def located_key(self, metadata: NeuronDatasetMetadata, record, doc: int, q: str, h: str):
+        path, revision = metadata.neuron_dataset_path, metadata.revision
+        return (path, revision, record.layer, record.neuron, doc, q, h)
 
     def windows(
         self,
         record: GluNeuronRecord,
         metadata: NeuronDatasetMetadata,
-        file_metadata: dict,
+        fetched: Fetched,
         context: int,
         max_tokens_run: int = 32_768,
     ) -> Windows:
-        """Fill in each example's tokens around its max; raises LookupError saying why not."""
-        corpus = self.corpus(metadata, file_metadata)
-        runner = self.models.get(metadata.model)
-        tokens = runner.tokens
-        if "bos_token" in file_metadata:  # positions count from the BOS rule of the collation
-            tokens = Tokens(runner.tokenizer, file_metadata["bos_token"])
-        max_tokens = int(file_metadata.get("max_tokens") or runner.max_tokens)
+        """Fill in each example's tokens around its max (recorded or located; else its
+        document's opening); an example whose document could not be had says why."""
         found = Windows()
         slot: dict[int, int] = {}  # document index -> index into found.documents
-        ids_of: dict[int, list[int]] = {}
-        for quadrant in record.quadrants:
-            for examples in quadrant.examples.values():
-                for example in examples:
-                    doc = example.document_index
-                    if example.position is None or doc >= len(corpus):
-                        continue
-                    if doc not in ids_of:
-                        ids_of[doc] = tokens.encode(corpus.documents[doc], max_tokens)
-                    ids = ids_of[doc]
-                    start = max(0, example.position - context)
-                    stop = min(len(ids), example.position + context + 1)
-                    example.window_start = start
-                    example.tokens = tokens.decode_each(ids[start:stop])
-                    if doc not in slot:
-                        slot[doc] = len(found.documents)
-                        found.documents.append([])
-                    prefix = found.documents[slot[doc]]
-                    if stop > len(prefix):
-                        found.documents[slot[doc]] = ids[:stop]
-                    found.uses.append((example, slot[doc], start, stop))
+        for q, h, example in _examples(record):
+            doc = example.document_index
+            ids = fetched.ids.get(doc)
+            if ids is None or isinstance(ids, str):
+                example.note = ids or f"document {doc} is not in the corpus"
+                continue
+            if example.position is None:
+                example.position = self.located.get(self.located_key(metadata, record, doc, q, h))
+            if example.position is None:
+                start, stop, whole = 0, min(len(ids), 2 * context + 1), True
+                found.unlocated += 1
+            else:
+                start = max(0, example.position - context)
+                stop, whole = min(len(ids), example.position + context + 1), False
+            example.window_start = start
+            example.tokens = fetched.tokens.decode_each(ids[start:stop])
+            if doc not in slot:
+                slot[doc] = len(found.documents)
+                found.documents.append([])
+            need = len(ids) if whole else stop
+            if need > len(found.documents[slot[doc]]):
+                found.documents[slot[doc]] = ids[:need]
+            found.uses.append((example, q, h, slot[doc], start, stop))
         found.limit(max_tokens_run)
         return found
+
+    def locate(
+        self,
+        record: GluNeuronRecord,
+        metadata: NeuronDatasetMetadata,
+        windows: Windows,
+        values: list[dict[str, list[float]]],
+        fetched: Fetched,
+        context: int,
+    ) -> int:
+        """Each unlocated example's max: the token of its quadrant with the largest |value| of
+        its hook in the neuron's values on its whole document (as the file records them);
+        kept, and its window moved there. Returns how many were located."""
+        done = 0
+        uses = []
+        for example, q, h, at, start, stop in windows.uses:
+            if example.position is None and h in values[at]:
+                gates, ins, own = values[at][GATE_HOOK], values[at][IN_HOOK], values[at][h]
+                inside = [t for t in range(len(own)) if quadrant_of(gates[t], ins[t]) == q]
+                if inside:
+                    best = max(inside, key=lambda t: abs(own[t]))
+                    key = self.located_key(metadata, record, example.document_index, q, h)
+                    self.located.put(key, best)
+                    example.position = best
+                    ids = windows.documents[at]
+                    start = max(0, best - context)
+                    stop = min(len(ids), best + context + 1)
+                    example.window_start = start
+                    example.tokens = fetched.tokens.decode_each(ids[start:stop])
+                    done += 1
+            uses.append((example, q, h, at, start, stop))
+        windows.uses = uses
+        windows.unlocated -= done
+        return done
 
     def random_documents(
         self,
@@ -141,17 +256,26 @@ class ExampleText:
     ) -> tuple[list[list[str]], list[list[int]]]:
         """The opening `length` tokens of `count` documents drawn at random (the same draw for
         the same seed), as token strings and ids; raises LookupError saying why not."""
-        corpus = self.corpus(metadata, file_metadata)
-        tokens = self.models.get(metadata.model).tokens
-        picked = random.Random(seed).sample(range(len(corpus)), min(count, len(corpus)))
-        ids = [tokens.encode(corpus.documents[i], length) for i in sorted(picked)]
+        source, _ = self.corpus(metadata, file_metadata)
+        tokens = self.tokens(metadata, file_metadata)
+        n = source.count()
+        picked = sorted(random.Random(seed).sample(range(n), min(count, n)))
+        ids = []
+        for document in source.fetch(picked).values():
+            if isinstance(document, str):
+                continue
+            ids.append(
+                list(document.ids[:length])
+                if document.ids is not None
+                else tokens.encode(document.text, length)
+            )
         return [tokens.decode_each(one) for one in ids], ids
 
     @staticmethod
     def apply(windows: Windows, values: list[dict[str, list[float]]]) -> None:
         """Each example's values on its window (values by document, as the file records
         them: see `refactored`)."""
-        for example, at, start, stop in windows.uses:
+        for example, _, _, at, start, stop in windows.uses:
             example.activations = {h: v[start:stop] for h, v in values[at].items()}
 
 

@@ -26,16 +26,16 @@ async def glu_explainer_record(source: GluSource, layer: int, neuron: int) -> Ex
     examples.sort(key=lambda e: -abs(e.value))
     top = []
     for example in examples:
-        if example.tokens is None:
-            continue
         values = (example.activations or {}).get(hook)
+        if example.tokens is None or (values is None and example.position is None):
+            continue  # no text, or no max known to show the value at
         if values is None:  # without the model: the recorded value at the max, 0 elsewhere
             values = [0.0] * len(example.tokens)
             values[example.position - example.window_start] = example.value
         top.append((example.tokens, values))
     notes = [record.context_note] if record.context_note else []
     if examples and not top and not notes:
-        notes.append("the examples have no stored positions, so no text to show")
+        notes.append("the examples have no text to show")
     random, why_not = await _random_sample(source, record, hook)
     if why_not:
         notes.append(why_not)

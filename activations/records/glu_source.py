@@ -41,6 +41,7 @@ from activations.records.source import (
     SourceSettings,
 )
 from activations.records.storage import StorageError, classify_error
+from registry import find_model
 from registry.metadata import NeuronDatasetMetadata
 from registry.paths import local_path
 from registry.vocabulary import DST_TO_HOOK, GLU_HOOKS, HOOK_POST
@@ -55,6 +56,18 @@ def describe_source(metadata: NeuronDatasetMetadata) -> str:
     return f"dataset {path}"
 
 
+def _unlocated_note(windows, why: str | None) -> str | None:
+    """What the answer says of examples whose max is not known (the file stores no positions
+    and the model has not run on their documents)."""
+    if not windows.unlocated:
+        return None
+    because = f": {why}" if why else ""
+    return (
+        f"{windows.unlocated} examples show their document's opening: the file stores no "
+        f"positions, and the max token is located once the model runs on them{because}"
+    )
+
+
 def _float(value: Any) -> float | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
@@ -67,7 +80,7 @@ class GluRecords:
         self.settings = settings
         self.models = models
         self.pools = pools
-        self.text = ExampleText(models)
+        self.text = ExampleText(models, settings.upstream_timeout_s)
         self.cache: LruCache[tuple, GluNeuronRecord] = LruCache(settings.cache_size)
         self._datasets: dict[tuple[str, str | None], GluParquetDataset] = {}
         self._lock = threading.Lock()
@@ -138,7 +151,7 @@ class GluSource:
         path = self.metadata.neuron_dataset_path
         revision = self.metadata.revision
         key = (self.metadata, path, revision, stamp, layer, neuron, query.all_hooks, context)
-        key += (activations,)
+        key += (activations, find_model(self.metadata.model) if context else None)
         cached = self.shared.cache.get(key)
         if cached is not None:
             return cached
@@ -172,30 +185,44 @@ class GluSource:
     async def _add_text(
         self, record: GluNeuronRecord, context: int, activations: bool
     ) -> str | None:
-        """Each example's text (and values); returns why not, where it cannot."""
+        """Each example's text (and values; and its max, where the file stores none); returns
+        what the answer should say of what could not be done."""
+        text, metadata, pools = self.shared.text, self.metadata, self.shared.pools
         file_metadata = record.file_metadata
-        text = self.shared.text
         budget = self.shared.settings.max_example_tokens
         try:
-            windows = await self.shared.pools.cpu.run(
-                text.windows, record, self.metadata, file_metadata, context, budget
-            )
+            if text.is_remote(metadata, file_metadata):  # documents by ranged reads
+                fetched = await self._in_pool(text.documents, record, metadata, file_metadata)
+            else:
+                fetched = await pools.cpu.run(text.documents, record, metadata, file_metadata)
+            windows = await pools.cpu.run(text.windows, record, metadata, fetched, context, budget)
         except LookupError as error:
             return str(error)
-        if not (activations and windows.documents):
-            return None
-        note = None
+        except UpstreamError as error:
+            return f"example text: {error}"
+        notes = []
+        if not ((activations or windows.unlocated) and windows.documents):
+            return _unlocated_note(windows, None)
+        why_not = self.shared.models.why_not_run(metadata.model) if metadata.model else None
+        if why_not is not None:
+            prefix = "values need the model" if activations else None
+            notes = [n for n in (_unlocated_note(windows, why_not), prefix and why_not) if n]
+            return "; ".join(notes) or None
         if windows.left_out:
-            note = (
+            notes.append(
                 f"values of {windows.left_out} examples are left out: their documents are over "
                 f"the {budget}-token budget of one request"
             )
         try:
             found = await self.neuron_values(record, windows.documents, list(GLU_HOOKS))
         except UpstreamError as error:  # the model cannot load: the text stays, said why
-            return f"values need the model: {error}"
-        text.apply(windows, found)
-        return note
+            return "; ".join([*notes, f"values need the model: {error}"])
+        if windows.unlocated:
+            await pools.cpu.run(text.locate, record, metadata, windows, found, fetched, context)
+        if activations:
+            text.apply(windows, found)
+        notes.append(_unlocated_note(windows, "their documents are over the token budget"))
+        return "; ".join(n for n in notes if n) or None
 
     async def neuron_values(
         self, record: GluNeuronRecord, id_lists: list[list[int]], hooks: list[str]

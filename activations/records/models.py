@@ -21,6 +21,8 @@ class GluExample(CamelModel):
     """Position in the document of tokens[0]."""
     activations: dict[str, list[float]] | None = None
     """This neuron's per-token values on `tokens`, by hook (?activations=true)."""
+    note: str | None = None
+    """Why this example has no text (its document could not be had)."""
 
 
 class GluQuadrant(CamelModel):

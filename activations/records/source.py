@@ -82,6 +82,12 @@ class ModelProvider(Protocol):
 
     def get(self, short_name: str): ...
 
+    def tokens(self, short_name: str):
+        """Its tokenizer with its BOS rule (models.tokens.Tokens), without loading weights."""
+
+    def why_not_run(self, short_name: str) -> str | None:
+        """None where it may run for example values; else why not."""
+
     async def run(self, short_name: str, work): ...
 
 

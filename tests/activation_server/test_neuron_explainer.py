@@ -209,7 +209,8 @@ def test_a_glu_dataset_without_corpus_or_model_says_so(client, tiny_dataset, tmp
         model="ghost", corpus=str(tiny_dataset["corpus"]),
     )  # fmt: skip
     answer = client.post("/neuron_record", json=node("mlp_post_act", 0, 3, ["ghostly"]))
-    assert answer.status_code == 200 and "could not be loaded" in answer.json()["note"]
+    note = answer.json()["note"]
+    assert answer.status_code == 200 and "the tokenizer of model 'ghost' is not available" in note
 
 
 def test_attention_head_records_by_token_pair(client, tmp_path):

@@ -199,10 +199,13 @@ function exampleRow(e, colourHook) {
     el("b", { text: fmt(e.value) }),
     el("span", {
       class: "meta",
-      text: `doc ${e.documentIndex}${e.position != null ? ` · token ${e.position}` : ""}`,
+      text: `doc ${e.documentIndex}${
+        e.position != null ? ` · token ${e.position}` : e.tokens ? " · its opening" : ""
+      }`,
     }),
   );
   const row = el("div", { class: "example" }, label);
+  if (e.note) row.append(el("p", { class: "meta example-note", text: e.note }));
   if (e.tokens) {
     const values = (e.activations || {})[colourHook];
     const maxAt = e.position != null && e.windowStart != null ? e.position - e.windowStart : null;
@@ -232,7 +235,7 @@ export function renderExamples() {
   );
   const note = record.contextNote ? ` (${record.contextNote})` : "";
   $("examples-status").textContent = withText
-    ? `Each example: ${CONTEXT} tokens either side of the recorded max, coloured by ${colourHook}${note}.`
+    ? `Each example: ${CONTEXT} tokens either side of its max, coloured by ${colourHook}${note}.`
     : `Example text is not available${record.contextNote ? `: ${record.contextNote}` : "."}`;
 }
 

@@ -8,7 +8,7 @@ export function colouredTokens(tokens, values, { hook = "", labels = null, maxAt
   const box = el("div", { class: labels ? "text live" : "text" });
   const usable = values && values.length === tokens.length;
   const scale = usable ? Math.max(0, ...values.map((v) => Math.abs(v))) : 0;
-  let strongest = usable ? maxAt : null;
+  let strongest = maxAt; // outlined where known, with or without values
   if (usable && strongest === null && scale > 0) {
     strongest = values.findIndex((v) => Math.abs(v) === scale);
   }
