@@ -27,6 +27,7 @@ FIGURES = {
     "remote": "bench.remote",
     "live": "bench.live",
     "published": "bench.published",
+    "published_text": "bench.published_text",
 }
 RESULTS = Path(__file__).with_name("results.json")
 

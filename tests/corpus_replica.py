@@ -19,11 +19,27 @@ DIGITS = [str(d) for d in range(10)]
 WORDS = [a + b for a in "abcdef" for b in "klmnopqrst"]  # 60 words without digits
 
 
-def olmo_like_tokenizer():
-    """60 words, `document`, single digits, and <|endoftext|>; adds no BOS itself."""
+def words(count: int) -> list[str]:
+    """`count` distinct words of letters (WORDS first): a vocabulary as large as a real one's
+    makes token ids as hard to compress as real ones."""
+    out, n = list(WORDS[:count]), 0
+    while len(out) < count:
+        word, m = "", n
+        while True:
+            word, m = "abcdefghijklmnopqrstuvwxyz"[m % 26] + word, m // 26
+            if not m:
+                break
+        if len(word) > 2:
+            out.append(word)
+        n += 1
+    return out
+
+
+def olmo_like_tokenizer(vocabulary: int = len(WORDS)):
+    """Words, `document`, single digits, and <|endoftext|>; adds no BOS itself."""
     from transformers import PreTrainedTokenizerFast
 
-    names = ["[PAD]", "[UNK]", BOS, "document", *DIGITS, *WORDS]
+    names = ["[PAD]", "[UNK]", BOS, "document", *DIGITS, *words(vocabulary)]
     tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(names)}, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Digits(individual_digits=True)]
@@ -33,21 +49,36 @@ def olmo_like_tokenizer():
     )
 
 
-def document_text(index: int, rng: random.Random) -> str:
-    return f"document {index} " + " ".join(rng.choices(WORDS, k=rng.randint(3, 600)))
+def document_text(
+    index: int, rng: random.Random, max_words: int = 600, vocabulary: list[str] = WORDS
+) -> str:
+    return f"document {index} " + " ".join(rng.choices(vocabulary, k=rng.randint(3, max_words)))
 
 
-def write_corpus(folder: Path, n_documents: int, shards: int = 3, rows_per_group: int = 40):
-    """data/train-*.parquet with `text` and `input_ids`; returns the texts."""
+def write_corpus(
+    folder: Path,
+    n_documents: int,
+    shards: int = 3,
+    rows_per_group: int | None = 40,
+    max_words: int = 600,
+    attention_mask: bool = False,
+    vocabulary: int = len(WORDS),
+):
+    """data/train-*.parquet with `text` and `input_ids` (and `attention_mask`, as dolma-small
+    has); returns the texts. rows_per_group None: the library's choice."""
     from datasets import Dataset, Features, List, Value
 
-    tokenizer = olmo_like_tokenizer()
-    rng = random.Random(7)
-    texts = [document_text(i, rng) for i in range(n_documents)]
+    tokenizer = olmo_like_tokenizer(vocabulary)
+    rng, chosen = random.Random(7), words(vocabulary)
+    texts = [document_text(i, rng, max_words, chosen) for i in range(n_documents)]
     bos = tokenizer.convert_tokens_to_ids(BOS)
-    ids = [[bos, *tokenizer(t).input_ids] for t in texts]
-    features = Features({"text": Value("string"), "input_ids": List(Value("int32"))})
-    dataset = Dataset.from_dict({"text": texts, "input_ids": ids}, features=features)
+    ids = [[bos, *one] for one in tokenizer(texts).input_ids]
+    columns = {"text": texts, "input_ids": ids}
+    kinds = {"text": Value("string"), "input_ids": List(Value("int32"))}
+    if attention_mask:
+        columns["attention_mask"] = [[1] * len(one) for one in ids]
+        kinds["attention_mask"] = List(Value("int8"))
+    dataset = Dataset.from_dict(columns, features=Features(kinds))
     (folder / "data").mkdir(parents=True, exist_ok=True)
     for index in range(shards):
         shard = dataset.shard(num_shards=shards, index=index, contiguous=True)
@@ -56,9 +87,9 @@ def write_corpus(folder: Path, n_documents: int, shards: int = 3, rows_per_group
     return texts
 
 
-def write_tokenizer_repo(folder: Path) -> Path:
+def write_tokenizer_repo(folder: Path, vocabulary: int = len(WORDS)) -> Path:
     """A model repo with the tokenizer and the config of OLMo-7B-0424's size, and no weights."""
-    olmo_like_tokenizer().save_pretrained(folder)
+    olmo_like_tokenizer(vocabulary).save_pretrained(folder)
     config = {
         "model_type": "olmo",
         "architectures": ["OlmoForCausalLM"],

@@ -205,9 +205,8 @@ class GluSource:
             return _unlocated_note(windows, None)
         why_not = self.shared.models.why_not_run(metadata.model) if metadata.model else None
         if why_not is not None:
-            prefix = "values need the model" if activations else None
-            notes = [n for n in (_unlocated_note(windows, why_not), prefix and why_not) if n]
-            return "; ".join(notes) or None
+            wanted = [_unlocated_note(windows, None), "values need the model" * activations]
+            return "; ".join(n for n in wanted if n) + f": {why_not}"
         if windows.left_out:
             notes.append(
                 f"values of {windows.left_out} examples are left out: their documents are over "
