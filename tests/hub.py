@@ -131,6 +131,7 @@ class FakeHub:
         self.repos: dict[tuple[str, str], Repo] = {}
         self.log: list[tuple[str, str, int, str | None]] = []
         self.bytes_sent = 0
+        self.bytes_by_path: dict[str, int] = {}  # body bytes of files, by request path
         self.latency_s = 0.0
         self.fault: Callable[[str, str], Any] | None = None
         self.record_headers = False  # if True, hub.header_log gets (method, path, headers, body)
@@ -138,6 +139,7 @@ class FakeHub:
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._connections: set = set()  # open (kept-alive) client sockets
+        self._count_lock = threading.Lock()
 
     # -- setup -------------------------------------------------------------------------------
 
@@ -152,6 +154,11 @@ class FakeHub:
         repo = Repo(repo_type, repo_id, os.path.abspath(root), revs, self.content_hashes)
         self.repos[(repo_type, repo_id)] = repo
         return repo
+
+    def count_bytes(self, path: str, n: int) -> None:
+        with self._count_lock:
+            self.bytes_sent += n
+            self.bytes_by_path[path] = self.bytes_by_path.get(path, 0) + n
 
     @property
     def endpoint(self) -> str:
@@ -522,7 +529,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(k, v)
         self.end_headers()
         if self.command == "GET" and length:
-            self.hub.bytes_sent += length  # counted before the client can have them
+            self.hub.count_bytes(self.path, length)  # counted before the client can have them
             with open(full, "rb") as f:
                 f.seek(start)
                 left = length
@@ -555,5 +562,5 @@ class _Handler(BaseHTTPRequestHandler):
         body += f"\r\n--{boundary}--\r\n".encode()
         headers = {k: v for k, v in headers.items() if k != "Content-Type"}
         headers["Content-Type"] = f"multipart/byteranges; boundary={boundary}"
-        self.hub.bytes_sent += sum(end - start + 1 for start, end in parts)
+        self.hub.count_bytes(self.path, sum(end - start + 1 for start, end in parts))
         self._send(206, bytes(body), headers, head=self.command == "HEAD")
