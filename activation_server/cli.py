@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     datasets.add_argument("--json", action="store_true", help="print JSON instead of a table")
     datasets.add_argument("--model", help="only datasets of this model short name")
     datasets.add_argument("--dst", help="only datasets of this derived scalar type")
+    datasets.add_argument("--wide", action="store_true", help="show full paths, unshortened")
     models = command("models", cmd_models, "list registered models")
     models.add_argument("--json", action="store_true", help="print JSON instead of a table")
     add_collate_arguments(
@@ -66,6 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _server_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dataset",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="serve this collated file (repeatable): registered for every hook it holds, under "
+        "its model's short name, with the model and corpus its metadata names",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default loopback)")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument(
@@ -105,38 +114,81 @@ def _server_options(parser: argparse.ArgumentParser) -> None:
 # -- the registry -------------------------------------------------------------------------------
 
 
-def format_table(rows: list[dict[str, str]]) -> str:
+MAX_CELL = 48  # a table that fits a terminal: longer cells are shortened in the middle
+
+
+def _cell(value: object, wide: bool) -> str:
+    text = "" if value is None else str(value)
+    if wide or len(text) <= MAX_CELL:
+        return text
+    half = (MAX_CELL - 1) // 2
+    return text[:half] + "…" + text[-half:]
+
+
+def format_table(rows: list[dict[str, str]], wide: bool = False) -> str:
     """Left-aligned columns under a header, for terminals."""
     if not rows:
         return "(none)"
+    rows = [{c: _cell(v, wide) for c, v in r.items()} for r in rows]
     columns = list(rows[0])
-    widths = {c: max(len(c), *(len(str(r.get(c) or "")) for r in rows)) for c in columns}
+    widths = {c: max(len(c), *(len(r.get(c) or "") for r in rows)) for c in columns}
     lines = ["  ".join(c.ljust(widths[c]) for c in columns).rstrip()]
     lines.append("  ".join("-" * widths[c] for c in columns))
     for row in rows:
-        lines.append("  ".join(str(row.get(c) or "").ljust(widths[c]) for c in columns).rstrip())
+        lines.append("  ".join((row.get(c) or "").ljust(widths[c]) for c in columns).rstrip())
     return "\n".join(lines)
 
 
-def _print(records: list, args: argparse.Namespace, columns: list[str]) -> int:
+def _print(records: list, args: argparse.Namespace, columns: list[str], extra=None) -> int:
     if args.json:
         dumped = [r.model_dump(mode="json", by_alias=True) for r in records]
         sys.stdout.write(orjson.dumps(dumped, option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
         dumped = [r.model_dump(mode="json") for r in records]
-        rows = [{c: str(d[c] or "") for c in columns} for d in dumped]
-        print(format_table(rows))
+        rows = [{c: d[c] for c in columns} | (extra(r) if extra else {}) for r, d in zip(
+            records, dumped, strict=True)]  # fmt: skip
+        print(format_table(rows, getattr(args, "wide", False)))
     return 0
 
 
+def _state(metadata) -> dict[str, str]:
+    """Whether a dataset's file is here: a local one built or not, a remote one."""
+    from registry.paths import local_path
+
+    local = local_path(metadata.neuron_dataset_path)
+    if local is None:
+        return {"state": "remote"}
+    return {"state": "built" if Path(local).exists() else "not built"}
+
+
 def cmd_datasets(args: argparse.Namespace) -> int:
-    records = get_all_neuron_dataset_metadata()
+    everything = get_all_neuron_dataset_metadata()
+    records = everything
     if args.model:
-        records = [r for r in records if r.short_name == args.model or r.model == args.model]
+        records = [r for r in records if args.model in (r.short_name, r.model)]
     if args.dst:
         records = [r for r in records if r.derived_scalar_type.value == args.dst]
-    columns = ["short_name", "derived_scalar_type", "format", "model", "corpus"]
-    return _print(records, args, [*columns, "neuron_dataset_path"])
+    if not records and (args.model or args.dst):
+        names = sorted({r.model or r.short_name for r in everything})
+        asked = " and ".join(f"{k} {v!r}" for k, v in (("model", args.model), ("type", args.dst))
+                             if v)  # fmt: skip
+        print(
+            f"neurons: no dataset of {asked}; models with datasets: {', '.join(names)}. "
+            "Yours are listed once their module is loaded (--register MODULE, or "
+            f"${REGISTER_ENV}).",
+            file=sys.stderr,
+        )
+        return 1
+    columns = ["short_name", "derived_scalar_type", "model", "corpus"]
+    if args.wide or args.json:
+        columns.append("neuron_dataset_path")
+    _print(records, args, columns, _state)
+    if not args.json and any(_state(r)["state"] == "not built" for r in records):
+        print(
+            "\nnot built: `neurons collate --out PATH` writes a dataset's file; "
+            "`neurons run` builds the default one (smollm2-135m) and serves it"
+        )
+    return 0
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -168,6 +220,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from activation_server.app import create_app
     from activation_server.settings import LOOPBACK_HOSTS
 
+    for path in args.dataset:
+        print(f"serving {path} as {register_collated_file(path)!r}")
     settings = ServerSettings(
         host=args.host,
         port=args.port,
@@ -181,6 +235,37 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"serving on http://{args.host}:{args.port}/  (API docs: /docs; Ctrl-C stops)")
     serve(create_app(settings), settings)
     return 0
+
+
+def register_collated_file(path: str) -> str:
+    """A file `neurons collate` wrote, registered for every hook it holds under its model's
+    short name, with the model (registered from its path where unknown) and corpus it names."""
+    from activations.collate.writer import read_metadata
+    from registry import model_for, register_glu_dataset
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"--dataset {path}: no such file")
+    try:
+        metadata = read_metadata(path)
+    except Exception as error:  # not Parquet
+        raise ValueError(f"--dataset {path}: not a Parquet file ({error})") from None
+    if not metadata:
+        raise ValueError(f"--dataset {path}: not a file `neurons collate` wrote (no metadata)")
+    model = metadata.get("model")
+    if model and not _registered_model(model) and metadata.get("model_path"):
+        model = model_for(metadata["model_path"]).short_name
+    name = model or Path(path).stem
+    register_glu_dataset(
+        name, str(Path(path).resolve()), model=model, corpus=metadata.get("corpus"),
+        user_visible_name=name, replace=True,
+    )  # fmt: skip
+    return name
+
+
+def _registered_model(name: str) -> bool:
+    from registry import find_model
+
+    return find_model(name) is not None
 
 
 def serve(app, settings) -> None:
@@ -231,6 +316,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    sys.stdout.reconfigure(line_buffering=True)  # a redirected log is written as it happens
     return run_command(build_parser().parse_args(argv))
 
 

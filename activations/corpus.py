@@ -15,6 +15,7 @@ from pathlib import Path
 
 SHAKESPEARE = "shakespeare"
 HF_PREFIX = "hf:"
+CORPUS_SUFFIXES = (".txt", ".jsonl", ".parquet")
 
 
 @dataclass(frozen=True)
@@ -130,12 +131,23 @@ def hf_corpus(name: str, split: str = "train", text_column: str = "text") -> Cor
     """A `datasets` dataset with a text column, e.g. hf:sjgerstner/dolma-small."""
     import datasets
 
-    dataset = datasets.load_dataset(name, split=split)
+    try:
+        dataset = datasets.load_dataset(name, split=split)
+    except Exception as error:  # offline, no such dataset, no such split: one sentence
+        reason = f"{type(error).__name__}: {error}".splitlines()[0][:300]
+        offline = " (HF_HUB_OFFLINE=1 is set: the Hub is not asked)" if _offline() else ""
+        raise ValueError(f"corpus hf:{name} could not be loaded{offline}: {reason}") from None
     if text_column not in dataset.column_names:
         raise ValueError(
             f"dataset {name!r} has no column {text_column!r}; columns: {dataset.column_names}"
         )
     return Corpus(name=f"{HF_PREFIX}{name}", documents=dataset[text_column])
+
+
+def _offline() -> bool:
+    import os
+
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
 
 
 def load_corpus(spec: str, tokenizer, max_tokens: int, text_column: str = "text") -> Corpus:

@@ -8,6 +8,7 @@ from registry.errors import (
     UnsupportedPathError,
 )
 from registry.metadata import DatasetFormat, ModelMetadata, NeuronDatasetMetadata
+from registry.references import model_for, register_glu_dataset
 from registry.registry import (
     find_model,
     get_all_models,
@@ -38,6 +39,8 @@ __all__ = [
     "get_model",
     "get_neuron_dataset_metadata_by_short_name_and_dst",
     "is_registered",
+    "model_for",
+    "register_glu_dataset",
     "register_model",
     "register_neuron_dataset_metadata",
     "resolve_dataset",

@@ -32,11 +32,15 @@ async def _entry(source: RecordSource, open_it: bool, s: Services) -> DatasetEnt
         except (RecordError, asyncio.TimeoutError) as error:
             note = str(error) or f"not opened within {timeout_s:g} s"
     fields = source.metadata.model_dump()
+    if fields.get("corpus") is None and shape is not None:  # the file names its corpus
+        fields["corpus"] = shape.corpus
     if not s.settings.expose_paths:  # the server's own paths stay its own
         fields["neuron_dataset_path"] = hide_paths(fields["neuron_dataset_path"])
         note = note and hide_paths(note)
         if shape is not None and shape.corpus:
             shape = shape.model_copy(update={"corpus": hide_paths(shape.corpus)})
+        if fields["corpus"]:
+            fields["corpus"] = hide_paths(fields["corpus"])
     return DatasetEntry(**fields, shape=shape, shape_note=note)
 
 

@@ -55,7 +55,12 @@ def _option(default: Any, help: str, **cli: Any) -> Any:
 class CollateConfig:
     """Everything that decides the output; the fields that change results form the fingerprint."""
 
-    model: str = field(metadata={"help": "registered model short name"})
+    model: str = field(
+        metadata={
+            "help": "a registered short name, a model folder (./mine) or a Hugging Face id "
+            "(org/name); the last two are registered on the fly"
+        }
+    )
     out: str = field(metadata={"help": "output .parquet path"})
     corpus: str = _option(
         "shakespeare",
@@ -104,8 +109,8 @@ class CollateConfig:
         for name in ("top_k", "max_tokens", "batch_size", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
-        if self.max_docs is not None and self.max_docs < 0:
-            raise ValueError("--max-docs must not be negative")
+        if self.max_docs is not None and self.max_docs < 1:
+            raise ValueError("--max-docs must be at least 1 (leave it out for every document)")
 
     def bos_rule(self, model_default: str | None) -> str | None:
         """The BOS token of this run: the option's, else the model's registry entry's."""

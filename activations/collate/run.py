@@ -30,8 +30,10 @@ from activations.collate.distributed import (
 )
 from activations.collate.heap import retained_heap
 from activations.collate.output import check_output
+from activations.collate.preflight import preflight
 from activations.collate.writer import accumulators_to_table, write_table_atomically
 from activations.corpus import Corpus, load_corpus
+from activations.models.availability import load_tokenizer
 from activations.models.loading import load_model
 from activations.models.tokens import Tokens
 from activations.records.schema import SCHEMA_VERSION
@@ -66,17 +68,17 @@ def collate(config: CollateConfig, on_batch: Callable[[int], None] | None = None
     and rank 0 writes the combined file. on_batch(next_document) is called after every batch
     (tests use it to interrupt a run).
     """
-    from registry import get_model
-
     rank = init_distributed(config.device) if config.distributed else None
     device = rank_device(config.device, rank) if rank else config.device
     out = Path(config.out)
     check_output(out, config.overwrite)
-    model_metadata = get_model(config.model)
+    model_metadata = preflight(config)  # everything that needs no weights, checked first
+    corpus = load_corpus(
+        config.corpus, load_tokenizer(model_metadata), config.max_tokens, config.text_column
+    )
     started = time.perf_counter()
     model, tokenizer = load_model(model_metadata, device, DTYPES[config.dtype])
     load_seconds = time.perf_counter() - started
-    corpus = load_corpus(config.corpus, tokenizer, config.max_tokens, config.text_column)
     start, stop = config.doc_range or (0, len(corpus))
     stop = min(stop, len(corpus))
     if config.max_docs is not None:

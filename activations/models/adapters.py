@@ -66,6 +66,15 @@ ADAPTERS: list[MlpAdapter] = [
 ]
 
 
+def register_mlp_layout(adapter: MlpAdapter) -> MlpAdapter:
+    """Teach the project a model's MLP layout by its module names (a custom architecture, or
+    remote code): `register_mlp_layout(MlpAdapter(name="mine", gate="wg", in_="wi", out="wo",
+    act="act"))`, in a --register module. Registered layouts are tried before the built-in ones;
+    the same name again replaces it."""
+    ADAPTERS[:] = [adapter, *(a for a in ADAPTERS if a.name != adapter.name)]
+    return adapter
+
+
 def describe_adapters() -> str:
     """The known layouts, for the error that names none."""
     return "; ".join(f"{a.families or a.name}: " + "/".join(a.modules()) for a in ADAPTERS)
@@ -129,7 +138,9 @@ def find_mlp_sites(model: nn.Module) -> list[MlpSite]:
     if not sites:
         raise ValueError(
             f"{type(model).__name__} has no MLP in a layout this project knows "
-            f"({describe_adapters()}); add an entry to activations.models.adapters.ADAPTERS"
+            f"({describe_adapters()}); name its modules with "
+            "activations.models.adapters.register_mlp_layout(MlpAdapter(...)) in a --register "
+            "module"
         )
     return sites
 

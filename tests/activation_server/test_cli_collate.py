@@ -73,7 +73,9 @@ def test_collate_and_merge_from_the_command_line(workdir):
         (["--layers", "0,7"], "valid layers are 0-1"),
         (["--layers", "x"], "invalid layers"),
         (["--top-k", "0"], "--top-k must be at least 1"),
-        (["--corpus", "nowhere.txt"], "unknown corpus 'nowhere.txt'"),
+        (["--corpus", "nowhere.txt"], "corpus file 'nowhere.txt' does not exist"),
+        (["--corpus", "plays"], "unknown corpus 'plays'"),
+        (["--max-docs", "0"], "--max-docs must be at least 1"),
         (["--model", "tiny-lama"], 'Did you mean: "tiny-llama"'),
         (["--engine", "turbo"], "invalid choice: 'turbo'"),
         (

@@ -41,7 +41,8 @@ def test_datasets_table_lists_the_registry():
     assert result.returncode == 0, result.stderr
     assert "short_name" in result.stdout.splitlines()[0]
     assert "gpt2-small_ae-resid-delta-attn-v4" in result.stdout
-    assert "hf://datasets/sjgerstner/OLMo-7B-0424-hf_neuron-activations" in result.stdout
+    wide = neurons("datasets", "--wide").stdout  # paths in full only when asked
+    assert "hf://datasets/sjgerstner/OLMo-7B-0424-hf_neuron-activations" in wide
 
 
 def test_datasets_json_filters():

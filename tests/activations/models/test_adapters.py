@@ -46,6 +46,17 @@ def test_an_unknown_layout_names_the_layouts_it_knows():
     assert "gate_up_proj" in str(info.value)  # the fused layout is listed too
 
 
+def test_a_layout_is_registered_by_its_module_names(monkeypatch):
+    monkeypatch.setattr(adapters, "ADAPTERS", list(adapters.ADAPTERS))
+    with pytest.raises(ValueError):
+        find_mlp_sites(ToyModel())
+    adapters.register_mlp_layout(TOY)
+    assert adapters.ADAPTERS[0] is TOY and len(find_mlp_sites(ToyModel())) == 2
+    adapters.register_mlp_layout(MlpAdapter(name="toy", in_="w_in", out="w_out", act="nonlin"))
+    assert [a.name for a in adapters.ADAPTERS].count("toy") == 1  # replaced, not added
+    assert not find_mlp_sites(ToyModel())[0].is_glu
+
+
 def test_a_new_family_is_one_adapter(monkeypatch):
     monkeypatch.setattr(adapters, "ADAPTERS", [*adapters.ADAPTERS, TOY])
     torch.manual_seed(0)
