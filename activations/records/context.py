@@ -97,6 +97,7 @@ class ExampleText:
         self._failed: dict[tuple, tuple[str, float]] = {}
         self._lock = threading.Lock()
         self.located: LruCache[tuple, int] = LruCache(65_536)
+        self._verified: set[tuple] = set()
 
     def tokens(self, metadata: NeuronDatasetMetadata, file_metadata: dict) -> Tokens:
         """The model's tokenizer with the BOS rule the file was made with; raises LookupError
@@ -148,6 +149,25 @@ class ExampleText:
             self._failed.pop(key, None)
         return held, max_tokens
 
+    def check_fingerprint(self, source: DocumentSource, file_metadata: dict) -> None:
+        """Refuse the text of a corpus edited since the file was collated (its recorded hash
+        of each document range differs): it would not be the text the records were made of."""
+        recorded = file_metadata.get("corpus_sha256")
+        if not isinstance(recorded, dict) or not isinstance(source, LoadedDocuments):
+            return  # older files, and Hub corpora (read by the revision they are at)
+        for span, digest in recorded.items():
+            key = (id(source), span, digest)
+            if key in self._verified:
+                continue
+            start, stop = (int(x) for x in span.split("-"))
+            if source.corpus.fingerprint(start, stop) != digest:
+                raise LookupError(
+                    f"corpus {source.name} has changed since this file was collated (documents "
+                    f"{start}-{stop} differ): its text is not the text the records were made "
+                    "of; restore the corpus or collate again"
+                )
+            self._verified.add(key)
+
     def is_remote(self, metadata: NeuronDatasetMetadata, file_metadata: dict) -> bool:
         name = file_metadata.get("corpus") or metadata.corpus or ""
         return name.startswith(HF_PREFIX)
@@ -158,6 +178,7 @@ class ExampleText:
         """The token ids of every example's document (or why not); raises LookupError where no
         document can be had (no corpus, no tokenizer)."""
         source, max_tokens = self.corpus(metadata, file_metadata)
+        self.check_fingerprint(source, file_metadata)
         tokens = self.tokens(metadata, file_metadata)
         wanted = sorted({e.document_index for _, _, e in _examples(record)})
         ids: dict[int, list[int] | str] = {}
@@ -257,6 +278,7 @@ class ExampleText:
         """The opening `length` tokens of `count` documents drawn at random (the same draw for
         the same seed), as token strings and ids; raises LookupError saying why not."""
         source, _ = self.corpus(metadata, file_metadata)
+        self.check_fingerprint(source, file_metadata)
         tokens = self.tokens(metadata, file_metadata)
         n = source.count()
         picked = sorted(random.Random(seed).sample(range(n), min(count, n)))
