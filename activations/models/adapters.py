@@ -38,8 +38,8 @@ class MlpAdapter:
         return self.gate is not None or self.fused_gate_in
 
     def modules(self) -> tuple[str, ...]:
-        names = [self.in_, self.out, self.act]
-        return tuple(names + ([self.gate] if self.gate else []))
+        gate = [self.gate] if self.gate else []
+        return (*gate, self.in_, self.out, self.act)
 
     def matches(self, module: nn.Module) -> bool:
         return all(hasattr(module, name) for name in self.modules())
