@@ -28,6 +28,7 @@ FIGURES = {
     "live": "bench.live",
     "published": "bench.published",
     "published_text": "bench.published_text",
+    "first_run": "bench.first_run",
 }
 RESULTS = Path(__file__).with_name("results.json")
 

@@ -85,6 +85,11 @@ class CollateConfig:
         "'none': no token)",
     )
     checkpoint_every: int = _option(64, "documents between checkpoints")
+    partial: bool = _option(
+        False,
+        "at every checkpoint, also write the records so far beside the output "
+        "(<out>.partial.parquet), which a server shows until the output exists",
+    )
     resume: bool = _option(False, "continue from the checkpoint")
     overwrite: bool = _option(False, "replace an existing output")
     engine: str = _option(

@@ -7,6 +7,7 @@ at batch boundaries make `--resume` give the same file as an uninterrupted run.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import torch
 from tqdm.auto import tqdm
 
@@ -31,12 +33,13 @@ from activations.collate.distributed import (
 from activations.collate.heap import retained_heap
 from activations.collate.output import check_output
 from activations.collate.preflight import preflight
+from activations.collate.progress import ProgressFile, partial_path
 from activations.collate.writer import accumulators_to_table, write_table_atomically
 from activations.corpus import Corpus, load_corpus
 from activations.models.availability import load_tokenizer
 from activations.models.loading import load_model
 from activations.models.tokens import Tokens
-from activations.records.schema import SCHEMA_VERSION
+from activations.records.schema import METADATA_KEY, SCHEMA_VERSION
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -69,13 +72,31 @@ def collate(config: CollateConfig, on_batch: Callable[[int], None] | None = None
     (tests use it to interrupt a run).
     """
     rank = init_distributed(config.device) if config.distributed else None
-    device = rank_device(config.device, rank) if rank else config.device
     out = Path(config.out)
     check_output(out, config.overwrite)
+    main = rank is None or rank.is_main
+    progress = ProgressFile(out, config.model, config.corpus) if main else None
+    try:
+        written = _collate(config, rank, out, progress, on_batch)
+    except BaseException as error:
+        if progress is not None:
+            reason = f"{type(error).__name__}: {error}".splitlines()[0][:300]
+            progress.update("failed" if isinstance(error, Exception) else "stopped", why=reason)
+        raise
+    if progress is not None:
+        partial_path(out).unlink(missing_ok=True)
+        progress.finish()
+    return written
+
+
+def _collate(config, rank, out: Path, progress: ProgressFile | None, on_batch) -> Path:
+    device = rank_device(config.device, rank) if rank else config.device
+    _tell(progress, "checking the model and corpus")
     model_metadata = preflight(config)  # everything that needs no weights, checked first
     corpus = load_corpus(
         config.corpus, load_tokenizer(model_metadata), config.max_tokens, config.text_column
     )
+    _tell(progress, "loading the model")
     started = time.perf_counter()
     model, tokenizer = load_model(model_metadata, device, DTYPES[config.dtype])
     load_seconds = time.perf_counter() - started
@@ -109,29 +130,48 @@ def collate(config: CollateConfig, on_batch: Callable[[int], None] | None = None
         collator.load_state_dict(saved["state"])
         next_doc = saved["next_doc"]
 
-    progress = config.progress and (rank is None or rank.is_main)
-    tokens = Tokens(tokenizer, config.bos_rule(model_metadata.bos_token))
-    run = _Run(collator, tokens, corpus, config, ckpt, fingerprint, progress)
-    with retained_heap():
-        run_docs = run.documents(first, next_doc, last, on_batch)
-    n_tokens, n_documents = collator.n_tokens, collator.n_documents
-    if rank:
-        n_tokens, n_documents = combine(collator.accumulators, [n_tokens, n_documents])
-    if rank is None or rank.is_main:
-        metadata = _file_metadata(config, model_metadata, corpus, collator, start, stop, model)
+    def records(upto: int) -> pa.Table:
+        """The file's table over documents [start, upto) (all ranks' where distributed)."""
+        n_tokens, n_documents = collator.n_tokens, collator.n_documents
+        if rank:
+            n_tokens, n_documents = combine(collator.accumulators, [n_tokens, n_documents])
+        metadata = _file_metadata(config, model_metadata, corpus, collator, start, upto, model)
         metadata.update(
             n_tokens=n_tokens,
             n_documents=n_documents,
             load_seconds=round(load_seconds, 3),
-            documents_this_run=run_docs,
             world_size=rank.world_size if rank else 1,
         )
-        table = accumulators_to_table(collator.accumulators, n_tokens, metadata)
+        if upto < stop:
+            metadata["partial"] = {"documents_done": upto - start, "documents_total": stop - start}
+        return accumulators_to_table(collator.accumulators, n_tokens, metadata)
+
+    def write_partial(upto: int) -> None:  # records so far, for a server that waits on them
+        if config.partial and rank is None:
+            table = records(upto)
+            write_table_atomically(table, partial_path(out), config.rows_per_group, True)
+
+    show = config.progress and (rank is None or rank.is_main)
+    tokens = Tokens(tokenizer, config.bos_rule(model_metadata.bos_token))
+    run = _Run(collator, tokens, corpus, config, ckpt, fingerprint, show, progress, write_partial)
+    with retained_heap():
+        run_docs = run.documents(first, next_doc, last, on_batch)
+    table = records(stop)
+    if rank is None or rank.is_main:
+        _tell(progress, "writing the file")
+        metadata = json.loads(table.schema.metadata[METADATA_KEY])
+        metadata["documents_this_run"] = run_docs
+        table = table.replace_schema_metadata({METADATA_KEY: json.dumps(metadata)})
         write_table_atomically(table, out, config.rows_per_group, config.overwrite)
     if rank:
         finish()  # every rank waits for the file before dropping its checkpoint
     ckpt.unlink(missing_ok=True)
     return out
+
+
+def _tell(progress: ProgressFile | None, state: str) -> None:
+    if progress is not None:
+        progress.update(state)
 
 
 @dataclass
@@ -143,6 +183,8 @@ class _Run:
     ckpt: Path
     fingerprint: str
     progress: bool
+    tracker: ProgressFile | None = None
+    write_partial: Callable[[int], None] | None = None
 
     def documents(
         self, first: int, next_doc: int, last: int, on_batch: Callable[[int], None] | None
@@ -158,6 +200,8 @@ class _Run:
         )
         device = collator.accumulators[collator.layers[0]].device
         began, tokens, last_saved = time.perf_counter(), 0, next_doc
+        if self.tracker is not None:
+            self.tracker.fields["resumed_at"] = next_doc - first
         for batch_start in range(next_doc, last, config.batch_size):
             batch_stop = min(batch_start + config.batch_size, last)
             input_ids, mask = self.tokens.batch(
@@ -168,9 +212,14 @@ class _Run:
             )
             tokens += int(mask.sum())
             bar.update(batch_stop - batch_start)
-            bar.set_postfix(tok_per_s=f"{tokens / (time.perf_counter() - began):.0f}")
+            elapsed = time.perf_counter() - began
+            bar.set_postfix(tok_per_s=f"{tokens / elapsed:.0f}")
+            if self.tracker is not None:
+                self.tracker.batch(batch_stop - first, last - first, tokens, elapsed)
             if batch_stop - last_saved >= config.checkpoint_every and batch_stop < last:
                 self.save(batch_stop)
+                if self.write_partial is not None:
+                    self.write_partial(batch_stop)
                 last_saved = batch_stop
             if on_batch is not None:
                 on_batch(batch_stop)

@@ -21,6 +21,8 @@ from activations.records.errors import RecordNotFoundError, UpstreamError
 from activations.records.remote import RemoteFile, Transport
 from registry.paths import local_path, path_scheme
 
+PARTIAL_SUFFIX = ".partial.parquet"  # activations.collate.progress.partial_path
+
 # Opens a reader of one file: given the parsed footer (or None the first time), a ParquetFile.
 Opener = Callable[["pq.FileMetaData | None"], "pq.ParquetFile"]
 
@@ -71,6 +73,9 @@ def dataset_files(
 def _local_files(path: str, root: str) -> list[str]:
     if root.endswith(".parquet") or os.path.isfile(root):
         if not os.path.exists(root):
+            partial = root + PARTIAL_SUFFIX  # a collation under way writes its records so far
+            if os.path.exists(partial):
+                return [partial]
             raise FileNotFoundError(f"no such dataset file or folder: {path}")
         return [root]
     if not os.path.isdir(root):

@@ -4,6 +4,7 @@
 import { el, fetchJson, setStatus, showError } from "./dom.js";
 import { runLive } from "./live.js";
 import { goFromForm, goFromLocation, goRandom, showHome, step } from "./nav.js";
+import { watchProgress } from "./progress.js";
 import { examplesBy, renderExamples } from "./record.js";
 import { $, datasetKey, rememberShape, state } from "./state.js";
 
@@ -78,6 +79,7 @@ async function start() {
   setStatus("");
   fillDatasets();
   goFromLocation();
+  watchProgress();
   document.body.dataset.ready = "true";
 }
 

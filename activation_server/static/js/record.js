@@ -97,7 +97,10 @@ function renderMeta(dataset, record) {
   if (dataset.model) parts.push(`model ${dataset.model}`);
   const corpus = meta.corpus || dataset.corpus;
   if (corpus) parts.push(`corpus ${corpus}`);
-  if (meta.n_documents != null) parts.push(`${meta.n_documents} documents`);
+  if (meta.partial) {
+    const { documents_done: done, documents_total: total } = meta.partial;
+    parts.push(`partial: ${done} of ${total} documents so far (a collation is under way)`);
+  } else if (meta.n_documents != null) parts.push(`${meta.n_documents} documents`);
   if (meta.n_tokens != null) parts.push(`${meta.n_tokens} tokens`);
   if (meta.top_k != null) parts.push(`top ${meta.top_k} per quadrant`);
   const shape = state.shapes[datasetKey(dataset)];
