@@ -10,13 +10,21 @@ from fastapi.middleware.cors import CORSMiddleware
 from activation_server.answers import WarmAnswerMiddleware
 from activation_server.errors import install_error_handlers
 from activation_server.guard import RequestGuard
-from activation_server.routes import catalog, live, neuron_explainer, progress, records, viewer
+from activation_server.routes import (
+    catalog,
+    live,
+    neuron_explainer,
+    progress,
+    records,
+    search,
+    viewer,
+)
 from activation_server.services import Services
 from activation_server.settings import ServerSettings
 from activations.records.parquet_parts import use_steady_memory_pool
 
 # Every group of routes: a module of routes/ with a `router`. A new group is one more entry.
-ROUTES = [catalog, records, neuron_explainer, live, progress, viewer]
+ROUTES = [catalog, records, neuron_explainer, live, search, progress, viewer]
 
 
 def served_hosts(settings: ServerSettings) -> list[str]:

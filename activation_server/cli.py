@@ -228,9 +228,10 @@ def cmd_merge(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from activation_server.app import create_app
     from activation_server.settings import LOOPBACK_HOSTS
+    from activations.api import register_file
 
     for path in args.dataset:
-        print(f"serving {path} as {register_collated_file(path)!r}")
+        print(f"serving {path} as {register_file(path)!r}")
     settings = ServerSettings(
         host=args.host,
         port=args.port,
@@ -244,37 +245,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"serving on http://{args.host}:{args.port}/  (API docs: /docs; Ctrl-C stops)")
     serve(create_app(settings), settings)
     return 0
-
-
-def register_collated_file(path: str) -> str:
-    """A file `neurons collate` wrote, registered for every hook it holds under its model's
-    short name, with the model (registered from its path where unknown) and corpus it names."""
-    from activations.collate.writer import read_metadata
-    from registry import model_for, register_glu_dataset
-
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"--dataset {path}: no such file")
-    try:
-        metadata = read_metadata(path)
-    except Exception as error:  # not Parquet
-        raise ValueError(f"--dataset {path}: not a Parquet file ({error})") from None
-    if not metadata:
-        raise ValueError(f"--dataset {path}: not a file `neurons collate` wrote (no metadata)")
-    model = metadata.get("model")
-    if model and not _registered_model(model) and metadata.get("model_path"):
-        model = model_for(metadata["model_path"]).short_name
-    name = model or Path(path).stem
-    register_glu_dataset(
-        name, str(Path(path).resolve()), model=model, corpus=metadata.get("corpus"),
-        user_visible_name=name, replace=True,
-    )  # fmt: skip
-    return name
-
-
-def _registered_model(name: str) -> bool:
-    from registry import find_model
-
-    return find_model(name) is not None
 
 
 def serve(app, settings) -> None:

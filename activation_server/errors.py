@@ -20,6 +20,7 @@ from activations.models.live import LiveRequestError
 from activations.models.worker import ModelBusyError
 from activations.pools import PoolBusyError, PoolTimeoutError
 from activations.records.errors import RecordNotFoundError, UpstreamError, UpstreamTimeoutError
+from activations.search.models import SearchError
 from registry.errors import UnknownDatasetError, UnknownModelError
 
 log = logging.getLogger("activation_server")
@@ -35,6 +36,7 @@ STATUS: list[tuple[type[BaseException], int]] = [
     (UnknownModelError, 404),
     (RecordNotFoundError, 404),
     (LiveRequestError, 404),
+    (SearchError, 422),
     (TooManyTokensError, 413),
     (ModelBusyError, 503),
     (PoolBusyError, 503),

@@ -12,6 +12,19 @@ from registry.metadata import CamelModel, NeuronDatasetMetadata
 from registry.vocabulary import DerivedScalarType
 
 
+def check_text(text: str, i: int = 0) -> None:
+    """A text any tokenizer reads: not empty, valid Unicode."""
+    if not text:
+        raise ValueError(f"text {i} is empty: give at least one character")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise ValueError(
+            f"text {i} is not valid Unicode at character {error.start} (a lone "
+            "surrogate, \\ud800-\\udfff, which no tokenizer reads)"
+        ) from None
+
+
 class ActivationsRequest(CamelModel):
     model: str = Field(max_length=200)
     text: str | None = None
@@ -36,20 +49,30 @@ class ActivationsRequest(CamelModel):
         if self.neurons is not None and self.top_neurons is not None:
             raise ValueError("give `neurons` or `topNeurons`, not both")
         for i, text in enumerate(self.all_texts):
-            if not text:
-                raise ValueError(f"text {i} is empty: give at least one character")
-            try:
-                text.encode("utf-8")
-            except UnicodeEncodeError as error:
-                raise ValueError(
-                    f"text {i} is not valid Unicode at character {error.start} (a lone "
-                    "surrogate, \\ud800-\\udfff, which no tokenizer reads)"
-                ) from None
+            check_text(text, i)
         return self
 
     @property
     def all_texts(self) -> list[str]:
         return [self.text] if self.text is not None else list(self.texts or [])
+
+
+class PromptSearchRequest(CamelModel):
+    model: str = Field(max_length=200)
+    text: str
+    dst: DerivedScalarType = DerivedScalarType.MLP_POST_ACT
+    token_index: StrictInt | None = Field(
+        default=None,
+        ge=-1_000_000,
+        le=1_000_000,
+        description="the token to search at (negative: from the end); none: the whole text",
+    )
+    top_neurons: StrictInt = Field(default=20, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _a_text(self) -> PromptSearchRequest:
+        check_text(self.text)
+        return self
 
 
 class NeuronTraceBody(CamelModel):

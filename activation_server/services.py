@@ -12,6 +12,7 @@ from activation_server.settings import ServerSettings
 from activations.models.pool import ModelPool
 from activations.pools import Pools
 from activations.records.source import RecordSources, SourceSettings
+from activations.search.searches import Searches
 
 
 @dataclass
@@ -21,6 +22,7 @@ class Services:
     pools: Pools
     sources: RecordSources
     answers: WarmAnswers
+    searches: Searches
 
     @classmethod
     def create(cls, settings: ServerSettings) -> Services:
@@ -40,7 +42,8 @@ class Services:
             max_example_tokens=settings.max_example_tokens,
         )
         sources = RecordSources(models, source_settings, pools)
-        return cls(settings, models, pools, sources, WarmAnswers(settings.record_cache_size))
+        answers = WarmAnswers(settings.record_cache_size)
+        return cls(settings, models, pools, sources, answers, Searches(models, sources, pools))
 
     async def stop(self) -> None:
         """Without waiting on work that hangs: queued work fails, threads are daemons."""

@@ -14,10 +14,22 @@ from activation_server.schemas import (
     TextTraceBody,
 )
 from activation_server.services import Services, services
-from activations.models.live import LiveRequest
+from activations.models.live import LiveRequest, ModelRunner
 from registry.vocabulary import DST_TO_HOOK
 
 router = APIRouter(tags=["live"])
+
+
+async def check_token_limits(s: Services, runner: ModelRunner, texts: list[str]) -> None:
+    """413 for a text over the server's token limit (a cheap bound on characters first)."""
+    limit = s.settings.max_tokens_per_request
+    for i, text in enumerate(texts):
+        if len(text) > limit * 64:  # cheap bound before tokenizing huge inputs
+            raise TooManyTokensError(f"text {i} is over the limit of {limit} tokens")
+    counts = await s.pools.cpu.run(lambda: [runner.count_tokens(t) for t in texts])
+    for i, n in enumerate(counts):
+        if n > limit:
+            raise TooManyTokensError(f"text {i} has {n} tokens; the limit is {limit}")
 
 
 @router.post("/activations", response_model=ActivationsResponse)
@@ -41,14 +53,7 @@ async def activations(
         top_neurons=body.top_neurons,
     )
     await s.pools.cpu.run(runner.validate, request)
-    limit = settings.max_tokens_per_request
-    for i, text in enumerate(texts):
-        if len(text) > limit * 64:  # cheap bound before tokenizing huge inputs
-            raise TooManyTokensError(f"text {i} is over the limit of {limit} tokens")
-    counts = await s.pools.cpu.run(lambda: [runner.count_tokens(t) for t in texts])
-    for i, n in enumerate(counts):
-        if n > limit:
-            raise TooManyTokensError(f"text {i} has {n} tokens; the limit is {limit}")
+    await check_token_limits(s, runner, texts)
     traces = await s.models.live(body.model, request)
     return ActivationsResponse(
         model=body.model,

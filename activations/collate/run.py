@@ -163,10 +163,24 @@ def _collate(config, rank, out: Path, progress: ProgressFile | None, on_batch) -
         metadata["documents_this_run"] = run_docs
         table = table.replace_schema_metadata({METADATA_KEY: json.dumps(metadata)})
         write_table_atomically(table, out, config.rows_per_group, config.overwrite)
+        _tell(progress, "indexing the examples by token")
+        _write_token_index(out, corpus, tokens, config.max_tokens)
     if rank:
         finish()  # every rank waits for the file before dropping its checkpoint
     ckpt.unlink(missing_ok=True)
     return out
+
+
+def _write_token_index(out: Path, corpus: Corpus, tokens: Tokens, max_tokens: int) -> None:
+    """The examples' token index beside the records (activations.search.token_index), so that
+    token search answers from the start; a folder it cannot be written to leaves it to the
+    first search."""
+    from activations.search.token_index import build_token_index, write_token_index
+
+    def document_ids(indices: list[int]) -> dict[int, list[int] | str]:
+        return {i: tokens.encode(corpus.documents[i], max_tokens) for i in indices}
+
+    write_token_index(build_token_index([str(out)], document_ids), str(out))
 
 
 def _tell(progress: ProgressFile | None, state: str) -> None:

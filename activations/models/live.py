@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -219,20 +220,39 @@ class ModelRunner:
     ) -> dict[int, dict[str, torch.Tensor]]:
         """One forward pass over right-padded token ids: every site's values of these layers
         (of one neuron, where given), by layer."""
-        input_ids, mask = pad(id_lists, self._tokenizer.pad_token_id or 0)
         captured: dict[int, dict[str, torch.Tensor]] = {}
 
-        def keep(layer: int, tensors: Captured) -> None:
+        def keep(layer: int, values: dict[str, torch.Tensor]) -> None:
+            captured[layer] = values
+
+        self.visit_layers(id_lists, keep, layers, neuron)
+        return captured
+
+    def visit_layers(
+        self,
+        id_lists: list[list[int]],
+        visit: Callable[[int, dict[str, torch.Tensor]], None],
+        layers: list[int] | None = None,
+        neuron: int | None = None,
+    ) -> None:
+        """One forward pass over right-padded token ids, calling visit(layer, values) as each
+        wanted layer (default: all) runs: every site's [B, T, N] float32 values (of one neuron,
+        where given), refactored where the registry says. The pass holds one layer's values at a
+        time, so that a look at all layers costs no more memory than a look at one."""
+        self._ensure_loaded()
+        input_ids, mask = pad(id_lists, self._tokenizer.pad_token_id or 0)
+        wanted = range(len(self._sites)) if layers is None else layers
+
+        def emit(layer: int, tensors: Captured) -> None:
             sign = self._sign(layer)
             if neuron is not None:
                 tensors = {h: None if t is None else t[..., neuron] for h, t in tensors.items()}
                 sign = None if sign is None else sign[neuron]
-            captured[layer] = site_values(tensors, self._sites[layer].act, sign)
+            visit(layer, site_values(tensors, self._sites[layer].act, sign))
 
-        sites = [self._sites[layer] for layer in layers]
+        sites = [self._sites[layer] for layer in wanted]
         with self._forward_lock:
-            forward_capturing(self._model, sites, keep, input_ids, mask)
-        return captured
+            forward_capturing(self._model, sites, emit, input_ids, mask)
 
     def neuron_values(
         self, id_lists: list[list[int]], layer: int, neuron: int, hooks: list[str]

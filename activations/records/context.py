@@ -177,19 +177,30 @@ class ExampleText:
     ) -> Fetched:
         """The token ids of every example's document (or why not); raises LookupError where no
         document can be had (no corpus, no tokenizer)."""
+        wanted = sorted({e.document_index for _, _, e in _examples(record)})
+        ids, source = self._document_ids(metadata, file_metadata, wanted)
+        return Fetched(ids, self.tokens(metadata, file_metadata), isinstance(source, HubDocuments))
+
+    def document_ids(
+        self, metadata: NeuronDatasetMetadata, file_metadata: dict, indices: list[int]
+    ) -> dict[int, list[int] | str]:
+        """Documents by index as the records were made from them: their token ids, or why
+        not; raises LookupError where no document can be had (no corpus, no tokenizer)."""
+        return self._document_ids(metadata, file_metadata, indices)[0]
+
+    def _document_ids(self, metadata, file_metadata, indices):
         source, max_tokens = self.corpus(metadata, file_metadata)
         self.check_fingerprint(source, file_metadata)
         tokens = self.tokens(metadata, file_metadata)
-        wanted = sorted({e.document_index for _, _, e in _examples(record)})
         ids: dict[int, list[int] | str] = {}
-        for index, document in source.fetch(wanted).items():
+        for index, document in source.fetch(indices).items():
             if isinstance(document, str):
                 ids[index] = document
             elif document.ids is not None:  # the very tokens the dataset was made from
                 ids[index] = list(document.ids)
             else:
                 ids[index] = tokens.encode(document.text, max_tokens)
-        return Fetched(ids, tokens, isinstance(source, HubDocuments))
+        return ids, source
 
     def located_key(self, metadata: NeuronDatasetMetadata, record, doc: int, q: str, h: str):
         path, revision = metadata.neuron_dataset_path, metadata.revision

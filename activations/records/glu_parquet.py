@@ -113,6 +113,13 @@ class GluParquetDataset:
         self._stamp = _stamp(self._local_files) if self._local_files else None
         return layout
 
+    @property
+    def local_files(self) -> list[str]:
+        """Its files, where they are local (opened first; a replaced file reopens)."""
+        self.refresh()
+        self.open()
+        return list(self._local_files)
+
     def close(self) -> None:
         """Close every file handle; the dataset reopens on next use. Never waits for an open
         under way (a hung remote footer read holds the open lock): that open finishes alone."""

@@ -124,6 +124,12 @@ class RecordSources:
         self._sources: dict[tuple, RecordSource] = {}
         self._lock = threading.Lock()
 
+    @property
+    def example_text(self):
+        """The corpora and tokenizers GLU records read their examples' text with
+        (context.ExampleText), shared with the searches."""
+        return self._formats[DatasetFormat.GLU_PARQUET].text
+
     def get(self, metadata: NeuronDatasetMetadata) -> RecordSource:
         key = (metadata.key, metadata)
         with self._lock:

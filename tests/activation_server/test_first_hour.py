@@ -15,8 +15,9 @@ from transformers import BloomConfig
 
 import registry
 from activation_server.app import create_app
-from activation_server.cli import format_table, register_collated_file
+from activation_server.cli import format_table
 from activation_server.settings import ServerSettings
+from activations.api import register_file
 from activations.records.schema import METADATA_KEY
 from tests.activation_server.test_cli_collate import neurons
 from tests.servers import LOCAL
@@ -41,7 +42,7 @@ def test_a_model_folder_is_collated_served_and_browsed(workdir):
     meta = json.loads(pq.read_schema(workdir / "mine.parquet").metadata[METADATA_KEY])
     assert meta["model"] == "my-model" and meta["model_path"] == str(workdir / "my-model")
     # `neurons serve --dataset mine.parquet`: registered for every hook, with model and corpus
-    name = register_collated_file(str(workdir / "mine.parquet"))
+    name = register_file(str(workdir / "mine.parquet"))
     assert name == "my-model"
     with TestClient(create_app(ServerSettings()), base_url=LOCAL) as client:
         for dst in ("mlp_pre_act", "mlp_pre_linear", "mlp_swish", "mlp_post_act"):

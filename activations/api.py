@@ -1,0 +1,204 @@
+"""The Python API: a dataset's records with their text, and both searches, in a notebook or a
+script, without a server. It answers with the very models the server returns (pydantic;
+`.model_dump()` for plain data), read through the same sources, models and searches.
+
+    from activations import api
+
+    olmo = api.open_dataset("smollm2-135m", "mlp_post_act")
+    record = olmo.record(3, 1024, context=8)          # GluNeuronRecord, examples with tokens
+    olmo.search_token(" king")                         # neurons whose top examples peak on it
+    api.search_prompt("smollm2-135m", "To be, or not to be", token_index=-1)
+
+Calls block until answered. Their async work runs on a loop of the API's own (a daemon
+thread), so they work alike in a script and in a notebook, whose loop is already running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine, Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from activations.models.pool import ModelPool
+from activations.pools import Pools
+from activations.records.source import DatasetShape, Record, RecordQuery, RecordSources
+from activations.search.models import PromptSearchResult, TokenSearchResult
+from activations.search.searches import Searches
+from registry import get_neuron_dataset_metadata_by_short_name_and_dst
+from registry.metadata import NeuronDatasetMetadata
+from registry.plugins import load_register_modules
+from registry.vocabulary import DerivedScalarType
+
+T = TypeVar("T")
+
+__all__ = [
+    "Dataset", "Session", "open_dataset", "open_file", "register_file", "search_prompt",
+    "load_registrations",
+    "PromptSearchResult", "TokenSearchResult",
+]  # fmt: skip
+
+
+class Session:
+    """Models (loaded on first use, kept), record sources and searches; one per process is
+    usually enough (the module's functions share a default one)."""
+
+    def __init__(self, device: str = "cpu", max_tokens: int = 1024, max_model_gb: float = 4.0):
+        self.models = ModelPool(device, max_tokens, max_model_bytes=int(max_model_gb * 2**30))
+        self.pools = Pools()
+        self.sources = RecordSources(self.models, pools=self.pools)
+        self.searches = Searches(self.models, self.sources, self.pools)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def run(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run a coroutine on the session's loop and wait for its answer."""
+        return asyncio.run_coroutine_threadsafe(work, self._loop).result()
+
+    def open_dataset(
+        self, short_name: str, dst: DerivedScalarType | str = DerivedScalarType.MLP_POST_ACT
+    ) -> Dataset:
+        metadata = get_neuron_dataset_metadata_by_short_name_and_dst(short_name, dst)
+        return Dataset(metadata, self)
+
+    def search_prompt(
+        self,
+        model: str,
+        text: str,
+        dst: DerivedScalarType | str = DerivedScalarType.MLP_POST_ACT,
+        token_index: int | None = None,
+        top: int = 20,
+    ) -> PromptSearchResult:
+        """The `top` neurons of all the model's layers by |value| on the text, or at one of its
+        tokens (negative: from the end), from one forward pass."""
+        dst = DerivedScalarType(dst)
+        return self.run(self.searches.prompt(model, text, dst, token_index, top))
+
+    def close(self) -> None:
+        self.models.stop()
+        self.run(self.sources.close())
+        self.pools.shutdown()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+
+
+class Dataset:
+    """One registered dataset: `(short_name, derived scalar type)`."""
+
+    def __init__(self, metadata: NeuronDatasetMetadata, session: Session) -> None:
+        self.metadata = metadata
+        self.session = session
+
+    def __repr__(self) -> str:
+        m = self.metadata
+        return (
+            f"Dataset({m.short_name!r}, {m.derived_scalar_type.value!r}, {m.neuron_dataset_path!r})"
+        )
+
+    def shape(self) -> DatasetShape | None:
+        """Layers, neurons per layer, top-k, hooks and corpus (opens the dataset)."""
+        return self.session.run(self.session.sources.get(self.metadata).shape())
+
+    def record(
+        self,
+        layer: int,
+        neuron: int,
+        context: int = 0,
+        all_hooks: bool = False,
+        activations: bool = False,
+    ) -> Record:
+        """One neuron's record: per quadrant its frequency, means and top examples; with
+        `context=N` each example's tokens around its max, with `activations=True` the neuron's
+        values on them (runs the model)."""
+        query = RecordQuery(all_hooks=all_hooks, context=context, activations=activations)
+        return self.session.run(
+            self.session.sources.get(self.metadata).record(layer, neuron, query)
+        )
+
+    def search_token(
+        self, token: str | None = None, token_id: int | None = None, top: int = 20
+    ) -> TokenSearchResult:
+        """The neurons whose top examples (of this dataset's hook) peak on a token, given as
+        text (one token of the model's tokenizer, e.g. " king") or by id: most examples first."""
+        return self.session.run(self.session.searches.token(self.metadata, token, token_id, top))
+
+    def search_prompt(
+        self, text: str, token_index: int | None = None, top: int = 20
+    ) -> PromptSearchResult:
+        """Prompt search with this dataset's model and type (pages link to this dataset's)."""
+        if not self.metadata.model:
+            raise ValueError(f"{self.metadata.short_name} names no model to run")
+        return self.session.search_prompt(
+            self.metadata.model, text, self.metadata.derived_scalar_type, token_index, top
+        )
+
+
+_default: Session | None = None
+_default_lock = threading.Lock()
+
+
+def default_session() -> Session:
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Session()
+        return _default
+
+
+def load_registrations(*modules: str) -> list[str]:
+    """Import register modules or files (as `--register`): your own models and datasets."""
+    return load_register_modules(modules)
+
+
+def register_file(path: str) -> str:
+    """A file `neurons collate` wrote, registered for every hook it holds under its model's
+    short name (returned), with the model (registered from its path where unknown) and the
+    corpus it names: what `neurons serve --dataset FILE` does."""
+    from activations.collate.writer import read_metadata
+    from registry import find_model, model_for, register_glu_dataset
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        metadata = read_metadata(path)
+    except Exception as error:  # not Parquet
+        raise ValueError(f"{path}: not a Parquet file ({error})") from None
+    if not metadata:
+        raise ValueError(f"{path}: not a file `neurons collate` wrote (no metadata)")
+    model = metadata.get("model")
+    if model and find_model(model) is None and metadata.get("model_path"):
+        model = model_for(metadata["model_path"]).short_name
+    name = model or Path(path).stem
+    register_glu_dataset(
+        name, str(Path(path).resolve()), model=model, corpus=metadata.get("corpus"),
+        user_visible_name=name, replace=True,
+    )  # fmt: skip
+    return name
+
+
+def open_file(path: str, dst: DerivedScalarType | str = DerivedScalarType.MLP_POST_ACT) -> Dataset:
+    """A file `neurons collate` wrote, registered (register_file) and opened."""
+    return open_dataset(register_file(path), dst)
+
+
+def open_dataset(
+    short_name: str,
+    dst: DerivedScalarType | str = DerivedScalarType.MLP_POST_ACT,
+    register: Iterable[str] = (),
+) -> Dataset:
+    """A registered dataset (after importing the `register` modules, if any)."""
+    if register:
+        load_register_modules(register)
+    return default_session().open_dataset(short_name, dst)
+
+
+def search_prompt(
+    model: str,
+    text: str,
+    dst: DerivedScalarType | str = DerivedScalarType.MLP_POST_ACT,
+    token_index: int | None = None,
+    top: int = 20,
+) -> PromptSearchResult:
+    """See Session.search_prompt."""
+    return default_session().search_prompt(model, text, dst, token_index, top)
