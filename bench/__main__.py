@@ -29,6 +29,7 @@ FIGURES = {
     "published": "bench.published",
     "published_text": "bench.published_text",
     "first_run": "bench.first_run",
+    "search": "bench.search",
 }
 RESULTS = Path(__file__).with_name("results.json")
 

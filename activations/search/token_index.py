@@ -205,9 +205,12 @@ class TokenIndex:
         """The `top` neurons with the most examples of `hook` peaking on the token (then by
         largest |value|, then by layer and neuron), and how many such examples there are."""
         start, stop = self.metadata["hooks"].get(hook, (0, 0))
-        tokens = self.columns["token"]
-        lo = start + int(np.searchsorted(tokens[start:stop], token_id, "left"))
-        hi = start + int(np.searchsorted(tokens[start:stop], token_id, "right"))
+        tokens = self.columns["token"][start:stop]
+        if not np.iinfo(tokens.dtype).min <= token_id <= np.iinfo(tokens.dtype).max:
+            return [], 0
+        key = tokens.dtype.type(token_id)  # of the column's type: else numpy casts the column
+        lo = start + int(np.searchsorted(tokens, key, "left"))
+        hi = start + int(np.searchsorted(tokens, key, "right"))
         if lo == hi:
             return [], 0
         layer, neuron = self.columns["layer"][lo:hi], self.columns["neuron"][lo:hi]
