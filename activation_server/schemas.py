@@ -68,6 +68,14 @@ class PromptSearchRequest(CamelModel):
         description="the token to search at (negative: from the end); none: the whole text",
     )
     top_neurons: StrictInt = Field(default=20, ge=1, le=1000)
+    skip_first: bool = Field(
+        default=False,
+        description="leave the first token out of a whole-text search (an attention sink: "
+        "many models park values thousands of times larger there)",
+    )
+    dataset: str | None = Field(
+        default=None, max_length=200, description="the dataset whose pages hits link to"
+    )
 
     @model_validator(mode="after")
     def _a_text(self) -> PromptSearchRequest:

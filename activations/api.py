@@ -70,11 +70,15 @@ class Session:
         dst: DerivedScalarType | str = DerivedScalarType.MLP_POST_ACT,
         token_index: int | None = None,
         top: int = 20,
+        skip_first: bool = False,
+        dataset: str | None = None,
     ) -> PromptSearchResult:
         """The `top` neurons of all the model's layers by |value| on the text, or at one of its
-        tokens (negative: from the end), from one forward pass."""
+        tokens (negative: from the end), from one forward pass; `skip_first` leaves out the
+        first token (an attention sink) of a whole-text search."""
         dst = DerivedScalarType(dst)
-        return self.run(self.searches.prompt(model, text, dst, token_index, top))
+        work = self.searches.prompt(model, text, dst, token_index, top, skip_first, dataset)
+        return self.run(work)
 
     def close(self) -> None:
         self.models.stop()
@@ -124,13 +128,14 @@ class Dataset:
         return self.session.run(self.session.searches.token(self.metadata, token, token_id, top))
 
     def search_prompt(
-        self, text: str, token_index: int | None = None, top: int = 20
+        self, text: str, token_index: int | None = None, top: int = 20, skip_first: bool = False
     ) -> PromptSearchResult:
         """Prompt search with this dataset's model and type (pages link to this dataset's)."""
-        if not self.metadata.model:
-            raise ValueError(f"{self.metadata.short_name} names no model to run")
+        m = self.metadata
+        if not m.model:
+            raise ValueError(f"{m.short_name} names no model to run")
         return self.session.search_prompt(
-            self.metadata.model, text, self.metadata.derived_scalar_type, token_index, top
+            m.model, text, m.derived_scalar_type, token_index, top, skip_first, m.short_name
         )
 
 
@@ -199,6 +204,7 @@ def search_prompt(
     dst: DerivedScalarType | str = DerivedScalarType.MLP_POST_ACT,
     token_index: int | None = None,
     top: int = 20,
+    skip_first: bool = False,
 ) -> PromptSearchResult:
     """See Session.search_prompt."""
-    return default_session().search_prompt(model, text, dst, token_index, top)
+    return default_session().search_prompt(model, text, dst, token_index, top, skip_first)

@@ -28,8 +28,9 @@ async def search_prompt(
     runner = s.models.get(body.model)
     await check_token_limits(s, runner, [body.text])
     return await s.searches.prompt(
-        body.model, body.text, body.dst, body.token_index, body.top_neurons
-    )
+        body.model, body.text, body.dst, body.token_index, body.top_neurons, body.skip_first,
+        body.dataset,
+    )  # fmt: skip
 
 
 @router.get("/search/token/{short_name}/{dst}", response_model=TokenSearchResult)

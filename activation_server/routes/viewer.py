@@ -10,6 +10,7 @@ from fastapi.staticfiles import StaticFiles
 
 STATIC = Path(__file__).parents[1] / "static"
 INDEX = STATIC / "index.html"
+SEARCH = STATIC / "search.html"
 
 # The page routes stay out of the OpenAPI schema: they are HTML, not API.
 router = APIRouter(include_in_schema=False)
@@ -24,6 +25,12 @@ async def viewer_home() -> FileResponse:
 async def viewer_neuron(short_name: str, dst: str, layer: str, neuron: str) -> FileResponse:
     # the page itself validates and shows the server's message for a bad neuron
     return FileResponse(INDEX)
+
+
+@router.get("/search")
+async def viewer_search() -> FileResponse:
+    # the search is in the query (?dataset=&dst=&text=&token=), read by the page itself
+    return FileResponse(SEARCH)
 
 
 def mount_static(app: FastAPI) -> None:

@@ -78,6 +78,13 @@ class _LockedTokenizer:
         with self._lock:
             return self._tokenizer.decode(*args, **kwargs)
 
+    def encode(self, *args, **kwargs):
+        with self._lock:
+            return self._tokenizer.encode(*args, **kwargs)
+
+    def __len__(self) -> int:
+        return len(self._tokenizer)
+
     def __getattr__(self, name: str):
         return getattr(self._tokenizer, name)
 
@@ -143,6 +150,18 @@ class ModelRunner:
         """The tokenizer with the model's BOS rule: how every text here becomes ids."""
         self._ensure_loaded()
         return self._tokens
+
+    @property
+    def model(self):
+        """The loaded model (loads it); for reading its weights, not for forward passes,
+        which are the worker's."""
+        self._ensure_loaded()
+        return self._model
+
+    @property
+    def sites(self) -> list[MlpSite]:
+        self._ensure_loaded()
+        return self._sites
 
     @property
     def n_layers(self) -> int:

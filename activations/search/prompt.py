@@ -21,9 +21,12 @@ def search_prompt(
     dst: DerivedScalarType = DerivedScalarType.MLP_POST_ACT,
     token_index: int | None = None,
     top: int = 20,
+    skip_first: bool = False,
 ) -> PromptSearchResult:
     """The `top` neurons of the model by |value| on the text (at `token_index`, where given;
-    negative counts from the end), strongest first, ties to the lower layer and neuron. Runs
+    negative counts from the end), strongest first, ties to the lower layer and neuron;
+    `skip_first` leaves the text's first token out of a whole-text search (many models park
+    values thousands of times larger there, an attention sink, which would hide the rest). Runs
     on the caller's thread: the server calls it on the model's worker."""
     if top < 1:
         raise SearchError(f"top must be at least 1, not {top}")
@@ -33,13 +36,15 @@ def search_prompt(
     if not ids:
         raise SearchError("the text has no tokens: give at least one character")
     at = _token_index(token_index, len(ids))
+    first = 1 if skip_first and at is None and len(ids) > 1 else 0
     hook = DST_TO_HOOK[dst]
     found: list[tuple[float, int, int, float, int, float | None, float | None]] = []
 
     def visit(layer: int, values: dict[str, torch.Tensor]) -> None:
         chosen = values[hook][0]  # [T, N]
         if at is None:
-            score, position = chosen.abs().max(dim=0)
+            score, position = chosen[first:].abs().max(dim=0)
+            position = position + first
         else:
             score = chosen[at].abs()
             position = torch.full_like(score, at, dtype=torch.long)

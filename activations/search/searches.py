@@ -32,6 +32,7 @@ from activations.search.token_index import (
     no_positions,
     write_token_index,
 )
+from registry import get_neuron_dataset_metadata_by_short_name_and_dst
 from registry.metadata import NeuronDatasetMetadata
 from registry.vocabulary import DST_TO_HOOK, HOOK_POST, DerivedScalarType
 
@@ -52,14 +53,25 @@ class Searches:
         dst: DerivedScalarType = DerivedScalarType.MLP_POST_ACT,
         token_index: int | None = None,
         top: int = 20,
+        skip_first: bool = False,
+        dataset: str | None = None,
     ) -> PromptSearchResult:
         """The top neurons of every layer of `model` on the text (see prompt.py), each with
-        its page where a dataset of the model and type is registered."""
+        its page in `dataset` (a registered dataset of the model and type; by default the
+        first one registered), where there is one."""
         self.models.get(model)  # an unknown model: the registry's message, before queueing
+        dst = DerivedScalarType(dst)
+        if dataset is not None:
+            chosen = get_neuron_dataset_metadata_by_short_name_and_dst(dataset, dst)
+            if chosen.model != model:
+                raise SearchError(
+                    f"dataset {dataset} is of model {chosen.model}, not {model}: its pages "
+                    "would show other neurons"
+                )
         result = await self.models.run(
-            model, lambda runner: search_prompt(runner, text, dst, token_index, top)
+            model, lambda runner: search_prompt(runner, text, dst, token_index, top, skip_first)
         )
-        dataset = dataset_of_model(model, dst)
+        dataset = dataset or dataset_of_model(model, dst)
         if dataset is not None:
             result.dataset = dataset
             for hit in result.neurons:

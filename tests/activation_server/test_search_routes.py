@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+import registry
 from activations.api import Session
 
 TEXT = "w1 w5 w9 w13 w2 w7"
@@ -56,6 +57,29 @@ def test_token_search_answers_as_the_api_does(client):
             ]
         )
         assert got["neurons"] and got["examples"] >= got["neurons"][0]["count"] > 0
+
+
+def test_pages_link_to_the_dataset_asked_for(client, tiny_dataset):
+    registry.register_glu_dataset(
+        "tiny-copy", str(tiny_dataset["parquet"]), model="tiny-llama",
+        corpus=str(tiny_dataset["corpus"]),
+    )  # fmt: skip
+    body = {"model": "tiny-llama", "text": TEXT, "topNeurons": 3, "dataset": "tiny-copy"}
+    got = client.post("/search/prompt", json=body).json()
+    assert got["dataset"] == "tiny-copy"
+    assert all(h["page"].startswith("/neuron/tiny-copy/") for h in got["neurons"])
+    registry.register_model("other", str(tiny_dataset["model"]))
+    registry.register_glu_dataset("other-data", str(tiny_dataset["parquet"]), model="other")
+    wrong = client.post("/search/prompt", json=body | {"dataset": "other-data"})
+    assert wrong.status_code == 422 and "of model other, not tiny-llama" in wrong.json()["detail"]
+
+
+def test_token_search_reads_the_loaded_model_s_tokenizer(client):
+    # a prompt search loads the model: the token is then read with its own (locked) tokenizer
+    assert client.post("/search/prompt", json={"model": "tiny-llama", "text": TEXT}).is_success
+    answer = client.get("/search/token/tiny-llama/mlp_post_act?token=w7")
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["tokenId"] == 10
 
 
 @pytest.mark.parametrize(

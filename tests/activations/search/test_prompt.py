@@ -18,7 +18,7 @@ KEY = {"mlp_pre_act": "g", "mlp_pre_linear": "u", "mlp_swish": "swish", "mlp_pos
 TEXT = random_documents(1, seed=11, max_words=30)[0] + " w1 w2 w3"
 
 
-def reference(folder, ids: list[int], dst: str, at: int | None, top: int, sign=None):
+def reference(folder, ids, dst: str, at: int | None, top: int, sign=None, first: int = 0):
     """Every (layer, neuron) with its value at its strongest token (or at `at`), sorted by
     |value|, ties to the lower layer and neuron."""
     model = AutoModelForCausalLM.from_pretrained(folder).eval()
@@ -28,7 +28,7 @@ def reference(folder, ids: list[int], dst: str, at: int | None, top: int, sign=N
         chosen = values[KEY[dst]]  # [T, N]
         for n in range(chosen.shape[1]):
             column = chosen[:, n] * (1 if sign is None else sign[layer][n])
-            p = int(np.argmax(np.abs(column))) if at is None else at
+            p = first + int(np.argmax(np.abs(column[first:]))) if at is None else at
             quadrant = None
             if "g" in values:
                 g, u = (
@@ -70,6 +70,20 @@ def test_the_top_neurons_at_one_token(tiny_models, at):
     assert [(h.layer, h.neuron) for h in got.neurons] == [w[1:3] for w in want]
     assert all(h.position == position for h in got.neurons)
     assert [h.value for h in got.neurons] == pytest.approx([w[3] for w in want], abs=1e-6)
+
+
+def test_the_first_token_can_be_left_out(tiny_models):
+    runner = runner_for(tiny_models["llama"], "tiny-llama")
+    got = search_prompt(runner, TEXT, "mlp_post_act", top=12, skip_first=True)
+    want = reference(tiny_models["llama"], got.token_ids, "mlp_post_act", None, 12, first=1)
+    assert [(h.layer, h.neuron, h.position) for h in got.neurons] == [
+        (w[1], w[2], w[4]) for w in want
+    ]
+    assert all(h.position > 0 for h in got.neurons)
+    with_first = search_prompt(runner, TEXT, "mlp_post_act", top=48)
+    assert any(h.position == 0 for h in with_first.neurons)  # the test can tell
+    one_token = search_prompt(runner, "w1", "mlp_post_act", top=3, skip_first=True)
+    assert one_token.neurons  # nothing else to search: the first token stays
 
 
 def test_a_refactored_model_is_searched_refactored(tiny_models):
