@@ -18,13 +18,14 @@ from activation_server.routes import (
     records,
     search,
     viewer,
+    weights,
 )
 from activation_server.services import Services
 from activation_server.settings import ServerSettings
 from activations.records.parquet_parts import use_steady_memory_pool
 
 # Every group of routes: a module of routes/ with a `router`. A new group is one more entry.
-ROUTES = [catalog, records, neuron_explainer, live, search, progress, viewer]
+ROUTES = [catalog, records, neuron_explainer, live, search, weights, progress, viewer]
 
 
 def served_hosts(settings: ServerSettings) -> list[str]:

@@ -21,6 +21,7 @@ from activations.models.worker import ModelBusyError
 from activations.pools import PoolBusyError, PoolTimeoutError
 from activations.records.errors import RecordNotFoundError, UpstreamError, UpstreamTimeoutError
 from activations.search.models import SearchError
+from activations.weights.views import WeightsPendingError
 from registry.errors import UnknownDatasetError, UnknownModelError
 
 log = logging.getLogger("activation_server")
@@ -39,6 +40,7 @@ STATUS: list[tuple[type[BaseException], int]] = [
     (SearchError, 422),
     (TooManyTokensError, 413),
     (ModelBusyError, 503),
+    (WeightsPendingError, 503),
     (PoolBusyError, 503),
     (PoolTimeoutError, 504),
     (UpstreamTimeoutError, 504),

@@ -13,6 +13,7 @@ from activations.models.pool import ModelPool
 from activations.pools import Pools
 from activations.records.source import RecordSources, SourceSettings
 from activations.search.searches import Searches
+from activations.weights.views import WeightViews
 
 
 @dataclass
@@ -23,6 +24,7 @@ class Services:
     sources: RecordSources
     answers: WarmAnswers
     searches: Searches
+    weights: WeightViews
 
     @classmethod
     def create(cls, settings: ServerSettings) -> Services:
@@ -43,7 +45,8 @@ class Services:
         )
         sources = RecordSources(models, source_settings, pools)
         answers = WarmAnswers(settings.record_cache_size)
-        return cls(settings, models, pools, sources, answers, Searches(models, sources, pools))
+        searches = Searches(models, sources, pools)
+        return cls(settings, models, pools, sources, answers, searches, WeightViews(models))
 
     async def stop(self) -> None:
         """Without waiting on work that hangs: queued work fails, threads are daemons."""

@@ -26,6 +26,8 @@ from activations.pools import Pools
 from activations.records.source import DatasetShape, Record, RecordQuery, RecordSources
 from activations.search.models import PromptSearchResult, TokenSearchResult
 from activations.search.searches import Searches
+from activations.weights.models import ClassCounts, NeuronWeightView
+from activations.weights.views import WeightViews
 from registry import get_neuron_dataset_metadata_by_short_name_and_dst
 from registry.metadata import NeuronDatasetMetadata
 from registry.plugins import load_register_modules
@@ -35,7 +37,7 @@ T = TypeVar("T")
 
 __all__ = [
     "Dataset", "Session", "open_dataset", "open_file", "register_file", "search_prompt",
-    "load_registrations",
+    "load_registrations", "NeuronWeightView", "ClassCounts",
     "PromptSearchResult", "TokenSearchResult",
 ]  # fmt: skip
 
@@ -49,6 +51,7 @@ class Session:
         self.pools = Pools()
         self.sources = RecordSources(self.models, pools=self.pools)
         self.searches = Searches(self.models, self.sources, self.pools)
+        self.weight_views = WeightViews(self.models)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
@@ -79,6 +82,16 @@ class Session:
         dst = DerivedScalarType(dst)
         work = self.searches.prompt(model, text, dst, token_index, top, skip_first, dataset)
         return self.run(work)
+
+    def weights(self, model: str, layer: int, neuron: int) -> NeuronWeightView:
+        """What a neuron reads and writes, from the model's weights (computed once per model,
+        kept under $NEURONS_HOME; the first call waits for it)."""
+        return self.weight_views.view(model, layer, neuron, wait=True)
+
+    def classes(self, model: str) -> ClassCounts:
+        """IO class and vocabulary family counts per layer (waits for the views)."""
+        self.weight_views.table(model, wait=True)
+        return self.weight_views.counts(model)
 
     def close(self) -> None:
         self.models.stop()
@@ -126,6 +139,12 @@ class Dataset:
         """The neurons whose top examples (of this dataset's hook) peak on a token, given as
         text (one token of the model's tokenizer, e.g. " king") or by id: most examples first."""
         return self.session.run(self.session.searches.token(self.metadata, token, token_id, top))
+
+    def weights(self, layer: int, neuron: int) -> NeuronWeightView:
+        """What the neuron reads and writes, from its model's weights (Session.weights)."""
+        if not self.metadata.model:
+            raise ValueError(f"{self.metadata.short_name} names no model")
+        return self.session.weights(self.metadata.model, layer, neuron)
 
     def search_prompt(
         self, text: str, token_index: int | None = None, top: int = 20, skip_first: bool = False

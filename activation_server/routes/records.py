@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BeforeValidator
 
+from activation_server.errors import hide_paths
 from activation_server.services import Services, services
 from activations.records.models import GluNeuronRecord, NeuronRecordResponse
 from activations.records.source import NOT_KEPT, RecordQuery
@@ -54,14 +55,18 @@ async def answer_record(
     layer: int,
     neuron: int,
     query: RecordQuery,
+    with_weights: bool = False,
 ) -> Response:
     metadata = get_neuron_dataset_metadata_by_short_name_and_dst(short_name, dst)
     source = services.sources.get(metadata)
     version = source.version()  # before reading: a change meanwhile makes the answer stale
     record = await source.record(layer, neuron, query)
+    if with_weights and isinstance(record, GluNeuronRecord):
+        record = await add_weights(services, record)
     # Built from validated models: dumped here without validating them again on the way out.
     response = json_response(record.model_dump(mode="json", by_alias=True))
-    if version is not NOT_KEPT and getattr(record, "context_note", None) is None:
+    notes = (getattr(record, "context_note", None), getattr(record, "weights_note", None))
+    if version is not NOT_KEPT and notes == (None, None):
         model = find_model(metadata.model)  # example text and values are the model's
 
         def still_holds() -> bool:
@@ -86,10 +91,27 @@ async def get_neuron_record(
     hooks: Annotated[str, Query(pattern="^(dst|all)$")] = "dst",
     context: Annotated[Digits, Query(ge=0, le=1024)] = 0,
     activations: bool = False,
+    weights: bool = False,
 ) -> Response:
     """A neuron's record. GLU datasets: per quadrant its freq, means and top examples for the
     hook `dst` names (`hooks=all` for every hook); `context=N` adds each example's text around
-    its max, `activations=true` the neuron's values on it. neuron-explainer datasets: its shape
+    its max, `activations=true` the neuron's values on it, `weights=true` what it reads and
+    writes from the model's weights (routes/weights.py). neuron-explainer datasets: its shape
     (`dataset`, `maxActivation`, `topActivations`, `randomSample`)."""
     query = RecordQuery(all_hooks=hooks == "all", context=context, activations=activations)
-    return await answer_record(s, request, short_name, dst, layer, neuron, query)
+    return await answer_record(s, request, short_name, dst, layer, neuron, query, weights)
+
+
+async def add_weights(services: Services, record: GluNeuronRecord) -> GluNeuronRecord:
+    """The record with its neuron's weight views, or a note saying why not (yet)."""
+    model = record.dataset.model
+    if not model:
+        return record.model_copy(update={"weights_note": "the dataset names no model"})
+    try:
+        view = await services.pools.cpu.run(
+            services.weights.view, model, record.layer, record.neuron
+        )
+    except Exception as error:  # computing, over the budget, out of the model's range
+        note = str(error) if services.settings.expose_paths else hide_paths(str(error))
+        return record.model_copy(update={"weights_note": note})
+    return record.model_copy(update={"weights": view})

@@ -119,6 +119,18 @@ class MlpSite:
         gate, in_ = output.chunk(2, dim=-1)
         return gate, in_
 
+    def out_weights(self) -> torch.Tensor:
+        """W_out as [neurons, d_model]: each neuron's output direction."""
+        weight = self.out_module.weight
+        return weight.T if isinstance(self.out_module, nn.Linear) else weight
+
+    def in_weights(self) -> torch.Tensor:
+        """W_in as [neurons, d_model] (a GLU's in, a plain MLP's pre-activation)."""
+        if self.is_glu:
+            return self.gate_in_weights()[1]
+        weight = self.in_module.weight
+        return weight if isinstance(self.in_module, nn.Linear) else weight.T
+
     def gate_in_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
         """W_gate and W_in as [neurons, d_model] each."""
         if self.adapter.fused_gate_in:  # output rows [gate; in]

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import ConfigDict, Field
 
 from activations.records.tdb_json import ActivationRecord, NeuronRecord
+from activations.weights.models import NeuronWeightView
 from registry.metadata import CamelModel, NeuronDatasetMetadata
 
 
@@ -42,6 +43,10 @@ class GluNeuronRecord(CamelModel):
     file_metadata: dict[str, Any] = Field(default_factory=dict)
     context_note: str | None = None
     """Why examples carry no text, when they don't."""
+    weights: NeuronWeightView | None = None
+    """What the neuron reads and writes, from the model's weights (?weights=true)."""
+    weights_note: str | None = None
+    """Why `weights` is not given (being computed, or the model cannot be read here)."""
 
 
 class ActivationRecordResponse(CamelModel):

@@ -1,0 +1,134 @@
+"""Every neuron's weight views, computed once per model from its weights alone, in chunks of
+neurons: a 7B model's full logit matrix (neurons × vocabulary) is many GB and is never held.
+
+Per neuron: the cosines of its gate, in and out vectors and its IO class (classes.py); what it
+writes: its out vector through the final norm's scale and the unembedding, W_U · (γ ⊙ w_out),
+reduced to its top and bottom tokens and the distribution's skew and kurtosis (its vocabulary
+family); what it reads: its gate and in rows against the input embedding, W_E · w, reduced to
+their top and bottom tokens. Values are of the model as registered: where the registry says it
+is looked at refactored (--refactor-glu), in and out carry each neuron's sign (classes do not
+change with it: both its cosines with the gate flip together).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+import pyarrow as pa
+import torch
+from torch import nn
+
+from activations.models.adapters import MlpSite, glu_refactor_signs
+from activations.weights import classes
+
+TOP_K = 10
+CHUNK = 384  # neurons per product: [3 × CHUNK, vocabulary] float32 at a time
+LISTS = ("out_top", "out_bottom", "gate_top", "gate_bottom", "in_top", "in_bottom")
+FINAL_NORMS = ("norm", "ln_f", "final_layernorm", "final_layer_norm")  # the base model's
+UNIT_OFFSET_NORMS = ("GemmaRMSNorm", "Gemma2RMSNorm", "Gemma3RMSNorm")  # scale by 1 + weight
+
+
+def final_norm_scale(model: nn.Module) -> torch.Tensor | None:
+    """The scale the final norm applies before the unembedding (None: no learned scale)."""
+    base = getattr(model, "base_model", model)
+    norm = next((getattr(base, n) for n in FINAL_NORMS if hasattr(base, n)), None)
+    weight = getattr(norm, "weight", None)
+    if not isinstance(weight, torch.Tensor):
+        return None  # OLMo's non-parametric layer norm
+    offset = 1.0 if type(norm).__name__ in UNIT_OFFSET_NORMS else 0.0
+    return weight.detach().float() + offset
+
+
+def weight_views(
+    model: nn.Module,
+    sites: list[MlpSite],
+    refactored: bool = False,
+    top_k: int = TOP_K,
+    chunk: int = CHUNK,
+    on_layer: Callable[[int], None] | None = None,
+) -> pa.Table:
+    """One row per neuron, layer by layer (see the module's docstring)."""
+    unembed = model.get_output_embeddings().weight.detach().float()  # [V, d]
+    embed = model.get_input_embeddings().weight.detach().float()
+    scale = final_norm_scale(model)
+    names = list(classes.CLASS_NAMES if sites[0].is_glu else classes.PLAIN_CLASSES.values())
+    parts: list[pa.Table] = []
+    began = time.perf_counter()
+    with torch.inference_mode():
+        for site in sites:
+            parts.append(_layer(site, unembed, embed, scale, refactored, top_k, chunk))
+            if on_layer is not None:
+                on_layer(site.layer)
+    table = pa.concat_tables(parts)
+    metadata = {
+        "classes": names, "families": list(classes.FAMILIES), "top_k": top_k,
+        "refactored": refactored, "seconds": round(time.perf_counter() - began, 1),
+        "vocabulary": int(unembed.shape[0]), "final_norm_scale": scale is not None,
+    }  # fmt: skip
+    import json
+
+    return table.replace_schema_metadata({b"weight_views": json.dumps(metadata)})
+
+
+def _layer(site, unembed, embed, scale, refactored, top_k, chunk) -> pa.Table:
+    out = site.out_weights().detach().float()  # [N, d]
+    in_ = site.in_weights().detach().float()
+    gate = site.gate_in_weights()[0].detach().float() if site.is_glu else None
+    if refactored and gate is not None:
+        sign = glu_refactor_signs(site).unsqueeze(1)
+        in_, out = in_ * sign, out * sign
+    n = out.shape[0]
+    columns: dict[str, object] = {
+        "layer": np.full(n, site.layer, np.int16), "neuron": np.arange(n, dtype=np.int32),
+        "cos_gate_in": _np(classes.cosines(gate, in_)) if gate is not None else np.full(n, np.nan),
+        "cos_gate_out": _np(classes.cosines(gate, out)) if gate is not None else np.full(n, np.nan),
+        "cos_in_out": _np(classes.cosines(in_, out)),
+    }  # fmt: skip
+    gate_in = None if gate is None else classes.cosines(gate, in_)
+    gate_out = None if gate is None else classes.cosines(gate, out)
+    columns["io_class"] = _np(classes.io_class_index(gate_in, gate_out, classes.cosines(in_, out)))
+    lists: dict[str, list[torch.Tensor]] = {
+        f"{name}_{part}": [] for name in LISTS for part in ("ids", "values")
+    }
+    skews, kurtoses = [], []
+    written = out * scale if scale is not None else out
+    read = [r for r in (gate, in_) if r is not None]
+    tied = embed.data_ptr() == unembed.data_ptr() or torch.equal(embed, unembed)
+    for start in range(0, n, chunk):
+        part = slice(start, min(start + chunk, n))
+        # one product per chunk where the embeddings are tied: [written; gate; in] · W_U^T
+        if tied:
+            products = torch.cat([written[part], *(r[part] for r in read)]) @ unembed.T
+        else:
+            products = torch.cat(
+                [written[part] @ unembed.T, torch.cat([r[part] for r in read]) @ embed.T]
+            )
+        width = part.stop - part.start
+        top = products.topk(min(top_k, products.shape[1]), dim=1)
+        bottom = products.topk(min(top_k, products.shape[1]), dim=1, largest=False)
+        names = ["out", "gate", "in"] if gate is not None else ["out", "in"]
+        for i, name in enumerate(names):
+            rows = slice(i * width, (i + 1) * width)
+            lists[f"{name}_top_ids"].append(top.indices[rows].to(torch.int32))
+            lists[f"{name}_top_values"].append(top.values[rows])
+            lists[f"{name}_bottom_ids"].append(bottom.indices[rows].to(torch.int32))
+            lists[f"{name}_bottom_values"].append(bottom.values[rows])
+        skew, kurtosis = classes.moments(products[:width])
+        skews.append(skew)
+        kurtoses.append(kurtosis)
+        del products
+    skew, kurtosis = torch.cat(skews), torch.cat(kurtoses)
+    columns["skew"], columns["kurtosis"] = _np(skew), _np(kurtosis)
+    columns["family"] = _np(classes.family_index(skew, kurtosis))
+    for name, found in lists.items():
+        if found:
+            values = torch.cat(found).numpy()
+            flat = pa.array(values.reshape(-1))
+            columns[name] = pa.FixedSizeListArray.from_arrays(flat, top_k)
+    return pa.table(columns)
+
+
+def _np(tensor: torch.Tensor) -> np.ndarray:
+    return tensor.cpu().numpy()
