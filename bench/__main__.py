@@ -30,6 +30,7 @@ FIGURES = {
     "published_text": "bench.published_text",
     "first_run": "bench.first_run",
     "search": "bench.search",
+    "weights": "bench.weights",
 }
 RESULTS = Path(__file__).with_name("results.json")
 

@@ -27,6 +27,7 @@ class Collator:
     layers: list[int] | None = None
     refactor_glu: bool = False
     engine: str = "auto"  # one of ENGINES; after __post_init__, the one that runs
+    expected_tokens: int | None = None  # the job's size, where known: "auto" weighs warm-ups
     sites: list[MlpSite] = field(init=False)
     layout: RecordLayout = field(init=False)
     accumulators: dict[int, LayerAccumulator] = field(init=False)
@@ -58,7 +59,10 @@ class Collator:
             s.layer: glu_refactor_signs(s).to(device) if self.refactor_glu else None
             for s in self.sites
         }
-        self.engine = choose_engine(self.engine, self.layout, self.model)
+        neuron_tokens = None
+        if self.expected_tokens is not None:
+            neuron_tokens = self.expected_tokens * sum(s.n_neurons for s in self.sites)
+        self.engine = choose_engine(self.engine, self.layout, self.model, neuron_tokens)
         self._engine: Engine = make_engine(self.engine, self.layout, self.sites[0].act)
 
     def add_batch(

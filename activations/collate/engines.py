@@ -3,7 +3,8 @@ one interface.
 
 "kernel": glu_kernel.c, for float32 GLU models on an AVX-512 CPU (the fastest there);
 "compiled": torch.compile, any device; "eager": plain torch ops, the slowest, nothing to build;
-"auto": the kernel where it fits, else compiled.
+"auto": the kernel where it fits, else compiled where the job is large enough to repay its
+first compilation (warmup.py), else eager.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Protocol
 
 import torch
 
+from activations.collate import warmup
 from activations.collate.accumulator import LayerAccumulator
 from activations.collate.config import check_engine
 from activations.collate.reduction import BatchStats, batch_stats
@@ -57,8 +59,17 @@ class TorchEngine:
             return s.counts, s.sums, s.values, s.positions, s.present
 
         self._stats = torch.compile(stats, dynamic=True) if compiled else stats
+        self._compiled_yet = not compiled
 
     def fold(self, acc, captured, batch, sign) -> None:
+        if not self._compiled_yet:  # the first call compiles: said, timed, remembered
+            self._compiled_yet = True
+            with warmup.announced():
+                self._fold(acc, captured, batch, sign)
+            return
+        self._fold(acc, captured, batch, sign)
+
+    def _fold(self, acc, captured, batch, sign) -> None:
         counts, sums, values, positions, present = self._stats(
             captured[GATE_HOOK],
             captured[IN_HOOK],
@@ -107,12 +118,21 @@ def kernel_fits(layout: RecordLayout, model: torch.nn.Module) -> bool:
     )
 
 
-def choose_engine(requested: str, layout: RecordLayout, model: torch.nn.Module) -> str:
-    """The engine that runs `requested` here; an explicit "kernel" that cannot run is an error."""
+def choose_engine(
+    requested: str,
+    layout: RecordLayout,
+    model: torch.nn.Module,
+    neuron_tokens: int | None = None,
+) -> str:
+    """The engine that runs `requested` here; an explicit "kernel" that cannot run is an error.
+    `auto` takes compiled only where the job (`neuron_tokens`: tokens × neurons, where known)
+    repays its first compilation."""
     check_engine(requested)
     fits = kernel_fits(layout, model)
     if requested == "auto":
-        return "kernel" if fits else "compiled"
+        if fits:
+            return "kernel"
+        return "compiled" if warmup.compiling_pays(neuron_tokens) else "eager"
     if requested == "kernel" and not fits:
         raise ValueError(
             "the kernel engine needs a GLU model in float32 on a CPU with AVX-512 and gcc; "

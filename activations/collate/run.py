@@ -116,6 +116,7 @@ def _collate(config, rank, out: Path, progress: ProgressFile | None, on_batch) -
             model_metadata.refactor_glu if config.refactor_glu is None else config.refactor_glu
         ),
         engine=config.engine,
+        expected_tokens=_expected_tokens(corpus, first, last, config.max_tokens),
     )
     ckpt = checkpoint_path(out, rank)
     fingerprint = f"{config.fingerprint()}/{first}-{last}"
@@ -169,6 +170,14 @@ def _collate(config, rank, out: Path, progress: ProgressFile | None, on_batch) -
         finish()  # every rank waits for the file before dropping its checkpoint
     ckpt.unlink(missing_ok=True)
     return out
+
+
+def _expected_tokens(corpus: Corpus, first: int, last: int, max_tokens: int) -> int | None:
+    """An upper bound of the job's tokens (a document has no more tokens than characters), for
+    `--engine auto` to weigh a compilation against; None (large) past a few thousand docs."""
+    if last - first > 4096:
+        return None
+    return sum(min(len(corpus.documents[i]), max_tokens) for i in range(first, last))
 
 
 def _write_token_index(out: Path, corpus: Corpus, tokens: Tokens, max_tokens: int) -> None:
