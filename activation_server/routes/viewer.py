@@ -11,6 +11,7 @@ from fastapi.staticfiles import StaticFiles
 STATIC = Path(__file__).parents[1] / "static"
 INDEX = STATIC / "index.html"
 SEARCH = STATIC / "search.html"
+CLASSES = STATIC / "classes.html"
 
 # The page routes stay out of the OpenAPI schema: they are HTML, not API.
 router = APIRouter(include_in_schema=False)
@@ -31,6 +32,12 @@ async def viewer_neuron(short_name: str, dst: str, layer: str, neuron: str) -> F
 async def viewer_search() -> FileResponse:
     # the search is in the query (?dataset=&dst=&text=&token=), read by the page itself
     return FileResponse(SEARCH)
+
+
+@router.get("/plots/classes/{model}")
+async def viewer_classes(model: str) -> FileResponse:
+    # the page reads the model from its address and asks GET /classes/{model}
+    return FileResponse(CLASSES)
 
 
 def mount_static(app: FastAPI) -> None:

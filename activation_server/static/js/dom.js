@@ -54,7 +54,11 @@ export async function fetchJson(url, options) {
   } catch {
     // an HTML or empty error page: fall back to the status below
   }
-  if (!response.ok) throw new Error(detailText(body, response.status));
+  if (!response.ok) {
+    const error = new Error(detailText(body, response.status));
+    error.status = response.status; // e.g. 503 while the server is still computing an answer
+    throw error;
+  }
   return body;
 }
 

@@ -11,6 +11,7 @@ import {
   state,
 } from "./state.js";
 import { colouredTokens } from "./tokens.js";
+import { clearWeights, showWeights } from "./weights.js";
 
 export function recordUrl(dataset, layer, neuron, query) {
   const base = `/neuron_record/${encodeURIComponent(dataset.shortName)}/${encodeURIComponent(
@@ -45,6 +46,7 @@ export async function load(dataset, layer, neuron) {
   $("examples-status").textContent = "";
   $("examples-controls").hidden = true;
   $("record").dataset.state = "loading";
+  clearWeights();
   $("live-output").replaceChildren();
   $("live-error").hidden = true;
   $("live-status").textContent = "";
@@ -71,6 +73,8 @@ export async function load(dataset, layer, neuron) {
   refreshShape(dataset);
   renderMeta(dataset, summary);
   renderSummary(summary);
+  // filled in meanwhile: the record does not wait for the weights
+  showWeights((summary.dataset || {}).model || dataset.model, layer, neuron, loadId);
   $("examples-status").textContent = "Loading the top examples with their text…";
   let full;
   try {
