@@ -16,6 +16,7 @@ thread), so they work alike in a script and in a notebook, whose loop is already
 from __future__ import annotations
 
 import asyncio
+import atexit
 import threading
 from collections.abc import Coroutine, Iterable
 from pathlib import Path
@@ -167,6 +168,7 @@ def default_session() -> Session:
     with _default_lock:
         if _default is None:
             _default = Session()
+            atexit.register(_default.close)  # its threads stop before the interpreter does
         return _default
 
 
