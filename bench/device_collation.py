@@ -70,6 +70,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--top-k", type=int, default=16)
     parser.add_argument("--profile", action="store_true", help="print where collation's time goes")
+    parser.add_argument("--engine", choices=["compiled", "triton", "eager"], default="compiled")
     args = parser.parse_args()
 
     from transformers import AutoModelForCausalLM
@@ -96,7 +97,7 @@ def main() -> None:
         with torch.inference_mode():
             model.base_model(input_ids=ids, attention_mask=mask, use_cache=False)
 
-    collator = Collator(model, top_k=args.top_k, engine="compiled")
+    collator = Collator(model, top_k=args.top_k, engine=args.engine)
     ids, mask, docs = batch()
     first_call = timed(lambda: collator.add_batch(ids, mask, docs))
     fill = []
@@ -125,6 +126,7 @@ def main() -> None:
     result = {
         "device": torch.cuda.get_device_name(),
         "arch": args.arch,
+        "engine": collator.engine,
         "dtype": args.dtype,
         "parameters": n_params,
         "batch": [args.batch_size, args.tokens],

@@ -9,6 +9,13 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("NEURONS_HOME", tempfile.mkdtemp(prefix="neurons-home-"))
 os.environ.pop("NEURONS_REGISTER", None)
 
+import torch  # noqa: E402  (imports no Triton; transformers and torch.compile do)
+
+if not torch.cuda.is_available():
+    # Triton decides when it is imported whether it interprets its kernels: without a GPU, the
+    # Triton engine's tests run it on the CPU, under its interpreter.
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
 import pytest  # noqa: E402
 
 from registry import registry as _registry  # noqa: E402

@@ -17,7 +17,7 @@ from activations.records.schema import DEFAULT_TOP_K
 
 # How collation reduces the activations (engines.py); here, so that the command line knows the
 # names without importing torch.
-ENGINES: tuple[str, ...] = ("auto", "kernel", "compiled", "eager")
+ENGINES: tuple[str, ...] = ("auto", "kernel", "triton", "compiled", "eager")
 DTYPES = ("float32", "bfloat16", "float16")
 DEFAULT_ROWS_PER_GROUP = 128  # divides 1536 and 11008: a group never spans two layers
 

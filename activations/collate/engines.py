@@ -2,7 +2,9 @@
 one interface.
 
 "kernel": glu_kernel.c, for float32 GLU models on an AVX-512 CPU (the fastest there);
-"compiled": torch.compile, any device; "eager": plain torch ops, the slowest, nothing to build;
+"triton": one fused Triton kernel per layer (triton_engine.py), for GLU models on CUDA devices,
+asked for by name until it is measured on a GPU; "compiled": torch.compile, any device;
+"eager": plain torch ops, the slowest, nothing to build;
 "auto": the kernel where it fits, else compiled where the job is large enough to repay its
 first compilation (warmup.py), else eager.
 """
@@ -138,6 +140,12 @@ def choose_engine(
             "the kernel engine needs a GLU model in float32 on a CPU with AVX-512 and gcc; "
             "use --engine compiled or eager"
         )
+    if requested == "triton":
+        from activations.collate.triton_engine import why_not_available
+
+        why = why_not_available(next(model.parameters()).device, layout)
+        if why is not None:
+            raise ValueError(f"{why}; use --engine compiled or eager")
     return requested
 
 
@@ -145,4 +153,8 @@ def make_engine(name: str, layout: RecordLayout, act: Callable) -> Engine:
     """An engine by the name choose_engine gave."""
     if name == "kernel":
         return KernelEngine(act)
+    if name == "triton":
+        from activations.collate.triton_engine import TritonEngine
+
+        return TritonEngine(layout, act)
     return TorchEngine(layout, act, compiled=name == "compiled")
