@@ -5,15 +5,16 @@ The Collator (its default engine here, as `neurons collate` runs it) and a bare
 0-9 stops the pass after layer 9, and so does its baseline), see the same batches of Shakespeare
 documents, alternately; the ratio of their token rates is what reading every neuron costs.
 torch.compile gets a fresh cache directory so that its one-time warm-up is the one a first run
-pays. Timing starts once the top-k lists hold k documents, the costliest stretch of a run (later,
-fewer and fewer candidates enter the lists). The ratio is total forward time over total
-collation time: a median of per-batch ratios would hide the batches in which the kernel's
-waiting candidates enter their lists. After each fill every candidate enters its list, untimed;
-after the timed batches, the candidates of those batches still waiting (or, with the torch
-engines, still buffered) enter theirs, timed. A case fills and times 5 batches
-with a fresh Collator RUNS times at 30 layers, and proportionally more often at fewer layers,
-so that every case times about as many layer passes and the short passes of the 1-layer case
-are not left to the machine's noise.
+pays. The default engine is the CPU kernel wherever it builds (its rows name the vectors it
+was built with: avx512, avx2, neon, sse2). Timing starts once the top-k lists hold k documents,
+the costliest stretch of a run (later, fewer and fewer candidates enter the lists). The ratio
+is total forward time over total collation time: a median of per-batch ratios would hide the
+batches in which the kernel's waiting candidates enter their lists. After each fill every
+candidate enters its list, untimed; after the timed batches, the candidates of those batches
+still waiting (or, with the torch engines, still buffered) enter theirs, timed. A case fills
+and times 5 batches with a fresh Collator RUNS times at 30 layers, and proportionally more
+often at fewer layers, so that every case times about as many layer passes and the short passes
+of the 1-layer case are not left to the machine's noise.
 """
 
 from __future__ import annotations
@@ -105,7 +106,12 @@ def run() -> FigureResult:
             for size, count, engine in CASES:
                 layers = layer_subset(count, n_layers)
                 collator = Collator(model, layers=layers, engine=engine)
-                label = f"{size}×{MAX_TOKENS} tok, {count} layers, {collator.engine}"
+                engine_name = collator.engine
+                if engine_name == "kernel":  # the vectors it was built with: avx512, avx2, neon…
+                    from activations.collate import kernel
+
+                    engine_name = f"kernel ({kernel.isa()})"
+                label = f"{size}×{MAX_TOKENS} tok, {count} layers, {engine_name}"
                 ids, mask, docs = batch(size)
                 began = time.perf_counter()
                 collator.add_batch(ids, mask, docs)  # builds the kernel or compiles the reduction

@@ -94,7 +94,7 @@ class CollateConfig:
     overwrite: bool = _option(False, "replace an existing output")
     engine: str = _option(
         "auto",
-        "kernel: AVX-512 CPU, float32 GLU; compiled: torch.compile; eager: plain torch; "
+        "kernel: CPU with gcc, float32 GLU; compiled: torch.compile; eager: plain torch; "
         "auto: kernel where it fits, else compiled",
         choices=ENGINES,
     )

@@ -1,7 +1,8 @@
 """How collation reduces a layer's captured activations into its accumulator: engines behind
 one interface.
 
-"kernel": glu_kernel.c, for float32 GLU models on an AVX-512 CPU (the fastest there);
+"kernel": glu_kernel.c, for float32 GLU models on a CPU with gcc (the fastest there; built for
+its vectors: AVX-512, AVX2, NEON or SSE2);
 "triton": one fused Triton kernel per layer (triton_engine.py), for GLU models on CUDA devices,
 asked for by name until it is measured on a GPU; "compiled": torch.compile, any device;
 "eager": plain torch ops, the slowest, nothing to build;
@@ -90,15 +91,16 @@ class KernelEngine:
     name = "kernel"
 
     def __init__(self, act: Callable) -> None:
-        from activations.collate import kernel
+        from activations.collate import kernel, kernel_header
 
         self._kernel = kernel
+        self._product = kernel_header.product_hook()
         self._act = act
         self._product_is_own: dict[int, bool] = {}  # per accumulator (layer)
 
     def fold(self, acc, captured, batch, sign) -> None:
         values = site_values(captured, self._act)
-        product = self._kernel.product_hook()
+        product = self._product
         key = id(acc)
         if key not in self._product_is_own:  # as in every GLU we know; checked once per layer
             a, b = SITE_BY_HOOK[product].product_of or ()
@@ -137,7 +139,7 @@ def choose_engine(
         return "compiled" if warmup.compiling_pays(neuron_tokens) else "eager"
     if requested == "kernel" and not fits:
         raise ValueError(
-            "the kernel engine needs a GLU model in float32 on a CPU with AVX-512 and gcc; "
+            "the kernel engine needs a GLU model in float32 on a CPU, and gcc (or $CC); "
             "use --engine compiled or eager"
         )
     if requested == "triton":

@@ -1,4 +1,4 @@
-// One pass of a GLU layer's activations into its running quadrant totals, on an AVX-512 CPU.
+// One pass of a GLU layer's activations into its running quadrant totals, on a CPU.
 //
 // Work is split over torch's own OpenMP threads by vectors of 16 neurons. For each document, a
 // vector's tokens are read twice with every accumulator in a vector register and the quadrant
@@ -14,14 +14,21 @@
 // waits with those of up to `slots` documents (glu_kernel.WAIT_SLOTS), and they enter the list
 // together.
 //
+// Written with AVX-512 intrinsics; where the compiler does not target AVX-512, glu_vectors.h
+// defines the same operations over vector extensions (AVX2, NEON, SSE2), and the few places
+// that need a mask's bits (the list insertion, the candidates that enter) have a portable
+// version below.
+//
 // A hook that is a product of two others (hook_post = swish * in, as GLU MLPs compute it) may be
 // left out (NULL): then the kernel multiplies, and a quarter less memory is read.
 
-#include <immintrin.h>
 #include <stdint.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 #include <omp.h>
+
+#include "glu_vectors.h"
 
 // Generated from the vocabulary (registry/vocabulary.py) by kernel_header.py:
 //   W: neurons per vector register (16 floats); NQ, NH, NP: quadrants, hooks and
@@ -86,6 +93,7 @@ static void offer_scalar(const TopLists* top, int64_t K, int64_t N, int p, int64
     top->threshold[(int64_t)p * N + n] = top->score[base + K - 1];
 }
 
+#if GLU_AVX512
 // Entry j of a 16-entry list becomes x; the entries from j on move down one place (the last
 // drops out). Floats are one vector, int64s two (entries 0-7 and 8-15).
 static inline void insert16_ps(float* list, int j, float x) {
@@ -134,6 +142,45 @@ static void offer(const TopLists* top, int64_t K, int64_t N, int p, int64_t n, f
     insert16_epi64(top->position + base, j, position);
     top->threshold[(int64_t)p * N + n] = scores[15];
 }
+#else
+// offer_scalar for lists of 16 without branches on the entries: the candidate's place is the
+// number of entries that rank before it, and the entries from there on move down one place.
+static void offer(const TopLists* top, int64_t K, int64_t N, int p, int64_t n, float score,
+                  float value, int64_t doc, int64_t position) {
+    if (K != 16) {
+        offer_scalar(top, K, N, p, n, score, value, doc, position);
+        return;
+    }
+    const int64_t base = ((int64_t)p * N + n) * K;
+    float* scores = top->score + base;
+    const int64_t* docs = top->doc + base;
+    int j = 0;
+    for (int i = 0; i < 16; ++i) j += scores[i] > score || (scores[i] == score && docs[i] < doc);
+    if (j >= 16) return;
+    const size_t moved = (size_t)(15 - j);
+    memmove(scores + j + 1, scores + j, moved * sizeof(float));
+    memmove(top->value + base + j + 1, top->value + base + j, moved * sizeof(float));
+    memmove(top->doc + base + j + 1, top->doc + base + j, moved * sizeof(int64_t));
+    memmove(top->position + base + j + 1, top->position + base + j, moved * sizeof(int64_t));
+    scores[j] = score;
+    top->value[base + j] = value;
+    top->doc[base + j] = doc;
+    top->position[base + j] = position;
+    top->threshold[(int64_t)p * N + n] = scores[15];
+}
+
+// The lanes (bits) of one (pair, vector)'s maxima that may enter their lists: found (key not
+// 0) and of at least the k-th score, as the AVX-512 path's compare.
+static inline __mmask16 entering(const int32_t* key, const __m512i bits, const float* threshold,
+                                 int width) {
+    float score[W];
+    memcpy(score, &bits, sizeof score);
+    unsigned enter = 0;
+    for (int i = 0; i < width; ++i)
+        enter |= (unsigned)(key[i] != 0 && fabsf(score[i]) >= threshold[i]) << i;
+    return (__mmask16)enter;
+}
+#endif
 
 // The waiting candidates of (pair p, vector) enter their lists, or drop out.
 static void admit(const TopLists* top, int64_t K, int64_t N, int p, int64_t vector) {
@@ -205,11 +252,16 @@ static void fold_vector(const float* const* rows, int64_t stride, int product, f
     const int64_t vector = n0 / W, vectors = (N + W - 1) / W;
     for (int p = 0; p < NP; ++p) {
         const __m512i key = _mm512_loadu_si512(best[p]);
-        const __mmask16 found = _mm512_mask_test_epi32_mask(live, key, key);
         const __m512i bits = _mm512_ror_epi32(_mm512_sub_epi32(key, one), 1);
+#if GLU_AVX512
+        const __mmask16 found = _mm512_mask_test_epi32_mask(live, key, key);
         const __m512 score = _mm512_abs_ps(_mm512_castsi512_ps(bits));
         const __m512 kth = _mm512_maskz_loadu_ps(live, top->threshold + (int64_t)p * N + n0);
         const __mmask16 enter = _mm512_mask_cmp_ps_mask(found, score, kth, _CMP_GE_OQ);
+#else
+        const float* kth = top->threshold + (int64_t)p * N + n0;
+        const __mmask16 enter = entering(best[p], bits, kth, width);
+#endif
         if (!enter) continue;
         const int64_t room = (int64_t)p * vectors + vector;
         if (top->waiting[room] == top->slots) admit(top, K, N, p, vector);
@@ -277,6 +329,9 @@ int glu_fold_batch(const Batch* batch, const TopLists* top) {
     free(buffers);
     return 0;
 }
+
+// The vectors this build uses: "avx512", "avx2", "neon", "sse2" or "generic".
+const char* glu_isa(void) { return GLU_ISA; }
 
 // Every waiting candidate enters its list, or drops out: before the lists are read.
 void glu_admit_all(int64_t N, int64_t K, const TopLists* top) {

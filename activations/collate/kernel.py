@@ -5,8 +5,11 @@ Its layout (glu_kernel_layout.h) is generated from the vocabulary by kernel_head
 torch.compile fuses the reduction into one pass, but with its separate top-k merge it still
 costs about a third of SmolLM2's forward pass on a CPU; the kernel reads each neuron's values
 once from memory, keeps every accumulator in a register, and lets each document's maxima that
-may enter the running lists wait a few documents to enter them together. It needs an
-x86 CPU with AVX-512 and gcc; elsewhere (and on GPUs) collation uses the compiled reduction.
+may enter the running lists wait a few documents to enter them together. It is built with
+-march=native for the CPU it runs on: AVX-512 intrinsics on a CPU that has them, else the same
+operations over vector extensions (glu_vectors.h), which gcc turns into AVX2, NEON or SSE2 code
+(`isa()` says which). It needs gcc (or $CC); without one, or on GPUs, collation uses the
+compiled reduction.
 Its OpenMP threads are torch's own (the process has one libgomp), so they take turns with the
 model's instead of competing with them.
 """
@@ -18,8 +21,10 @@ import functools
 import hashlib
 import logging
 import os
+import platform
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -38,6 +43,7 @@ from registry.locations import neurons_home
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("glu_kernel.c")
+VECTORS = Path(__file__).with_name("glu_vectors.h")  # AVX-512, or the same over vector extensions
 FLAGS = ("-O3", "-fopenmp", "-shared", "-fPIC", "-std=c11")
 NATIVE = "-march=native"
 _pointer, _i64 = ctypes.c_void_p, ctypes.c_int64
@@ -89,17 +95,13 @@ def cpu_flags() -> str:
     return "\n".join(sorted({line for line in info.splitlines() if line.startswith(wanted)}))
 
 
-def cpu_has_avx512() -> bool:
-    flags = f" {cpu_flags()} ".replace("\n", " ")
-    return " avx512f " in flags and " avx512bw " in flags
-
-
 def compile_kernel(compiler: str, target: str, out: Path) -> None:
     """Compile the kernel for `target` (an -march flag) into `out`; the layout is generated
     afresh, so it follows the vocabulary even before the committed header is rewritten."""
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
         c_file, built = Path(tmp) / SOURCE.name, Path(tmp) / out.name
         c_file.write_text(SOURCE.read_text())
+        (Path(tmp) / VECTORS.name).write_text(VECTORS.read_text())
         (Path(tmp) / HEADER.name).write_text(layout_header())
         subprocess.run(
             [compiler, *FLAGS, target, str(c_file), "-o", str(built)],
@@ -114,7 +116,8 @@ def _build(compiler: str) -> Path:
     """Compile into $NEURONS_HOME/kernels, keyed by source, layout, flags, compiler and CPU
     (-march=native), so a home shared by other machines never runs another CPU's build."""
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout
-    ident = [SOURCE.read_text(), layout_header(), *FLAGS, NATIVE, version, cpu_flags()]
+    ident = [SOURCE.read_text(), VECTORS.read_text(), layout_header(), *FLAGS, NATIVE]
+    ident += [version, platform.machine(), cpu_flags()]
     key = hashlib.sha256("\0".join(ident).encode()).hexdigest()[:16]
     library = neurons_home() / "kernels" / f"glu_kernel-{key}.so"
     if not library.exists():
@@ -123,14 +126,27 @@ def _build(compiler: str) -> Path:
     return library
 
 
+def compiler() -> str | None:
+    """$CC, else gcc, else cc: the first that is installed, or None."""
+    names = [os.environ["CC"]] if os.environ.get("CC") else ["gcc", "cc"]
+    return next((name for name in names if shutil.which(name)), None)
+
+
 @functools.cache
 def load() -> ctypes.CDLL | None:
     """The compiled kernel, or None where it cannot run here (then the caller falls back)."""
-    compiler = os.environ.get("CC", "gcc")
-    if os.environ.get("NEURONS_NO_KERNEL") or not cpu_has_avx512() or not shutil.which(compiler):
+    if os.environ.get("NEURONS_NO_KERNEL"):
+        return None
+    cc = compiler()
+    if cc is None:
+        print(
+            "neurons: no C compiler (gcc, cc or $CC) found; collation uses torch instead of "
+            "the CPU kernel",
+            file=sys.stderr,
+        )
         return None
     try:
-        library = ctypes.CDLL(str(_build(compiler)))
+        library = ctypes.CDLL(str(_build(cc)))
     except (OSError, subprocess.CalledProcessError) as error:
         detail = getattr(error, "stderr", "") or error
         log.warning("the CPU collation kernel did not build (%s); using torch.compile", detail)
@@ -139,11 +155,21 @@ def load() -> ctypes.CDLL | None:
     library.glu_fold_batch.argtypes = [ctypes.POINTER(Batch), ctypes.POINTER(TopLists)]
     library.glu_admit_all.restype = None
     library.glu_admit_all.argtypes = [_i64, _i64, ctypes.POINTER(TopLists)]
+    library.glu_isa.restype = ctypes.c_char_p
+    library.glu_isa.argtypes = []
+    log.info("the CPU collation kernel runs here with %s vectors", library.glu_isa().decode())
     return library
 
 
 def available() -> bool:
     return load() is not None
+
+
+def isa() -> str | None:
+    """The vectors the kernel was built with here ("avx512", "avx2", "neon", "sse2",
+    "generic"), or None where it is not available."""
+    library = load()
+    return None if library is None else library.glu_isa().decode()
 
 
 def waiting_room(n_pairs: int, n_neurons: int) -> list[torch.Tensor]:

@@ -43,8 +43,16 @@ def compiling_pays(neuron_tokens: int | None) -> bool:
     return neuron_tokens * EAGER_EXTRA_NS * 1e-9 > expected_seconds()
 
 
+_compiled_here = False  # a process compiles the reduction once; later engines reuse its code
+
+
 @contextlib.contextmanager
 def announced() -> Iterator[None]:
+    global _compiled_here
+    if _compiled_here:
+        yield
+        return
+    _compiled_here = True
     guess = expected_seconds()
     print(
         f"compiling the reduction for this model (first run only, ~{guess:.0f} s)…",

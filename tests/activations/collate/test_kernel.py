@@ -17,7 +17,7 @@ from activations.records.schema import GLU_LAYOUT
 from registry.vocabulary import HOOK_POST, HOOK_PRE, HOOK_PRE_LINEAR, SWISH
 
 needs_kernel = pytest.mark.skipif(
-    not glu_kernel.available(), reason="the collation kernel needs an AVX-512 CPU and gcc"
+    not glu_kernel.available(), reason="the collation kernel needs gcc"
 )
 
 
@@ -129,11 +129,30 @@ def test_the_committed_layout_header_is_current():
 
 @pytest.mark.skipif(
     platform.machine() not in ("x86_64", "AMD64") or not shutil.which("gcc"),
-    reason="builds the AVX-512 kernel with gcc for x86-64",
+    reason="builds the kernel with gcc for x86-64",
 )
+@pytest.mark.parametrize(
+    ("target", "isa"),
+    [("-march=skylake-avx512", "avx512"), ("-march=x86-64-v3", "avx2"), ("-march=x86-64", "sse2")],
+)
+def test_the_kernel_compiles_for_every_x86_level_on_any_x86_machine(tmp_path, target, isa):
+    """The kernel's AVX-512 path and its vector-extension path (AVX2, SSE2) each must compile
+    on every x86 machine with gcc, whichever of them runs here."""
+    out = tmp_path / "glu_kernel.so"
+    glu_kernel.compile_kernel("gcc", target, out)
+    assert out.stat().st_size > 0
+    assert f"{isa}\0".encode() in out.read_bytes()  # glu_isa()'s string
+
+
 def test_the_kernel_compiles_for_avx512_on_any_x86_machine(tmp_path):
-    """Where the kernel cannot run (no AVX-512), it still must compile: a change to it is
-    checked on every x86 machine with gcc."""
+    """Where the kernel runs without AVX-512, its AVX-512 path still must compile."""
+    if platform.machine() not in ("x86_64", "AMD64") or not shutil.which("gcc"):
+        pytest.skip("builds the AVX-512 kernel with gcc for x86-64")
     out = tmp_path / "glu_kernel.so"
     glu_kernel.compile_kernel("gcc", "-march=skylake-avx512", out)
     assert out.stat().st_size > 0
+
+
+@needs_kernel
+def test_the_kernel_names_the_vectors_it_was_built_with():
+    assert glu_kernel.isa() in ("avx512", "avx2", "neon", "sse2", "generic")

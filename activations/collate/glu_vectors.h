@@ -1,0 +1,183 @@
+// The vector operations of glu_kernel.c: AVX-512 intrinsics where the compiler targets AVX-512
+// (F and BW), else the same names over GCC/Clang vector extensions, which the compiler lowers to
+// the vectors the target has (AVX2: two 256-bit halves, NEON or SSE2: four 128-bit quarters).
+//
+// Only the operations that the kernel's common code and its generated layout macros use are
+// defined here. The one difference a reader must keep in mind: in the portable path a mask of
+// the hot loops (the type `lanes16`: the quadrant masks, the maxima's updates) is a vector of
+// int32 lanes, 0 or -1, so that a masked add or move is a select; __mmask16 (the lanes that
+// hold neurons, the candidates that enter) stays an integer of 16 bits, as on AVX-512.
+#ifndef GLU_VECTORS_H
+#define GLU_VECTORS_H
+
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+#include <immintrin.h>
+#define GLU_AVX512 1
+#define GLU_ISA "avx512"
+typedef __mmask16 lanes16;
+#else
+#define GLU_AVX512 0
+#if defined(__AVX2__)
+#define GLU_ISA "avx2"
+#elif defined(__ARM_NEON)
+#define GLU_ISA "neon"
+#elif defined(__SSE2__)
+#define GLU_ISA "sse2"
+#else
+#define GLU_ISA "generic"
+#endif
+// gcc lowers the arithmetic of a 64-byte vector extension to the target's own vectors, but
+// its comparisons lane by lane and its lanes through memory: a 512-bit vector here is a struct
+// of parts of the target's width (AVX2: two of 256 bits; else four of 128), each operation a
+// loop over them that gcc unrolls.
+#ifdef __AVX2__
+#define GLU_PART 32
+#else
+#define GLU_PART 16
+#endif
+#define GLU_PARTS (64 / GLU_PART)
+typedef float glu_fpart __attribute__((vector_size(GLU_PART)));
+typedef int32_t glu_ipart __attribute__((vector_size(GLU_PART)));
+typedef uint32_t glu_upart __attribute__((vector_size(GLU_PART)));
+
+typedef struct {
+    glu_fpart p[GLU_PARTS];
+} __m512;
+typedef struct {
+    glu_ipart p[GLU_PARTS];
+} __m512i;
+typedef uint16_t __mmask16;
+typedef __m512i lanes16;  // each lane 0 or -1
+
+#define GLU_INLINE static inline __attribute__((always_inline))
+#define GLU_EACH for (int i = 0; i < GLU_PARTS; ++i)
+#define _MM_HINT_T0 3
+#define _mm_prefetch(p, hint) __builtin_prefetch((p), 0, (hint))
+
+GLU_INLINE __m512 _mm512_set1_ps(float x) {
+    __m512 r;
+    GLU_EACH r.p[i] = (glu_fpart){0} + x;
+    return r;
+}
+GLU_INLINE __m512i _mm512_set1_epi32(int32_t x) {
+    __m512i r;
+    GLU_EACH r.p[i] = (glu_ipart){0} + x;
+    return r;
+}
+GLU_INLINE __m512 _mm512_setzero_ps(void) { return _mm512_set1_ps(0.0f); }
+GLU_INLINE __m512i _mm512_setzero_si512(void) { return _mm512_set1_epi32(0); }
+GLU_INLINE __m512i _mm512_castps_si512(__m512 a) {
+    __m512i r;
+    GLU_EACH r.p[i] = (glu_ipart)a.p[i];
+    return r;
+}
+GLU_INLINE __m512 _mm512_castsi512_ps(__m512i a) {
+    __m512 r;
+    GLU_EACH r.p[i] = (glu_fpart)a.p[i];
+    return r;
+}
+
+// integer arithmetic wraps, as the instructions do: computed on unsigned lanes
+GLU_INLINE __m512i _mm512_add_epi32(__m512i a, __m512i b) {
+    GLU_EACH a.p[i] = (glu_ipart)((glu_upart)a.p[i] + (glu_upart)b.p[i]);
+    return a;
+}
+GLU_INLINE __m512i _mm512_sub_epi32(__m512i a, __m512i b) {
+    GLU_EACH a.p[i] = (glu_ipart)((glu_upart)a.p[i] - (glu_upart)b.p[i]);
+    return a;
+}
+GLU_INLINE __m512i _mm512_rol_epi32(__m512i a, int n) {
+    GLU_EACH {
+        const glu_upart u = (glu_upart)a.p[i];
+        a.p[i] = (glu_ipart)(u << n | u >> (32 - n));
+    }
+    return a;
+}
+GLU_INLINE __m512i _mm512_ror_epi32(__m512i a, int n) {
+    GLU_EACH {
+        const glu_upart u = (glu_upart)a.p[i];
+        a.p[i] = (glu_ipart)(u >> n | u << (32 - n));
+    }
+    return a;
+}
+GLU_INLINE __m512 _mm512_mul_ps(__m512 a, __m512 b) {
+    GLU_EACH a.p[i] *= b.p[i];
+    return a;
+}
+
+GLU_INLINE __m512 _mm512_loadu_ps(const float* p) {
+    __m512 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+#define _mm512_load_ps _mm512_loadu_ps
+GLU_INLINE __m512i _mm512_loadu_si512(const void* p) {
+    __m512i v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+GLU_INLINE void _mm512_storeu_ps(float* p, __m512 v) { memcpy(p, &v, sizeof v); }
+#define _mm512_store_ps _mm512_storeu_ps
+GLU_INLINE void _mm512_storeu_si512(void* p, __m512i v) { memcpy(p, &v, sizeof v); }
+
+// The lanes of `k` (bits) read from p, zero elsewhere; lanes outside `k` are never read (the
+// last vector of neurons may end at the end of a tensor).
+GLU_INLINE __m512 _mm512_maskz_loadu_ps(__mmask16 k, const float* p) {
+    if (k == 0xFFFF) return _mm512_loadu_ps(p);
+    float v[16] = {0};
+    for (int i = 0; i < 16; ++i)
+        if (k >> i & 1) v[i] = p[i];
+    return _mm512_loadu_ps(v);
+}
+
+// Lane masks (lanes16) of the hot loops.
+GLU_INLINE lanes16 _kand_mask16(lanes16 a, lanes16 b) {
+    GLU_EACH a.p[i] &= b.p[i];
+    return a;
+}
+// ordered comparisons of floats: false where either is NaN, as _CMP_*_OQ
+GLU_INLINE lanes16 glu_cmp_GT(__m512 a, __m512 b) {
+    lanes16 r;
+    GLU_EACH r.p[i] = a.p[i] > b.p[i];
+    return r;
+}
+GLU_INLINE lanes16 glu_cmp_LT(__m512 a, __m512 b) {
+    lanes16 r;
+    GLU_EACH r.p[i] = a.p[i] < b.p[i];
+    return r;
+}
+// unsigned a > b within the lanes of k: signed, on lanes with their sign bits flipped
+GLU_INLINE lanes16 glu_cmp_NLE(lanes16 k, __m512i a, __m512i b) {
+    const glu_ipart sign = (glu_ipart){0} + INT32_MIN;
+    GLU_EACH k.p[i] &= (a.p[i] ^ sign) > (b.p[i] ^ sign);
+    return k;
+}
+#define _CMP_GT_OQ GT
+#define _CMP_LT_OQ LT
+#define _MM_CMPINT_NLE NLE
+#define glu_compare(a, b, op) glu_cmp_##op(a, b)
+#define glu_compare_in(k, a, b, op) glu_cmp_##op(k, a, b)
+#define _mm512_cmp_ps_mask(a, b, op) glu_compare((a), (b), op)
+#define _mm512_mask_cmp_epu32_mask(k, a, b, op) glu_compare_in((k), (a), (b), op)
+
+GLU_INLINE glu_ipart glu_select(glu_ipart k, glu_ipart yes, glu_ipart no) {
+    return (yes & k) | (no & ~k);
+}
+GLU_INLINE __m512i _mm512_mask_mov_epi32(__m512i src, lanes16 k, __m512i a) {
+    GLU_EACH src.p[i] = glu_select(k.p[i], a.p[i], src.p[i]);
+    return src;
+}
+GLU_INLINE __m512i _mm512_mask_add_epi32(__m512i src, lanes16 k, __m512i a, __m512i b) {
+    return _mm512_mask_mov_epi32(src, k, _mm512_add_epi32(a, b));
+}
+GLU_INLINE __m512 _mm512_mask_add_ps(__m512 src, lanes16 k, __m512 a, __m512 b) {
+    GLU_EACH src.p[i] = (glu_fpart)glu_select(k.p[i], (glu_ipart)(a.p[i] + b.p[i]),
+                                              (glu_ipart)src.p[i]);
+    return src;
+}
+#endif
+
+#endif
