@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -22,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import FigureResult, Row, log, median, ms, percentile
+from bench.common import FigureResult, Row, environment, log, median, ms, percentile
 from bench.serving import Server, client_session, loopback_env, request
 
 REPO_ID = "sjgerstner/OLMo-7B-0424-hf_neuron-activations"
@@ -123,25 +122,19 @@ def run() -> FigureResult:
     hub.latency_s = LATENCY_S
     hub.start()
     home = Path(tempfile.mkdtemp(prefix="bench-published-"))
-    saved = {k: os.environ.get(k) for k in ("HF_ENDPOINT", "HF_HUB_OFFLINE", "NEURONS_HOME")}
-    os.environ.update(
-        HF_ENDPOINT=hub.endpoint, HF_HUB_OFFLINE="0", NEURONS_HOME=str(home / "neurons")
-    )
     try:
-        began = time.perf_counter()
-        with Server() as server:
-            listening = time.perf_counter() - began
-            measured = asyncio.run(_measure(server, hub))
-            measured["server_peak_rss_mb"] = server.peak_rss_mb()
-        measured["server_listening_s"] = listening
-        log(f"published: first record {measured['first_s']:.2f} s; running the baseline")
-        baseline = _baseline(hub.endpoint, home)
+        with environment(
+            HF_ENDPOINT=hub.endpoint, HF_HUB_OFFLINE="0", NEURONS_HOME=str(home / "neurons")
+        ):
+            began = time.perf_counter()
+            with Server() as server:
+                listening = time.perf_counter() - began
+                measured = asyncio.run(_measure(server, hub))
+                measured["server_peak_rss_mb"] = server.peak_rss_mb()
+            measured["server_listening_s"] = listening
+            log(f"published: first record {measured['first_s']:.2f} s; running the baseline")
+            baseline = _baseline(hub.endpoint, home)
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
         hub.stop()
         shutil.rmtree(home, ignore_errors=True)
     _rows(result, measured, baseline)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -22,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import FigureResult, Row, log
+from bench.common import FigureResult, Row, environment, log
 from bench.published import LATENCY_S, REPO_ID
 from bench.published import replica as records_replica
 from bench.serving import Server, client_session, loopback_env
@@ -88,51 +87,44 @@ def run() -> FigureResult:
     hub.latency_s = LATENCY_S
     hub.start()
     home = Path(tempfile.mkdtemp(prefix="bench-published-text-"))
-    names = ("HF_ENDPOINT", "HF_HUB_OFFLINE", "NEURONS_HOME", "HF_HOME")
-    saved = {k: os.environ.get(k) for k in names}
-    os.environ.update(
-        HF_ENDPOINT=hub.endpoint,
-        HF_HUB_OFFLINE="0",
-        NEURONS_HOME=str(home / "neurons"),
-        HF_HOME=str(home / "hf-home"),
-    )
     try:
-        with Server() as server:
-            asyncio.run(_get(server, PAGE))  # the summary first, as the viewer asks
-            mark, sent = len(hub.log), hub.bytes_sent
-            before = dict(hub.bytes_by_path)
-            seconds, body = asyncio.run(_get(server, PAGE + "?context=12&activations=true"))
-            by_file = {
-                path: n - before.get(path, 0)
-                for path, n in hub.bytes_by_path.items()
-                if n != before.get(path, 0)
+        with environment(
+            HF_ENDPOINT=hub.endpoint,
+            HF_HUB_OFFLINE="0",
+            NEURONS_HOME=str(home / "neurons"),
+            HF_HOME=str(home / "hf-home"),
+        ):
+            with Server() as server:
+                asyncio.run(_get(server, PAGE))  # the summary first, as the viewer asks
+                mark, sent = len(hub.log), hub.bytes_sent
+                before = dict(hub.bytes_by_path)
+                seconds, body = asyncio.run(_get(server, PAGE + "?context=12&activations=true"))
+                by_file = {
+                    path: n - before.get(path, 0)
+                    for path, n in hub.bytes_by_path.items()
+                    if n != before.get(path, 0)
+                }
+            corpus_reads = [e for e in hub.log[mark:] if f"/{CORPUS_ID}/resolve/" in e[1]]
+            tokenizer_reads = [e for e in hub.log[mark:] if "/allenai/" in e[1]]
+            texts_bytes = hub.bytes_sent - sent  # the summary was read before `mark`
+            examples = [e for q in body["quadrants"] for e in q["examples"]["hook_post"]]
+            shown = [e for e in examples if e.get("tokens")]
+            indices = sorted({e["documentIndex"] for e in examples})
+            log(f"published_text: page texts {seconds:.2f} s; running the baseline")
+            env = loopback_env() | {
+                "HF_ENDPOINT": hub.endpoint,
+                "HF_HUB_OFFLINE": "0",
+                "HF_HOME": str(home / "hf-baseline"),
+                "HF_HUB_DISABLE_TELEMETRY": "1",
             }
-        corpus_reads = [e for e in hub.log[mark:] if f"/{CORPUS_ID}/resolve/" in e[1]]
-        tokenizer_reads = [e for e in hub.log[mark:] if "/allenai/" in e[1]]
-        texts_bytes = hub.bytes_sent - sent  # the summary was read before `mark`
-        examples = [e for q in body["quadrants"] for e in q["examples"]["hook_post"]]
-        shown = [e for e in examples if e.get("tokens")]
-        indices = sorted({e["documentIndex"] for e in examples})
-        log(f"published_text: page texts {seconds:.2f} s; running the baseline")
-        env = loopback_env() | {
-            "HF_ENDPOINT": hub.endpoint,
-            "HF_HUB_OFFLINE": "0",
-            "HF_HOME": str(home / "hf-baseline"),
-            "HF_HUB_DISABLE_TELEMETRY": "1",
-        }
-        done = subprocess.run(
-            [sys.executable, "-c", BASELINE, CORPUS_ID, json.dumps(indices)],
-            env=env, capture_output=True, text=True,
-        )  # fmt: skip
-        if done.returncode != 0:
-            raise RuntimeError(f"the baseline failed: {done.stderr.strip().splitlines()[-1:]}")
-        baseline = json.loads(done.stdout.strip().splitlines()[-1])
+            done = subprocess.run(
+                [sys.executable, "-c", BASELINE, CORPUS_ID, json.dumps(indices)],
+                env=env, capture_output=True, text=True,
+            )  # fmt: skip
+            if done.returncode != 0:
+                raise RuntimeError(f"the baseline failed: {done.stderr.strip().splitlines()[-1:]}")
+            baseline = json.loads(done.stdout.strip().splitlines()[-1])
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
         hub.stop()
         shutil.rmtree(home, ignore_errors=True)
     result.rows.append(

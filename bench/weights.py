@@ -17,6 +17,7 @@ from bench.common import (
     EMBEDDED_MODEL,
     FigureResult,
     Row,
+    environment,
     log,
     median,
     ms,
@@ -38,38 +39,33 @@ def run() -> FigureResult:
 
     result = FigureResult("weights")
     home = Path(tempfile.mkdtemp(prefix="bench-weights-"))
-    previous = os.environ.get("NEURONS_HOME")
     try:
         models = ModelPool()
         runner = models.get(EMBEDDED_MODEL)
         sites = runner.sites  # loads the model (its converted copy, kept under the usual home)
-        os.environ["NEURONS_HOME"] = str(home)  # the views alone go to a fresh home
-        model_mb = peak_rss_mb()
-        reset_peak_rss()
-        began = time.perf_counter()
-        table = weight_views(runner.model, sites, runner.metadata.refactor_glu)
-        seconds = time.perf_counter() - began
-        peak = peak_rss_mb()
-        write_table(table, cache_path(runner.metadata))
-        n = table.num_rows
-        log(f"weights: {n:,} neurons in {seconds:.1f} s, peak RSS {peak:.0f} MB")
-        views = WeightViews(models)
-        views.view(EMBEDDED_MODEL, 0, 0)  # opens the file, decodes the vocabulary once
-        rng = random.Random(0)
-        times = []
-        for _ in range(LOOKUPS):
-            layer, neuron = rng.randrange(len(sites)), rng.randrange(sites[0].n_neurons)
-            start = time.perf_counter()
-            views.view(EMBEDDED_MODEL, layer, neuron)
-            times.append(time.perf_counter() - start)
-        p50, p99 = median(times), percentile(times, 99)
-        size_mb = cache_path(runner.metadata).stat().st_size / 2**20
-        counts = WeightTable.open(cache_path(runner.metadata)).counts()[0]
+        with environment(NEURONS_HOME=str(home)):  # the views alone go to a fresh home
+            model_mb = peak_rss_mb()
+            reset_peak_rss()
+            began = time.perf_counter()
+            table = weight_views(runner.model, sites, runner.metadata.refactor_glu)
+            seconds = time.perf_counter() - began
+            peak = peak_rss_mb()
+            write_table(table, cache_path(runner.metadata))
+            n = table.num_rows
+            log(f"weights: {n:,} neurons in {seconds:.1f} s, peak RSS {peak:.0f} MB")
+            views = WeightViews(models)
+            views.view(EMBEDDED_MODEL, 0, 0)  # opens the file, decodes the vocabulary once
+            rng = random.Random(0)
+            times = []
+            for _ in range(LOOKUPS):
+                layer, neuron = rng.randrange(len(sites)), rng.randrange(sites[0].n_neurons)
+                start = time.perf_counter()
+                views.view(EMBEDDED_MODEL, layer, neuron)
+                times.append(time.perf_counter() - start)
+            p50, p99 = median(times), percentile(times, 99)
+            size_mb = cache_path(runner.metadata).stat().st_size / 2**20
+            counts = WeightTable.open(cache_path(runner.metadata)).counts()[0]
     finally:
-        if previous is None:
-            os.environ.pop("NEURONS_HOME", None)
-        else:
-            os.environ["NEURONS_HOME"] = previous
         shutil.rmtree(home, ignore_errors=True)
     result.rows += [
         Row("weights", f"weight views of all {n:,} SmolLM2 neurons: {seconds:.1f} s, peak RSS "
