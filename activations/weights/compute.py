@@ -12,6 +12,7 @@ change with it: both its cosines with the gate flip together).
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 
@@ -25,6 +26,7 @@ from activations.weights import classes
 
 TOP_K = 10
 CHUNK = 384  # neurons per product: [3 × CHUNK, vocabulary] float32 at a time
+METADATA_KEY = b"weight_views"  # the table's metadata: classes, families, how it was made
 LISTS = ("out_top", "out_bottom", "gate_top", "gate_bottom", "in_top", "in_bottom")
 FINAL_NORMS = ("norm", "ln_f", "final_layernorm", "final_layer_norm")  # the base model's
 UNIT_OFFSET_NORMS = ("GemmaRMSNorm", "Gemma2RMSNorm", "Gemma3RMSNorm")  # scale by 1 + weight
@@ -67,9 +69,7 @@ def weight_views(
         "refactored": refactored, "seconds": round(time.perf_counter() - began, 1),
         "vocabulary": int(unembed.shape[0]), "final_norm_scale": scale is not None,
     }  # fmt: skip
-    import json
-
-    return table.replace_schema_metadata({b"weight_views": json.dumps(metadata)})
+    return table.replace_schema_metadata({METADATA_KEY: json.dumps(metadata)})
 
 
 def _layer(site, unembed, embed, scale, refactored, top_k, chunk) -> pa.Table:
@@ -80,15 +80,17 @@ def _layer(site, unembed, embed, scale, refactored, top_k, chunk) -> pa.Table:
         sign = glu_refactor_signs(site).unsqueeze(1)
         in_, out = in_ * sign, out * sign
     n = out.shape[0]
-    columns: dict[str, object] = {
-        "layer": np.full(n, site.layer, np.int16), "neuron": np.arange(n, dtype=np.int32),
-        "cos_gate_in": _np(classes.cosines(gate, in_)) if gate is not None else np.full(n, np.nan),
-        "cos_gate_out": _np(classes.cosines(gate, out)) if gate is not None else np.full(n, np.nan),
-        "cos_in_out": _np(classes.cosines(in_, out)),
-    }  # fmt: skip
     gate_in = None if gate is None else classes.cosines(gate, in_)
     gate_out = None if gate is None else classes.cosines(gate, out)
-    columns["io_class"] = _np(classes.io_class_index(gate_in, gate_out, classes.cosines(in_, out)))
+    in_out = classes.cosines(in_, out)
+    no_gate = np.full(n, np.nan)  # a plain MLP has no gate
+    columns: dict[str, object] = {
+        "layer": np.full(n, site.layer, np.int16), "neuron": np.arange(n, dtype=np.int32),
+        "cos_gate_in": no_gate if gate_in is None else _np(gate_in),
+        "cos_gate_out": no_gate if gate_out is None else _np(gate_out),
+        "cos_in_out": _np(in_out),
+        "io_class": _np(classes.io_class_index(gate_in, gate_out, in_out)),
+    }  # fmt: skip
     lists: dict[str, list[torch.Tensor]] = {
         f"{name}_{part}": [] for name in LISTS for part in ("ids", "values")
     }

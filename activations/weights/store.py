@@ -12,12 +12,11 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from activations.weights.compute import LISTS
+from activations.weights.compute import LISTS, METADATA_KEY
 from registry.locations import neurons_home
 from registry.metadata import ModelMetadata
 
 VERSION = 1
-METADATA_KEY = b"weight_views"
 
 
 def cache_path(metadata: ModelMetadata) -> Path:

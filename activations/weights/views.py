@@ -63,11 +63,11 @@ class WeightViews:
         """The model's table: opened, or computed (WeightsPendingError meanwhile, unless
         `wait`); WeightsUnavailableError where it cannot be."""
         runner = self.models.get(model)  # an unknown model: the registry's message
-        key = str(cache_path(runner.metadata))
+        path = cache_path(runner.metadata)
+        key = str(path)
         held = self._tables.get(key)
         if held is not None:
             return held
-        path = cache_path(runner.metadata)
         if path.exists():
             with self._lock:
                 held = self._tables.setdefault(key, WeightTable.open(path))
