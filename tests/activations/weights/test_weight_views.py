@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pyarrow as pa
 import pytest
 import torch
 from transformers import AutoModelForCausalLM
@@ -185,7 +186,10 @@ def test_views_through_the_api_and_their_cache(hand_built, tmp_path, monkeypatch
     assert view.promotes[0].token == "w2"  # id 5 in the tiny vocabulary
     assert view.io_class and len(view.opens_gate) == 10 and view.cos_gate_in is not None
     (cached,) = (tmp_path / "home" / "weights").iterdir()
-    assert METADATA_KEY and cached.name.startswith("hand-")
+    assert (
+        cached.name.startswith("hand-")
+        and METADATA_KEY in pa.ipc.open_file(pa.memory_map(str(cached))).schema.metadata
+    )  # the file the next session reads, with how it was made
     again = Session()  # a new process would read the file: no computing
     again.weight_views._start = None  # would fail if called
     assert again.weights("hand", 0, PREDICTION) == view
