@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from activations.weights.compute import LISTS, METADATA_KEY
+from activations.weights.compute import METADATA_KEY
 from registry.locations import neurons_home
 from registry.metadata import ModelMetadata
 
@@ -89,9 +89,6 @@ class WeightTable:
         found["io_class"] = self.metadata["classes"][found["io_class"]]
         found["family"] = self.metadata["families"][found["family"]] or None
         return found
-
-    def lists(self) -> tuple[str, ...]:
-        return tuple(name for name in LISTS if f"{name}_ids" in self.columns)
 
     def counts(self) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
         """Per class and per family, how many neurons of each layer."""
