@@ -29,6 +29,7 @@ setup(
         "pyarrow>=15",
         "pandas",
         "httpx",
+        "requests",  # remote Parquet byte ranges (activations/records/remote.py)
         "numpy",
         "datasets>=2.18",
         "tqdm",

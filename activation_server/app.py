@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -22,6 +23,7 @@ from activation_server.routes import (
 )
 from activation_server.services import Services
 from activation_server.settings import ServerSettings
+from activations.records import hub
 from activations.records.parquet_parts import use_steady_memory_pool
 
 # Every group of routes: a module of routes/ with a `router`. A new group is one more entry.
@@ -44,6 +46,8 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        # before listening (about 0.4 s): a first hf:// record would otherwise wait for them
+        await asyncio.to_thread(hub.warm_up)
         yield
         await shared.stop()
 

@@ -4,10 +4,11 @@ A full-size replica of sjgerstner/OLMo-7B-0424-hf_neuron-activations (352,256 ro
 schema, three shards written by `datasets` with its own row groups; made once, kept under
 .cache/bench) is served under its real name by a local Hub (tests/hub.py) that adds 50 ms to every
 answer. The server runs in its own process with HF_ENDPOINT pointing there and an empty
-NEURONS_HOME: the first record after a cold start, a cold neuron (requests and bytes after the
-footers), a second derived scalar of that neuron, a warm neuron's p50. Baseline: what a reader of
-the card does, `datasets.load_dataset(...)` and a filter to that first record, against the same
-local Hub.
+NEURONS_HOME: the first record after a cold start (the first request once the server answers
+/health: nothing of the dataset fetched, opened or cached yet), a cold neuron (requests and bytes
+after the footers), a second derived scalar of that neuron, a warm neuron's p50. Baseline: what a
+reader of the card does, `datasets.load_dataset(...)` and a filter to that first record, against
+the same local Hub.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ FIRST = "/neuron_record/olmo-7b/mlp_post_act/3/1024"
 COLD = "/neuron_record/olmo-7b/mlp_post_act/20/5000"  # another shard and row group
 SECOND_DST = "/neuron_record/olmo-7b/mlp_pre_act/20/5000"
 WARM_REQUESTS = 300
+COLD_STARTS = 3  # the first record's time is the median of these (a fresh server and home each)
 GOAL_FIRST_S, GOAL_WARM_S, GOAL_SPEEDUP = 2.0, 0.001, 100.0
 
 BASELINE = """
@@ -96,6 +98,11 @@ async def _measure(server: Server, hub) -> dict:
     return out
 
 
+async def _first(server: Server) -> float:
+    async with client_session(1) as session:
+        return await _get(session, server.url + FIRST)
+
+
 def _baseline(endpoint: str, home: Path) -> dict:
     env = loopback_env() | {
         "HF_ENDPOINT": endpoint,
@@ -123,16 +130,30 @@ def run() -> FigureResult:
     hub.start()
     home = Path(tempfile.mkdtemp(prefix="bench-published-"))
     try:
-        with environment(
-            HF_ENDPOINT=hub.endpoint, HF_HUB_OFFLINE="0", NEURONS_HOME=str(home / "neurons")
-        ):
-            began = time.perf_counter()
-            with Server() as server:
-                listening = time.perf_counter() - began
-                measured = asyncio.run(_measure(server, hub))
-                measured["server_peak_rss_mb"] = server.peak_rss_mb()
-            measured["server_listening_s"] = listening
-            log(f"published: first record {measured['first_s']:.2f} s; running the baseline")
+        firsts = []
+        for start in range(COLD_STARTS):
+            with environment(
+                HF_ENDPOINT=hub.endpoint,
+                HF_HUB_OFFLINE="0",
+                NEURONS_HOME=str(home / f"neurons-{start}"),
+            ):
+                began = time.perf_counter()
+                with Server() as server:
+                    listening = time.perf_counter() - began
+                    ready = server.wait_ready()  # its start-up, then the first record from cold
+                    if start == 0:
+                        measured = asyncio.run(_measure(server, hub))
+                        measured["server_peak_rss_mb"] = server.peak_rss_mb()
+                        measured["server_listening_s"] = listening
+                        measured["server_ready_s"] = listening + ready
+                        firsts.append(measured["first_s"])
+                    else:
+                        firsts.append(asyncio.run(_first(server)))
+        measured["first_each_s"] = firsts
+        measured["first_s"] = median(firsts)
+        shown = ", ".join(f"{s:.2f}" for s in firsts)
+        log(f"published: first record {measured['first_s']:.2f} s ({shown}); the baseline next")
+        with environment(HF_ENDPOINT=hub.endpoint, HF_HUB_OFFLINE="0"):
             baseline = _baseline(hub.endpoint, home)
     finally:
         hub.stop()
@@ -153,7 +174,8 @@ def _rows(result: FigureResult, m: dict, baseline: dict) -> None:
     result.rows += [
         Row(
             "published",
-            f"first record after a cold start: {first:.2f} s ({asked['api']} listing, "
+            f"first record after a cold start: {first:.2f} s (median of {len(m['first_each_s'])}"
+            f" starts; {asked['api']} listing, "
             f"{asked['footers']} footer, {asked['data']} data requests)",
             f"goal {GOAL_FIRST_S:g} s",
             GOAL_FIRST_S / first,

@@ -69,6 +69,23 @@ class Server:
         self.port = int(line.split()[1])
         return self
 
+    def wait_ready(self, timeout_s: float = 120.0) -> float:
+        """Seconds until GET /health answers 200 (the app's start-up done: the port is bound,
+        and connections wait, before it)."""
+        import urllib.request
+
+        began = time.perf_counter()
+        while True:
+            try:
+                with urllib.request.urlopen(self.url + "/health", timeout=5) as answer:
+                    if answer.status == 200:
+                        return time.perf_counter() - began
+            except OSError:
+                pass
+            if time.perf_counter() - began > timeout_s:
+                raise RuntimeError(f"the server did not answer /health in {timeout_s:.0f} s")
+            time.sleep(0.02)
+
     def peak_rss_mb(self) -> float:
         assert self.process is not None
         return peak_rss_mb(self.process.pid)

@@ -367,7 +367,7 @@ class _Handler(BaseHTTPRequestHandler):
                     "downloads": 0,
                     "likes": 0,
                     "cardData": {},
-                    "siblings": [{"rfilename": p} for p in repo.files()],
+                    "siblings": [self._sibling(repo, p, query) for p in repo.files()],
                 }
             )
         if rest[0] == "tree" and self.command == "GET":
@@ -398,6 +398,19 @@ class _Handler(BaseHTTPRequestHandler):
                 {"branches": branches, "tags": [], "converts": [], "pullRequests": []}
             )
         return self._error(404, None, "no such api route")
+
+    @staticmethod
+    def _sibling(repo: Repo, path: str, query: dict[str, list[str]]) -> dict[str, Any]:
+        """A repo info's file; with ?blobs=true its size, blob id and LFS sha256, as the Hub
+        writes them there (its tree entries say "oid" where siblings say "sha256")."""
+        if query.get("blobs", ["false"])[0].lower() not in ("true", "1"):
+            return {"rfilename": path}
+        entry = repo.entry(path, expand=False)
+        lfs = entry["lfs"]
+        return {
+            "rfilename": path, "size": entry["size"], "blobId": entry["oid"],
+            "lfs": {"sha256": lfs["oid"], "size": lfs["size"], "pointerSize": lfs["pointerSize"]},
+        }  # fmt: skip
 
     def _tree(self, repo: Repo, segs: list[str], query: dict[str, list[str]]) -> None:
         # GET /api/{type}s/{id}/tree/{rev}[/{path}]?recursive=..&expand=..[&cursor=N]
@@ -550,17 +563,25 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._send(416, headers={"Content-Range": f"bytes */{size}"})
             parts.append((start, end))
         boundary = "neurons_byteranges"
-        body = bytearray()
-        with open(full, "rb") as f:
-            for start, end in parts:
-                f.seek(start)
-                body += (
-                    f"\r\n--{boundary}\r\nContent-Type: application/octet-stream\r\n"
-                    f"Content-Range: bytes {start}-{end}/{size}\r\n\r\n"
-                ).encode()
-                body += f.read(end - start + 1)
-        body += f"\r\n--{boundary}--\r\n".encode()
+        heads = [
+            (
+                f"\r\n--{boundary}\r\nContent-Type: application/octet-stream\r\n"
+                f"Content-Range: bytes {start}-{end}/{size}\r\n\r\n"
+            ).encode()
+            for start, end in parts
+        ]
+        tail = f"\r\n--{boundary}--\r\n".encode()
+        length = sum(len(h) for h in heads) + sum(e - s + 1 for s, e in parts) + len(tail)
         headers = {k: v for k, v in headers.items() if k != "Content-Type"}
         headers["Content-Type"] = f"multipart/byteranges; boundary={boundary}"
+        headers["Content-Length"] = str(length)
         self.hub.count_bytes(self.path, sum(end - start + 1 for start, end in parts))
-        self._send(206, bytes(body), headers, head=self.command == "HEAD")
+        self._send(206, b"", headers, head=self.command == "HEAD")
+        if self.command != "GET":
+            return
+        with open(full, "rb") as f:  # streamed part by part, as an HTTP server sends it
+            for head, (start, end) in zip(heads, parts, strict=True):
+                f.seek(start)
+                self.wfile.write(head)
+                self.wfile.write(f.read(end - start + 1))
+            self.wfile.write(tail)

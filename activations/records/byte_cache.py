@@ -4,6 +4,9 @@ group), across restarts.
 
 One folder per remote file version (its URL, size and ETag), one file per fetched range, named
 by its offsets; the least recently used ranges go first once the total is over the limit.
+
+What an answer just fetched is kept in memory and written by one background thread (`keep`):
+writing a cold neuron's 20 MB took 0.13 s here, which its first answer need not wait for.
 """
 
 from __future__ import annotations
@@ -11,11 +14,33 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from registry.locations import neurons_home
 
 DEFAULT_LIMIT_BYTES = 4 * 2**30
+_WRITER: list[ThreadPoolExecutor] = []  # one thread for every cache's background writes
+_WRITER_LOCK = threading.Lock()
+
+
+def _lower_priority() -> None:
+    """The writer yields the CPU to answers (Linux: a thread's own nice value)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    except (AttributeError, OSError):
+        pass  # not on this system: writes at the same priority
+
+
+def _writer() -> ThreadPoolExecutor:
+    with _WRITER_LOCK:
+        if not _WRITER:
+            _WRITER.append(
+                ThreadPoolExecutor(
+                    1, thread_name_prefix="byte-cache writes", initializer=_lower_priority
+                )
+            )
+        return _WRITER[0]
 
 
 class ByteCache:
@@ -25,6 +50,8 @@ class ByteCache:
         self._lock = threading.Lock()
         self._ranges: dict[str, list[tuple[int, int]]] = {}  # key -> [(start, end)], end exclusive
         self._total: int | None = None  # bytes stored, counted once, then kept up to date
+        self._pending: dict[tuple[str, int, int], bytes | memoryview] = {}  # kept, not written yet
+        self._writes: list[Future] = []
 
     @staticmethod
     def key(url: str, size: int, etag: str | None) -> str:
@@ -54,7 +81,17 @@ class ByteCache:
                 return a, b
         return None
 
+    def _in_memory(self, key: str, start: int, end: int) -> bytes | memoryview | None:
+        with self._lock:
+            for (k, a, b), data in self._pending.items():
+                if k == key and a <= start and end <= b:
+                    return data[start - a : end - a]
+        return None
+
     def read(self, key: str, start: int, end: int) -> bytes | None:
+        pending = self._in_memory(key, start, end)
+        if pending is not None:
+            return pending
         found = self.covering(key, start, end)
         if found is None:
             return None
@@ -70,9 +107,37 @@ class ByteCache:
         return data if len(data) == end - start else None
 
     def missing(self, key: str, ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
-        return [(a, b) for a, b in ranges if self.covering(key, a, b) is None]
+        return [
+            (a, b)
+            for a, b in ranges
+            if self._in_memory(key, a, b) is None and self.covering(key, a, b) is None
+        ]
 
-    def write(self, key: str, start: int, data: bytes) -> None:
+    def keep(self, key: str, start: int, data: bytes | memoryview) -> None:
+        """Like write, but written by the background thread; read from memory meanwhile."""
+        entry = (key, start, start + len(data))
+        with self._lock:
+            self._pending[entry] = data
+            self._writes = [w for w in self._writes if not w.done()]
+            self._writes.append(_writer().submit(self._write_kept, entry))
+
+    def _write_kept(self, entry: tuple[str, int, int]) -> None:
+        try:
+            self.write(entry[0], entry[1], self._pending[entry])
+        except OSError:
+            pass  # not kept on disk (full, read-only): fetched again when next needed
+        finally:
+            with self._lock:
+                self._pending.pop(entry, None)
+
+    def flush(self) -> None:
+        """Wait for the background writes of this cache."""
+        with self._lock:
+            writes, self._writes = self._writes, []
+        for write in writes:
+            write.result()
+
+    def write(self, key: str, start: int, data: bytes | memoryview) -> None:
         folder = self._folder(key)
         folder.mkdir(parents=True, exist_ok=True)
         end = start + len(data)

@@ -1,6 +1,6 @@
 """The files of a dataset and how to open each: local Parquet files (a file, a folder of them, or
-its `data/`), an hf:// dataset repo (its `data/*.parquet` shards, through huggingface_hub's file
-system at the pinned revision), or one http(s):// URL. Remote files are read by byte ranges
+its `data/`), an hf:// dataset repo (its `data/*.parquet` shards, listed through
+huggingface_hub at the pinned revision), or one http(s):// URL. Remote files are read by byte ranges
 (remote.py), with the sizes and versions the listing gives.
 """
 
@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import glob as globbing
 import os
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import pyarrow.parquet as pq
 
@@ -37,21 +35,6 @@ class DatasetFile:
     """What changes when the file does (size, version): the key of its cached index."""
 
 
-_HTTP: dict[float, Any] = {}
-_HTTP_LOCK = threading.Lock()
-
-
-def http_transport(timeout_s: float) -> Transport:
-    """One shared httpx client per timeout for plain http(s) URLs."""
-    import httpx
-
-    with _HTTP_LOCK:
-        client = _HTTP.get(timeout_s)
-        if client is None:
-            client = _HTTP[timeout_s] = httpx.Client(follow_redirects=True)
-    return Transport(client=lambda: client, timeout_s=timeout_s)
-
-
 def dataset_files(
     path: str, revision: str | None, timeout_s: float, cache: ByteCache
 ) -> list[DatasetFile]:
@@ -66,7 +49,7 @@ def dataset_files(
             f"{path}: GLU Parquet datasets are read from local files, hf:// repos and "
             f"http(s):// URLs, not {scheme}:// (neuron-explainer's JSON datasets may be there)"
         )
-    remote = RemoteFile(path, http_transport(timeout_s), cache)
+    remote = RemoteFile(path, Transport(timeout_s=timeout_s), cache)
     return [_remote(path, remote, None)]
 
 
@@ -114,41 +97,45 @@ def _remote(name: str, remote: RemoteFile, size: int | None) -> DatasetFile:
     return DatasetFile(name, open_reader, remote, (name, size, remote.etag))
 
 
-def _parquet_in(fs, folder: str) -> dict[str, dict]:
-    """The .parquet files of one folder of a repo (none where there is no such folder)."""
-    try:
-        entries = fs.ls(folder, detail=True)
-    except FileNotFoundError as error:
-        causes = {type(c).__name__ for c in (error.__cause__, error.__context__) if c}
-        if causes & {"RepositoryNotFoundError", "RevisionNotFoundError", "GatedRepoError"}:
-            raise  # the repo or revision, not the folder, is missing
-        return {}
-    return {e["name"]: e for e in entries if e["type"] == "file" and e["name"].endswith(".parquet")}
+def _parquet_in(siblings: dict[str, object], folder: str) -> dict[str, object]:
+    """The .parquet files directly in one folder of a repo ("": its root)."""
+    prefix = f"{folder}/" if folder else ""
+    return {
+        name: sibling
+        for name, sibling in siblings.items()
+        if name.startswith(prefix) and "/" not in name[len(prefix) :] and name.endswith(".parquet")
+    }
 
 
 def _hub_files(path: str, revision: str | None, timeout_s: float, cache: ByteCache):
-    """The repo's Parquet files (root or data/), listed with their sizes and versions."""
+    """The repo's Parquet files (root or data/), with their sizes and versions: one request,
+    huggingface_hub's repo info with its files' metadata (its file system would ask for the
+    repo's info, then list the folder: a round trip more before a first record)."""
     where = hub.HubPath.parse(path, revision)
     try:
-        fs = hub.file_system()
-        root = where.fs_root + (f"/{where.path}" if where.path else "")
-        if root.endswith(".parquet"):
-            found = {root: fs.info(root)}
-        else:  # data/ first, where `push_to_hub` puts a dataset's files: one listing
-            found = _parquet_in(fs, f"{root}/data") or _parquet_in(fs, root)
+        info = hub.api().dataset_info(
+            where.repo_id, revision=where.revision, files_metadata=True, timeout=timeout_s
+        )
     except Exception as error:
         raise hub.hub_error(path, error) from None
+    siblings = {s.rfilename: s for s in info.siblings or []}
+    if where.path.endswith(".parquet"):
+        found = {where.path: siblings[where.path]} if where.path in siblings else {}
+        if not found:
+            raise hub.hub_error(path, FileNotFoundError(where.path))
+    else:  # data/ first, where `push_to_hub` puts a dataset's files
+        inside = f"{where.path}/data" if where.path else "data"
+        found = _parquet_in(siblings, inside) or _parquet_in(siblings, where.path)
     if not found:
         raise RecordNotFoundError(
             f"no parquet files in {path} (looked for *.parquet and data/*.parquet)"
         )
     transport = hub.transport(timeout_s)
     files = []
-    for name in sorted(found):
-        info = found[name]
-        in_repo = name.split(where.fs_root, 1)[1].lstrip("/")
-        etag = (info.get("lfs") or {}).get("sha256") or (info.get("lfs") or {}).get("oid")
-        remote = RemoteFile(where.url(in_repo), transport, cache, etag=etag or info.get("oid"))
+    for in_repo in sorted(found):
+        sibling = found[in_repo]
+        etag = sibling.lfs.sha256 if sibling.lfs else sibling.blob_id
+        remote = RemoteFile(where.url(in_repo), transport, cache, etag=etag)
         shown = f"hf://{where.fs_root}/{in_repo}"
-        files.append(_remote(shown, remote, int(info["size"])))
+        files.append(_remote(shown, remote, sibling.size))
     return files

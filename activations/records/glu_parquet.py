@@ -125,6 +125,7 @@ class GluParquetDataset:
         under way (a hung remote footer read holds the open lock): that open finishes alone."""
         layout, self._layout = self._layout, None
         self._cache.clear()
+        self.byte_cache.flush()  # what was fetched is on disk for the next process
         self._top_k_value = None
         if layout is not None:
             for part in layout.parts:

@@ -1,6 +1,7 @@
-"""Reading from the Hugging Face Hub: `hf://` paths through huggingface_hub's own file system
-and session, honouring HF_ENDPOINT and HF_TOKEN when they are read (not only at import) and the
-revision pinned in the registry; and the Hub's failures said as such (its status, its reason).
+"""Reading from the Hugging Face Hub: `hf://` paths listed through huggingface_hub's own API
+(one repo-info request with the files' sizes and LFS hashes), honouring HF_ENDPOINT and HF_TOKEN
+when they are read (not only at import) and the revision pinned in the registry; and the Hub's
+failures said as such (its status, its reason).
 """
 
 from __future__ import annotations
@@ -63,21 +64,31 @@ class HubPath:
         )
 
 
-def file_system():
-    """huggingface_hub's HfFileSystem at the current endpoint and token."""
-    from huggingface_hub import HfFileSystem
+def warm_up() -> None:
+    """Import and make what a first hf:// read needs: huggingface_hub imports its API lazily
+    (about 0.4 s on a first request otherwise), and the HTTP clients."""
+    from huggingface_hub import get_session
 
-    return HfFileSystem(endpoint=endpoint(), token=token(), skip_instance_cache=True)
+    from activations.records.remote import http_session
+
+    api()
+    get_session()  # with its TLS context, made once per process
+    http_session()
+
+
+def api():
+    """huggingface_hub's HfApi at the current endpoint and token."""
+    from huggingface_hub import HfApi
+
+    return HfApi(endpoint=endpoint(), token=token())
 
 
 def transport(timeout_s: float) -> Transport:
-    """Range requests to the Hub with huggingface_hub's session (its proxies, offline mode and
-    headers) and the token."""
-    from huggingface_hub import get_session
+    """Range requests to the Hub with huggingface_hub's headers (its user agent) and the token
+    (the listing before them went through huggingface_hub itself, offline mode included)."""
     from huggingface_hub.utils import build_hf_headers
 
     return Transport(
-        client=get_session,
         headers=lambda: build_hf_headers(token=token()),
         describe=lambda url, response: f"the Hugging Face Hub ({endpoint()}) for {url}",
         timeout_s=timeout_s,

@@ -192,8 +192,9 @@ class ParquetPart:
             remote = self.file.remote
             if remote is not None:  # one request for every chunk the read needs
                 remote.fetch(self.chunk_ranges(group, columns))
-            with self.reader() as pf:
-                return pf.read_row_group(group, columns=columns, use_threads=False)
+            with self.reader() as pf:  # a remote group's columns decoded side by side: its
+                # first read waits on them (a local file's reads stay on the pool's thread)
+                return pf.read_row_group(group, columns=columns, use_threads=remote is not None)
         except RecordError:
             raise
         except Exception as exc:
