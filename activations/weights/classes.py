@@ -85,16 +85,3 @@ def family_index(skew: torch.Tensor, kurtosis: torch.Tensor) -> torch.Tensor:
     family[high & (skew <= -SKEWED)] = FAMILIES.index(SUPPRESSION)
     family[kurtosis <= LOW_KURTOSIS] = FAMILIES.index(PARTITION)
     return family
-
-
-def moments(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Skew and (Pearson) kurtosis of each row of [N, V] values (float32 elementwise, row sums
-    as dot products, so that a chunk of a vocabulary-wide product costs three passes)."""
-    centred = values - values.mean(dim=1, keepdim=True)
-    squared = centred * centred
-    n = values.shape[1]
-    m2 = squared.sum(dim=1).double() / n
-    m3 = torch.einsum("ij,ij->i", squared, centred).double() / n
-    m4 = torch.einsum("ij,ij->i", squared, squared).double() / n
-    safe = torch.where(m2 > 0, m2, 1)
-    return (m3 / safe.pow(1.5)).float(), (m4 / safe.square()).float()

@@ -23,9 +23,10 @@ from torch import nn
 
 from activations.models.adapters import MlpSite, glu_refactor_signs
 from activations.weights import classes
+from activations.weights.products import mean_row, reduce_product
 
 TOP_K = 10
-CHUNK = 384  # neurons per product: [3 × CHUNK, vocabulary] float32 at a time
+CHUNK = 384  # neurons per product: [3 × CHUNK, a tile of the vocabulary] float32 at a time
 METADATA_KEY = b"weight_views"  # the table's metadata: classes, families, how it was made
 LISTS = ("out_top", "out_bottom", "gate_top", "gate_bottom", "in_top", "in_bottom")
 FINAL_NORMS = ("norm", "ln_f", "final_layernorm", "final_layer_norm")  # the base model's
@@ -59,8 +60,11 @@ def weight_views(
     parts: list[pa.Table] = []
     began = time.perf_counter()
     with torch.inference_mode():
+        unembed_mean = mean_row(unembed)
         for site in sites:
-            parts.append(_layer(site, unembed, embed, scale, refactored, top_k, chunk))
+            parts.append(
+                _layer(site, unembed, unembed_mean, embed, scale, refactored, top_k, chunk)
+            )
             if on_layer is not None:
                 on_layer(site.layer)
     table = pa.concat_tables(parts)
@@ -72,7 +76,7 @@ def weight_views(
     return table.replace_schema_metadata({METADATA_KEY: json.dumps(metadata)})
 
 
-def _layer(site, unembed, embed, scale, refactored, top_k, chunk) -> pa.Table:
+def _layer(site, unembed, unembed_mean, embed, scale, refactored, top_k, chunk) -> pa.Table:
     out = site.out_weights().detach().float()  # [N, d]
     in_ = site.in_weights().detach().float()
     gate = site.gate_in_weights()[0].detach().float() if site.is_glu else None
@@ -98,29 +102,32 @@ def _layer(site, unembed, embed, scale, refactored, top_k, chunk) -> pa.Table:
     written = out * scale if scale is not None else out
     read = [r for r in (gate, in_) if r is not None]
     tied = embed.data_ptr() == unembed.data_ptr() or torch.equal(embed, unembed)
+    names = ["out", "gate", "in"] if gate is not None else ["out", "in"]
     for start in range(0, n, chunk):
         part = slice(start, min(start + chunk, n))
+        width = part.stop - part.start
         # one product per chunk where the embeddings are tied: [written; gate; in] · W_U^T
         if tied:
-            products = torch.cat([written[part], *(r[part] for r in read)]) @ unembed.T
+            rows = torch.cat([written[part], *(r[part] for r in read)])
+            reduced = [reduce_product(rows, unembed, top_k, width, unembed_mean)]
         else:
-            products = torch.cat(
-                [written[part] @ unembed.T, torch.cat([r[part] for r in read]) @ embed.T]
-            )
-        width = part.stop - part.start
-        top = products.topk(min(top_k, products.shape[1]), dim=1)
-        bottom = products.topk(min(top_k, products.shape[1]), dim=1, largest=False)
-        names = ["out", "gate", "in"] if gate is not None else ["out", "in"]
+            reduced = [
+                reduce_product(written[part], unembed, top_k, width, unembed_mean),
+                reduce_product(torch.cat([r[part] for r in read]), embed, top_k),
+            ]
+        lists_of = {
+            "top_ids": torch.cat([r.top_ids for r in reduced]),
+            "top_values": torch.cat([r.top_values for r in reduced]),
+            "bottom_ids": torch.cat([r.bottom_ids for r in reduced]),
+            "bottom_values": torch.cat([r.bottom_values for r in reduced]),
+        }
         for i, name in enumerate(names):
-            rows = slice(i * width, (i + 1) * width)
-            lists[f"{name}_top_ids"].append(top.indices[rows].to(torch.int32))
-            lists[f"{name}_top_values"].append(top.values[rows])
-            lists[f"{name}_bottom_ids"].append(bottom.indices[rows].to(torch.int32))
-            lists[f"{name}_bottom_values"].append(bottom.values[rows])
-        skew, kurtosis = classes.moments(products[:width])
-        skews.append(skew)
-        kurtoses.append(kurtosis)
-        del products
+            rows_of = slice(i * width, (i + 1) * width)
+            for kind, found in lists_of.items():
+                found = found[rows_of]
+                lists[f"{name}_{kind}"].append(found.to(torch.int32) if "ids" in kind else found)
+        skews.append(reduced[0].skew)
+        kurtoses.append(reduced[0].kurtosis)
     skew, kurtosis = torch.cat(skews), torch.cat(kurtoses)
     columns["skew"], columns["kurtosis"] = _np(skew), _np(kurtosis)
     columns["family"] = _np(classes.family_index(skew, kurtosis))
