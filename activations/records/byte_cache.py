@@ -119,11 +119,20 @@ class ByteCache:
         with self._lock:
             self._pending[entry] = data
             self._writes = [w for w in self._writes if not w.done()]
-            self._writes.append(_writer().submit(self._write_kept, entry))
+            try:
+                self._writes.append(_writer().submit(self._write_kept, entry))
+                return
+            except RuntimeError:  # the interpreter is shutting down: written here instead
+                pass
+        self._write_kept(entry)
 
     def _write_kept(self, entry: tuple[str, int, int]) -> None:
+        with self._lock:
+            data = self._pending.get(entry)
+        if data is None:  # kept twice (two answers fetched it): written once already
+            return
         try:
-            self.write(entry[0], entry[1], self._pending[entry])
+            self.write(entry[0], entry[1], data)
         except OSError:
             pass  # not kept on disk (full, read-only): fetched again when next needed
         finally:
