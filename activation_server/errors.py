@@ -62,14 +62,21 @@ def hide_paths(text: str) -> str:
     return _ABSOLUTE_PATH.sub(r"…/\1", text)
 
 
-def _json(status: int, detail: object) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"detail": detail})
+# A 503 says when to ask again (RFC 9110 Retry-After, seconds): weight views take a while to
+# compute; a full queue or pool frees up at once.
+RETRY_AFTER_S: dict[type[BaseException], int] = {WeightsPendingError: 5}
+
+
+def _json(status: int, detail: object, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"detail": detail}, headers=headers)
 
 
 def install_error_handlers(app: FastAPI, expose_paths: bool = False) -> None:
     async def known(request: Request, exc: Exception):
-        detail = str(exc)
-        return _json(status_of(exc) or 500, detail if expose_paths else hide_paths(detail))
+        detail, status = str(exc), status_of(exc) or 500
+        retry = next((s for kind, s in RETRY_AFTER_S.items() if isinstance(exc, kind)), 1)
+        headers = {"Retry-After": str(retry)} if status == 503 else None
+        return _json(status, detail if expose_paths else hide_paths(detail), headers)
 
     for exc_type, _ in STATUS:
         app.add_exception_handler(exc_type, known)

@@ -128,3 +128,22 @@ def test_corrupted_parquet_is_a_clear_502_naming_the_file(client, tiny_dataset, 
     assert f"…/{broken.name}" in detail and str(broken.parent) not in detail  # named, not located
     assert hashlib.sha256(broken.read_bytes()).hexdigest() == before  # nothing written
     assert client.get("/neuron_record/tiny-llama/mlp_post_act/0/0").status_code == 200
+
+
+def test_a_full_pool_is_503_with_when_to_ask_again():
+    """Every 503 carries Retry-After; errors of the table keep their JSON detail."""
+    from fastapi import FastAPI
+
+    from activation_server.errors import install_error_handlers
+    from activations.pools import PoolBusyError
+
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.get("/full")
+    def full():
+        raise PoolBusyError("16 record reads wait already: try again in a moment")
+
+    answer = TestClient(app).get("/full")
+    assert answer.status_code == 503 and answer.headers["retry-after"] == "1"
+    assert answer.json() == {"detail": "16 record reads wait already: try again in a moment"}

@@ -32,6 +32,7 @@ def fresh_home(monkeypatch, tmp_path):
 def test_weights_are_computed_once_then_answered(client, fresh_home):
     first = client.get("/weights/tiny-llama/0/5")
     assert first.status_code == 503 and "computing the weight views of tiny-llama" in first.text
+    assert first.headers["retry-after"] == "5"  # when to ask again
     got = until_ready(client, "/weights/tiny-llama/0/5")
     want = Session().weights("tiny-llama", 0, 5)  # reads the file the server wrote
     assert got == want.model_dump(mode="json", by_alias=True)
