@@ -64,7 +64,13 @@ async def answer_record(
     if with_weights and isinstance(record, GluNeuronRecord):
         record = await add_weights(services, record)
     # Built from validated models: dumped here without validating them again on the way out.
-    response = json_response(record.model_dump(mode="json", by_alias=True))
+    content = record.model_dump(mode="json", by_alias=True)
+    dataset = content.get("dataset")
+    if isinstance(dataset, dict) and not services.settings.expose_paths:
+        for field in ("neuronDatasetPath", "corpus"):  # the server's own paths stay its own
+            if isinstance(dataset.get(field), str):
+                dataset[field] = hide_paths(dataset[field])
+    response = json_response(content)
     notes = (getattr(record, "context_note", None), getattr(record, "weights_note", None))
     if version is not NOT_KEPT and notes == (None, None):
         model = find_model(metadata.model)  # example text and values are the model's

@@ -29,6 +29,8 @@ def test_a_local_dataset_has_its_shape(client, tiny_dataset):
     assert got["shapeNote"] is None
     # the registry's fields stay, the server's own paths cut to their last part
     assert got["neuronDatasetPath"] == "…/tiny.parquet"
+    record = client.get("/neuron_record/tiny-llama/mlp_post_act/0/3").json()
+    assert record["dataset"]["neuronDatasetPath"] == "…/tiny.parquet"  # records too
 
 
 def test_paths_are_shown_where_the_server_is_told_to(tiny_dataset):
@@ -44,6 +46,8 @@ def test_paths_are_shown_where_the_server_is_told_to(tiny_dataset):
         got = entry(client, "tiny-llama")
         assert got["neuronDatasetPath"] == str(tiny_dataset["parquet"])
         assert got["shape"]["corpus"] == str(tiny_dataset["corpus"].resolve())
+        record = client.get("/neuron_record/tiny-llama/mlp_post_act/0/3").json()
+        assert record["dataset"]["neuronDatasetPath"] == str(tiny_dataset["parquet"])
         missing = client.get("/neuron_record/tiny-llama/mlp_post_act/9/0").json()["detail"]
         assert "valid layers are 0-1" in missing
 
