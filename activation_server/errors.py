@@ -23,6 +23,7 @@ from activations.records.errors import RecordNotFoundError, UpstreamError, Upstr
 from activations.search.models import SearchError
 from activations.weights.views import WeightsPendingError
 from registry.errors import UnknownDatasetError, UnknownModelError
+from registry.metadata import NeuronDatasetMetadata
 
 log = logging.getLogger("activation_server")
 
@@ -60,6 +61,19 @@ _ABSOLUTE_PATH = re.compile(r"(?<![\w:/.~$])/(?:[^\s/'\"`()]+/)+([^\s/'\"`()]+)"
 def hide_paths(text: str) -> str:
     """Absolute local paths cut to their last part; URLs (scheme://host/...) are kept."""
     return _ABSOLUTE_PATH.sub(r"…/\1", text)
+
+
+def shown_metadata(metadata: NeuronDatasetMetadata, expose_paths: bool) -> NeuronDatasetMetadata:
+    """A registered dataset as the server shows it (catalog, records): its own paths (dataset,
+    corpus) cut to their last part unless it is told to show them."""
+    if expose_paths:
+        return metadata
+    update = {
+        field: hide_paths(value)
+        for field in ("neuron_dataset_path", "corpus")
+        if isinstance(value := getattr(metadata, field), str)
+    }
+    return metadata.model_copy(update=update)
 
 
 # A 503 says when to ask again (RFC 9110 Retry-After, seconds): weight views take a while to

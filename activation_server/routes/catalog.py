@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from activation_server.errors import hide_paths
+from activation_server.errors import hide_paths, shown_metadata
 from activation_server.schemas import DatasetEntry, HealthResponse, SchemaResponse
 from activation_server.services import Services, services
 from activations.records.errors import RecordError
@@ -31,16 +31,13 @@ async def _entry(source: RecordSource, open_it: bool, s: Services) -> DatasetEnt
             note = None if shape is not None else note
         except (RecordError, asyncio.TimeoutError) as error:
             note = str(error) or f"not opened within {timeout_s:g} s"
-    fields = source.metadata.model_dump()
-    if fields.get("corpus") is None and shape is not None:  # the file names its corpus
-        fields["corpus"] = shape.corpus
     if not s.settings.expose_paths:  # the server's own paths stay its own
-        fields["neuron_dataset_path"] = hide_paths(fields["neuron_dataset_path"])
         note = note and hide_paths(note)
         if shape is not None and shape.corpus:
             shape = shape.model_copy(update={"corpus": hide_paths(shape.corpus)})
-        if fields["corpus"]:
-            fields["corpus"] = hide_paths(fields["corpus"])
+    fields = shown_metadata(source.metadata, s.settings.expose_paths).model_dump()
+    if fields.get("corpus") is None and shape is not None:  # the file names its corpus
+        fields["corpus"] = shape.corpus
     return DatasetEntry(**fields, shape=shape, shape_note=note)
 
 

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BeforeValidator
 
-from activation_server.errors import hide_paths
+from activation_server.errors import hide_paths, shown_metadata
 from activation_server.services import Services, services
 from activations.records.models import GluNeuronRecord, NeuronRecordResponse
 from activations.records.source import NOT_KEPT, RecordQuery
@@ -63,14 +63,11 @@ async def answer_record(
     record = await source.record(layer, neuron, query)
     if with_weights and isinstance(record, GluNeuronRecord):
         record = await add_weights(services, record)
+    if isinstance(record, GluNeuronRecord):  # the server's own paths stay its own
+        shown = shown_metadata(record.dataset, services.settings.expose_paths)
+        record = record.model_copy(update={"dataset": shown})
     # Built from validated models: dumped here without validating them again on the way out.
-    content = record.model_dump(mode="json", by_alias=True)
-    dataset = content.get("dataset")
-    if isinstance(dataset, dict) and not services.settings.expose_paths:
-        for field in ("neuronDatasetPath", "corpus"):  # the server's own paths stay its own
-            if isinstance(dataset.get(field), str):
-                dataset[field] = hide_paths(dataset[field])
-    response = json_response(content)
+    response = json_response(record.model_dump(mode="json", by_alias=True))
     notes = (getattr(record, "context_note", None), getattr(record, "weights_note", None))
     if version is not NOT_KEPT and notes == (None, None):
         model = find_model(metadata.model)  # example text and values are the model's

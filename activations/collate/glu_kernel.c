@@ -116,15 +116,10 @@ static inline void insert16_epi64(int64_t* list, int j, int64_t x) {
     _mm512_storeu_si512(list + 8, _mm512_mask_mov_epi64(new_hi, (__mmask8)(here >> 8), x8));
 }
 
-// offer_scalar for lists of 16 (the default k) in vector registers: the candidate's place is
-// the number of entries that rank before it.
-static void offer(const TopLists* top, int64_t K, int64_t N, int p, int64_t n, float score,
-                  float value, int64_t doc, int64_t position) {
-    if (K != 16) {
-        offer_scalar(top, K, N, p, n, score, value, doc, position);
-        return;
-    }
-    const int64_t base = ((int64_t)p * N + n) * K;
+// offer_scalar for lists of 16 (the default k) in vector registers, the list at `base`: the
+// candidate's place is the number of entries that rank before it.
+static void offer16(const TopLists* top, int64_t base, float score, float value, int64_t doc,
+                    int64_t position) {
     float* scores = top->score + base;
     int64_t* docs = top->doc + base;
     const __m512 list = _mm512_loadu_ps(scores), s = _mm512_set1_ps(score);
@@ -140,18 +135,13 @@ static void offer(const TopLists* top, int64_t K, int64_t N, int p, int64_t n, f
     insert16_ps(top->value + base, j, value);
     insert16_epi64(docs, j, doc);
     insert16_epi64(top->position + base, j, position);
-    top->threshold[(int64_t)p * N + n] = scores[15];
 }
 #else
-// offer_scalar for lists of 16 without branches on the entries: the candidate's place is the
-// number of entries that rank before it, and the entries from there on move down one place.
-static void offer(const TopLists* top, int64_t K, int64_t N, int p, int64_t n, float score,
-                  float value, int64_t doc, int64_t position) {
-    if (K != 16) {
-        offer_scalar(top, K, N, p, n, score, value, doc, position);
-        return;
-    }
-    const int64_t base = ((int64_t)p * N + n) * K;
+// offer_scalar for lists of 16 without branches on the entries, the list at `base`: the
+// candidate's place is the number of entries that rank before it, and the entries from there
+// on move down one place.
+static void offer16(const TopLists* top, int64_t base, float score, float value, int64_t doc,
+                    int64_t position) {
     float* scores = top->score + base;
     const int64_t* docs = top->doc + base;
     int j = 0;
@@ -166,7 +156,6 @@ static void offer(const TopLists* top, int64_t K, int64_t N, int p, int64_t n, f
     top->value[base + j] = value;
     top->doc[base + j] = doc;
     top->position[base + j] = position;
-    top->threshold[(int64_t)p * N + n] = scores[15];
 }
 
 // The lanes (bits) of one (pair, vector)'s maxima that may enter their lists: found (key not
@@ -174,13 +163,25 @@ static void offer(const TopLists* top, int64_t K, int64_t N, int p, int64_t n, f
 static inline __mmask16 entering(const int32_t* key, const __m512i bits, const float* threshold,
                                  int width) {
     float score[W];
-    memcpy(score, &bits, sizeof score);
+    _mm512_storeu_si512(score, bits);
     unsigned enter = 0;
     for (int i = 0; i < width; ++i)
         enter |= (unsigned)(key[i] != 0 && fabsf(score[i]) >= threshold[i]) << i;
     return (__mmask16)enter;
 }
 #endif
+
+// offer_scalar, by offer16 where lists hold 16 (the default k), and the list's k-th score kept.
+static void offer(const TopLists* top, int64_t K, int64_t N, int p, int64_t n, float score,
+                  float value, int64_t doc, int64_t position) {
+    if (K != 16) {
+        offer_scalar(top, K, N, p, n, score, value, doc, position);
+        return;
+    }
+    const int64_t base = ((int64_t)p * N + n) * K;
+    offer16(top, base, score, value, doc, position);
+    top->threshold[(int64_t)p * N + n] = top->score[base + 15];
+}
 
 // The waiting candidates of (pair p, vector) enter their lists, or drop out.
 static void admit(const TopLists* top, int64_t K, int64_t N, int p, int64_t vector) {

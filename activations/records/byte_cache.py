@@ -88,7 +88,7 @@ class ByteCache:
                     return data[start - a : end - a]
         return None
 
-    def read(self, key: str, start: int, end: int) -> bytes | None:
+    def read(self, key: str, start: int, end: int) -> bytes | memoryview | None:
         pending = self._in_memory(key, start, end)
         if pending is not None:
             return pending

@@ -48,7 +48,7 @@ class HubPath:
 
     @property
     def fs_root(self) -> str:
-        """The HfFileSystem path of the repo at its revision."""
+        """The repo at its revision as an hf:// path names it (datasets/owner/name@rev)."""
         rev = f"@{self.revision}" if self.revision else ""
         return f"datasets/{self.repo_id}{rev}"
 

@@ -120,7 +120,7 @@ class RemoteFile:
 
     # -- bytes -----------------------------------------------------------------------------------
 
-    def read(self, start: int, end: int) -> bytes:
+    def read(self, start: int, end: int) -> bytes | memoryview:
         if self._tail and self._tail_start <= start and end <= self._tail_start + len(self._tail):
             return self._tail[start - self._tail_start : end - self._tail_start]
         cached = self.cache.read(self.key, start, end)
@@ -261,10 +261,6 @@ class _Sparse(io.RawIOBase):
         return data
 
     def readinto(self, buffer) -> int:
-        end = min(self.remote.size, self.position + len(buffer))
-        if end <= self.position:
-            return 0
-        data = self.remote.read(self.position, end)
+        data = self.read(len(buffer))
         buffer[: len(data)] = data
-        self.position += len(data)
         return len(data)

@@ -59,6 +59,9 @@ def weight_views(
     names = list(classes.CLASS_NAMES if sites[0].is_glu else classes.PLAIN_CLASSES.values())
     parts: list[pa.Table] = []
     began = time.perf_counter()
+    # tied (one matrix in and out): each chunk is then one product, [written; gate; in] · W_U^T
+    if embed.data_ptr() == unembed.data_ptr() or torch.equal(embed, unembed):
+        embed = unembed
     with torch.inference_mode():
         unembed_mean = mean_row(unembed)
         for site in sites:
@@ -101,13 +104,11 @@ def _layer(site, unembed, unembed_mean, embed, scale, refactored, top_k, chunk) 
     skews, kurtoses = [], []
     written = out * scale if scale is not None else out
     read = [r for r in (gate, in_) if r is not None]
-    tied = embed.data_ptr() == unembed.data_ptr() or torch.equal(embed, unembed)
     names = ["out", "gate", "in"] if gate is not None else ["out", "in"]
     for start in range(0, n, chunk):
         part = slice(start, min(start + chunk, n))
         width = part.stop - part.start
-        # one product per chunk where the embeddings are tied: [written; gate; in] · W_U^T
-        if tied:
+        if embed is unembed:
             rows = torch.cat([written[part], *(r[part] for r in read)])
             reduced = [reduce_product(rows, unembed, top_k, width, unembed_mean)]
         else:
@@ -116,10 +117,8 @@ def _layer(site, unembed, unembed_mean, embed, scale, refactored, top_k, chunk) 
                 reduce_product(torch.cat([r[part] for r in read]), embed, top_k),
             ]
         lists_of = {
-            "top_ids": torch.cat([r.top_ids for r in reduced]),
-            "top_values": torch.cat([r.top_values for r in reduced]),
-            "bottom_ids": torch.cat([r.bottom_ids for r in reduced]),
-            "bottom_values": torch.cat([r.bottom_values for r in reduced]),
+            kind: torch.cat([getattr(r, kind) for r in reduced])
+            for kind in ("top_ids", "top_values", "bottom_ids", "bottom_values")
         }
         for i, name in enumerate(names):
             rows_of = slice(i * width, (i + 1) * width)
