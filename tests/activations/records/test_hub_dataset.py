@@ -187,3 +187,23 @@ def test_a_repo_with_its_files_at_the_root(olmo_hub, olmo_replicas, tmp_path):
     dataset = GluParquetDataset("hf://datasets/someone/at-root")
     assert same(dataset.read_record(2, 7), expected_row(columns, 2, 7, NEURONS), rel=0, abs_=0)
     dataset.close()
+
+
+def test_one_shard_by_its_path_and_a_missing_one_named(olmo_hub, olmo_replicas, tmp_path):
+    """hf://…/data/<file>.parquet reads that file alone (its rows, as the replica has them); a
+    file the repo does not hold is the Hub's 404, and nothing is fetched or kept for it."""
+    folder, columns = olmo_replicas["small"]
+    first = sorted((folder / "data").glob("*.parquet"))[0].name
+    shard = GluParquetDataset(f"hf://datasets/sjgerstner/replica-small/data/{first}")
+    assert same(shard.read_record(0, 5), expected_row(columns, 0, 5, NEURONS), rel=0, abs_=0)
+    shard.close()  # its fetched bytes on disk
+    remote = tmp_path / "neurons-home" / "remote"
+    kept = sorted(remote.rglob("*"))
+    assert kept
+    before = len(olmo_hub.log)
+    missing = GluParquetDataset("hf://datasets/sjgerstner/replica-small/data/no-such.parquet")
+    with pytest.raises(UpstreamError, match=r"Hugging Face Hub .*404 \(no such file or folder\)"):
+        missing.describe()
+    missing.close()
+    assert file_reads(olmo_hub, before) == []  # only the listing was asked
+    assert sorted(remote.rglob("*")) == kept  # nothing written, nothing lost
