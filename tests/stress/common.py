@@ -33,6 +33,13 @@ COLLATE = ["collate", "--register", "tiny_reg", "--model", "tiny-olmo", "--corpu
            "--batch-size", "2", "--checkpoint-every", "20", "--engine", "eager"]  # fmt: skip
 
 
+def finished(process: subprocess.Popen, timeout: float) -> tuple[int, str]:
+    """Its exit status and everything it printed, read while it runs: waiting without reading
+    lets a chatty child (progress lines) fill the pipe and block on it forever."""
+    out, _ = process.communicate(timeout=timeout)
+    return process.returncode, out
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

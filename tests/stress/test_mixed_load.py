@@ -18,7 +18,7 @@ import pytest
 
 from tests.compare import same
 from tests.servers import HangingServer
-from tests.stress.common import COLLATE, free_port, neurons, percentile
+from tests.stress.common import COLLATE, finished, free_port, neurons, percentile
 
 pytestmark = pytest.mark.stress
 TIMEOUT_S = 3.0  # the server's upstream_timeout_s here
@@ -107,7 +107,8 @@ def test_mixed_live_and_context_records_are_all_correct(tiny_setup):
 
     tmp = tiny_setup
     build = neurons(tmp, *COLLATE, "--out", "whole.parquet", "--max-docs", "200")
-    assert build.wait(900) == 0, build.stdout.read()
+    code, out = finished(build, 900)
+    assert code == 0, out
     text = " ".join(random_documents(1, seed=1, max_words=40)[0].split() * 3)
     calls = requests_of(text)
 
@@ -171,7 +172,8 @@ def test_mixed_live_and_context_records_are_all_correct(tiny_setup):
 def test_hanging_upstreams_beside_local_traffic(tiny_setup):
     tmp = tiny_setup
     build = neurons(tmp, *COLLATE, "--out", "whole.parquet", "--max-docs", "60")
-    assert build.wait(900) == 0, build.stdout.read()
+    code, out = finished(build, 900)
+    assert code == 0, out
     hung = [HangingServer() for _ in range(2)]
     register = tmp / "hung_reg.py"
     register.write_text(
@@ -257,7 +259,8 @@ def test_peak_memory_of_the_heaviest_requests_on_the_embedded_model(tmp_path):
     build = neurons(tmp_path, "collate", "--model", "smollm2-135m", "--corpus", "shakespeare",
                     "--max-docs", "8", "--layers", "0,15,29", "--out", str(out),
                     env_extra={"NEURONS_HOME": str(home)})  # fmt: skip
-    assert build.wait(1800) == 0, build.stdout.read()
+    code, out = finished(build, 1800)
+    assert code == 0, out
     (tmp_path / "smol_reg.py").write_text(
         "from registry import register_neuron_dataset_metadata\n"
         "for dst in ('mlp_post_act', 'mlp_pre_act'):\n"

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.activations.reference import assert_columns_identical
-from tests.stress.common import COLLATE, env, free_port, neurons, percentile
+from tests.stress.common import COLLATE, env, finished, free_port, neurons, percentile
 from tests.tiny import random_documents
 
 pytestmark = pytest.mark.stress
@@ -31,7 +31,8 @@ ROOT = Path(__file__).parents[2]
 def test_kill_9_during_collation_then_resume_gives_the_same_file(tiny_setup):
     tmp = tiny_setup
     whole = neurons(tmp, *COLLATE, "--out", "whole.parquet")
-    assert whole.wait(600) == 0, whole.stdout.read()
+    code, out = finished(whole, 600)
+    assert code == 0, out
     checkpoint = tmp / "killed.parquet.ckpt"
     survived = 0
     for kill_after in (0.5, 1.5):  # kill twice, at different points
@@ -47,7 +48,8 @@ def test_kill_9_during_collation_then_resume_gives_the_same_file(tiny_setup):
         assert checkpoint.exists()
         survived += 1
     resumed = neurons(tmp, *COLLATE, "--out", "killed.parquet", "--resume")
-    assert resumed.wait(600) == 0, resumed.stdout.read()
+    code, out = finished(resumed, 600)
+    assert code == 0, out
     assert not checkpoint.exists()
     assert_columns_identical(
         pq.read_table(tmp / "whole.parquet"), pq.read_table(tmp / "killed.parquet")
@@ -65,7 +67,8 @@ def rss_mb(pid: int) -> float:
 def test_load_records_while_live_activations_run(tiny_setup):
     tmp = tiny_setup
     build = neurons(tmp, *COLLATE, "--out", "whole.parquet", "--max-docs", "200")
-    assert build.wait(600) == 0, build.stdout.read()
+    code, out = finished(build, 600)
+    assert code == 0, out
     port = free_port()
     server = neurons(tmp, "serve", "--register", "tiny_reg", "--port", str(port))
     base = f"http://127.0.0.1:{port}"
@@ -175,7 +178,8 @@ def test_killed_rank_of_a_torchrun_job_resumes_to_the_same_result(tiny_setup):
     torchrun = str(Path(sys.executable).parent / "torchrun")
     args = [a for a in COLLATE if a != "collate"] + ["--max-docs", "600"]
     single = neurons(tmp, *COLLATE, "--max-docs", "600", "--out", "single.parquet")
-    assert single.wait(600) == 0, single.stdout.read()
+    code, out = finished(single, 600)
+    assert code == 0, out
 
     def job() -> subprocess.Popen:
         return subprocess.Popen(
@@ -192,10 +196,11 @@ def test_killed_rank_of_a_torchrun_job_resumes_to_the_same_result(tiny_setup):
     ranks = children(first.pid)
     assert ranks and first.poll() is None, "the job ended before a rank could be killed"
     os.kill(ranks[-1], signal.SIGKILL)
-    assert first.wait(120) != 0
+    assert finished(first, 120)[0] != 0
     assert not (tmp / "dist.parquet").exists()
     second = job()
-    assert second.wait(600) == 0, second.stdout.read()[-3000:]
+    code, out = finished(second, 600)
+    assert code == 0, out[-3000:]
     a, b = pq.read_table(tmp / "single.parquet"), pq.read_table(tmp / "dist.parquet")
     exact = [c for c in a.column_names if not c.endswith(("_sum", "_mean", "_freq"))]
     assert_columns_identical(a, b, exact)
