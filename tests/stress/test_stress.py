@@ -177,7 +177,12 @@ def test_killed_rank_of_a_torchrun_job_resumes_to_the_same_result(tiny_setup):
     tmp = tiny_setup
     torchrun = str(Path(sys.executable).parent / "torchrun")
     args = [a for a in COLLATE if a != "collate"] + ["--max-docs", "600"]
-    single = neurons(tmp, *COLLATE, "--max-docs", "600", "--out", "single.parquet")
+    # one thread, as each rank below: a forward pass's float rounding depends on the threads
+    # its matrix products are split over, and the maxima must match bit for bit
+    one_thread = {"OMP_NUM_THREADS": "1"}
+    single = neurons(
+        tmp, *COLLATE, "--max-docs", "600", "--out", "single.parquet", env_extra=one_thread
+    )
     code, out = finished(single, 600)
     assert code == 0, out
 
