@@ -226,6 +226,7 @@ def search_prompt(
     token_index: int | None = None,
     top: int = 20,
     skip_first: bool = False,
+    dataset: str | None = None,
 ) -> PromptSearchResult:
     """See Session.search_prompt."""
-    return default_session().search_prompt(model, text, dst, token_index, top, skip_first)
+    return default_session().search_prompt(model, text, dst, token_index, top, skip_first, dataset)

@@ -51,4 +51,11 @@ def test_the_readme_gets_from_a_model_folder_to_records_and_searches(folder):
     examples = [e for q in record.quadrants for e in q.examples["hook_post"]]
     assert examples and all(e.tokens for e in examples)  # the text of every example
     assert len(found.neurons) == 20 and found.token_index == len(found.tokens) - 1
+    # the module-level search names the same dataset's pages when told which
+    api, mine = scope["api"], scope["mine"]
+    named = api.search_prompt(
+        mine.metadata.model, "To be, or not to be", token_index=-1,
+        dataset=mine.metadata.short_name,
+    )  # fmt: skip
+    assert named.model_dump() == found.model_dump() and named.dataset == mine.metadata.short_name
     assert peaks.token == " king" and peaks.indexed > 0

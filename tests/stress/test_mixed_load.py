@@ -255,16 +255,16 @@ def test_peak_memory_of_the_heaviest_requests_on_the_embedded_model(tmp_path):
     server allows, concurrently: every hook's examples with 64 tokens of context and values,
     and live requests of 16 texts of 1024 tokens."""
     home = tmp_path / "home"
-    out = tmp_path / "smol.parquet"
+    dataset_file = tmp_path / "smol.parquet"
     build = neurons(tmp_path, "collate", "--model", "smollm2-135m", "--corpus", "shakespeare",
-                    "--max-docs", "8", "--layers", "0,15,29", "--out", str(out),
+                    "--max-docs", "8", "--layers", "0,15,29", "--out", str(dataset_file),
                     env_extra={"NEURONS_HOME": str(home)})  # fmt: skip
     code, out = finished(build, 1800)
     assert code == 0, out
     (tmp_path / "smol_reg.py").write_text(
         "from registry import register_neuron_dataset_metadata\n"
         "for dst in ('mlp_post_act', 'mlp_pre_act'):\n"
-        f"    register_neuron_dataset_metadata('smol', dst, 'Smol', {str(out)!r},\n"
+        f"    register_neuron_dataset_metadata('smol', dst, 'Smol', {str(dataset_file)!r},\n"
         "        format='glu_parquet', model='smollm2-135m', corpus='shakespeare')\n"
     )
     server = Served(tmp_path, "smol_reg", env_extra={"NEURONS_HOME": str(home)})
