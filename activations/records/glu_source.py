@@ -20,6 +20,7 @@ from activations.records.errors import (
     UpstreamError,
     UpstreamTimeoutError,
 )
+from activations.records.file_metadata import read_file_metadata
 from activations.records.glu_parquet import GluParquetDataset
 from activations.records.lru import LruCache
 from activations.records.models import GluExample, GluNeuronRecord, GluQuadrant
@@ -44,7 +45,7 @@ from activations.records.storage import StorageError, classify_error
 from registry import find_model
 from registry.metadata import NeuronDatasetMetadata
 from registry.paths import local_path
-from registry.vocabulary import DST_TO_HOOK, GLU_HOOKS, HOOK_POST
+from registry.vocabulary import DST_TO_HOOK, GLU_HOOKS
 
 
 def describe_source(metadata: NeuronDatasetMetadata) -> str:
@@ -108,21 +109,21 @@ class GluSource:
     def __init__(self, metadata: NeuronDatasetMetadata, shared: GluRecords) -> None:
         self.metadata = metadata
         self.shared = shared
-        self.hook = DST_TO_HOOK.get(metadata.derived_scalar_type, HOOK_POST)
+        self.hook = DST_TO_HOOK[metadata.derived_scalar_type]  # the registry checked it
 
     @property
     def dataset(self) -> GluParquetDataset:
         return self.shared.dataset(self.metadata.neuron_dataset_path, self.metadata.revision)
 
     def _shape(self, description: dict[str, Any]) -> DatasetShape:
-        file_metadata = description.get("metadata") or {}
+        file_metadata = read_file_metadata(description.get("metadata"))
         layout = layout_of_columns(description["columns"])
         return DatasetShape(
             layers=description["layers"],
             neurons_per_layer=description["n_neurons"],
             top_k=description["top_k"],
             hooks=list(layout.hooks),
-            corpus=file_metadata.get("corpus") or self.metadata.corpus,
+            corpus=file_metadata.corpus or self.metadata.corpus,
         )
 
     def known_shape(self) -> tuple[DatasetShape | None, str | None]:
@@ -230,7 +231,7 @@ class GluSource:
         metadata says so or, where it says nothing (the published files), where the model's
         registry entry does; the model gives them as its entry says."""
         layer, neuron = record.layer, record.neuron
-        said = record.file_metadata.get("refactor_glu")
+        said = record.file_metadata.refactor_glu
 
         def values(runner):
             found = runner.neuron_values(id_lists, layer, neuron, hooks)
@@ -297,7 +298,7 @@ class GluSource:
     def _summary(self, layer: int, neuron: int, all_hooks: bool) -> GluNeuronRecord:
         """The record without example text: one row read."""
         row, description = self._read(layer, neuron, None if all_hooks else [self.hook])
-        file_metadata = description.get("metadata") or {}
+        file_metadata = read_file_metadata(description.get("metadata"))
         layout: RecordLayout = layout_of_columns(list(row))
         hooks = [h for h in layout.hooks if all_hooks or h == self.hook]
         quadrants = []

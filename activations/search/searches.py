@@ -13,6 +13,7 @@ from pathlib import Path
 
 from activations.models.pool import ModelPool
 from activations.pools import Pools
+from activations.records.file_metadata import CollationMetadata, read_file_metadata
 from activations.records.glu_source import GluSource
 from activations.records.source import RecordSources
 from activations.search.models import (
@@ -34,7 +35,7 @@ from activations.search.token_index import (
 )
 from registry import get_neuron_dataset_metadata_by_short_name_and_dst
 from registry.metadata import NeuronDatasetMetadata
-from registry.vocabulary import DST_TO_HOOK, HOOK_POST, DerivedScalarType
+from registry.vocabulary import DST_TO_HOOK, DerivedScalarType
 
 
 class Searches:
@@ -98,10 +99,10 @@ class Searches:
                 f"{metadata.format.value} (neuron-explainer's records store no token ids)"
             )
         dst = metadata.derived_scalar_type
-        hook = DST_TO_HOOK.get(dst, HOOK_POST)
+        hook = DST_TO_HOOK[dst]  # the registry checked that the format holds it
         source.dataset.refresh()  # a file replaced under a running server is read anew
         description = source.dataset.describe()
-        file_metadata = description.get("metadata") or {}
+        file_metadata = read_file_metadata(description.get("metadata"))
         if not has_positions(description["columns"], hook):
             raise no_positions(f"{metadata.short_name} ({hook})")
         files = source.dataset.local_files
@@ -129,7 +130,7 @@ class Searches:
         except LookupError as error:
             raise SearchError(f"the token cannot be read without the tokenizer: {error}") from None
 
-    def _index(self, metadata, files: list[str], file_metadata: dict) -> TokenIndex:
+    def _index(self, metadata, files: list[str], file_metadata: CollationMetadata) -> TokenIndex:
         key = metadata.neuron_dataset_path
         held = self._indexes.get(key)
         if held is not None and held.made_from(files):
