@@ -17,7 +17,8 @@ from registry import (
     get_all_models,
     get_all_neuron_dataset_metadata,
 )
-from registry.vocabulary import DerivedScalarType, schema_description
+from registry.metadata import describe_vocabulary
+from registry.vocabulary import DerivedScalarType
 
 router = APIRouter(tags=["catalog"])
 
@@ -67,7 +68,7 @@ async def models() -> list[ModelMetadata]:
 async def schema() -> SchemaResponse:
     """The vocabulary: every GLU hook (its derived scalar type, label, card order) and every
     quadrant, as the server's records name them."""
-    return SchemaResponse(**schema_description())
+    return describe_vocabulary()
 
 
 @router.get("/health", response_model=HealthResponse)

@@ -23,6 +23,7 @@ from typing import Any
 from activations.corpus import HF_PREFIX, load_corpus
 from activations.models.tokens import Tokens
 from activations.records.documents import DocumentSource, HubDocuments, LoadedDocuments
+from activations.records.file_metadata import CollationMetadata
 from activations.records.lru import LruCache
 from activations.records.models import GluExample, GluNeuronRecord
 from registry.metadata import NeuronDatasetMetadata
@@ -99,7 +100,7 @@ class ExampleText:
         self.located: LruCache[tuple, int] = LruCache(65_536)
         self._verified: set[tuple] = set()
 
-    def tokens(self, metadata: NeuronDatasetMetadata, file_metadata: dict) -> Tokens:
+    def tokens(self, metadata: NeuronDatasetMetadata, file_metadata: CollationMetadata) -> Tokens:
         """The model's tokenizer with the BOS rule the file was made with; raises LookupError
         saying why not."""
         if not metadata.model:
@@ -110,20 +111,20 @@ class ExampleText:
             raise
         except Exception as error:  # an unknown model: the registry's message
             raise LookupError(str(error)) from None
-        if "bos_token" in file_metadata:
-            return Tokens(tokens.tokenizer, file_metadata["bos_token"])
+        if file_metadata.says("bos_token"):
+            return Tokens(tokens.tokenizer, file_metadata.bos_token)
         return tokens
 
     def corpus(
-        self, metadata: NeuronDatasetMetadata, file_metadata: dict
+        self, metadata: NeuronDatasetMetadata, file_metadata: CollationMetadata
     ) -> tuple[DocumentSource, int]:
         """The documents the record's indices point into, and the tokens kept per document;
         opened once, and a failure remembered for RETRY_CORPUS_AFTER_S seconds."""
-        name = file_metadata.get("corpus") or metadata.corpus
+        name = file_metadata.corpus or metadata.corpus
         if not name or not metadata.model:
             raise LookupError("the dataset names no corpus and model")
         spec, _, tokens = name.partition("@")
-        max_tokens = int(tokens or file_metadata.get("max_tokens") or 1024)
+        max_tokens = int(tokens or file_metadata.max_tokens or 1024)
         key = (metadata.model, spec, max_tokens)
         with self._lock:
             held, failed = self._corpora.get(key), self._failed.get(key)
@@ -149,11 +150,11 @@ class ExampleText:
             self._failed.pop(key, None)
         return held, max_tokens
 
-    def check_fingerprint(self, source: DocumentSource, file_metadata: dict) -> None:
+    def check_fingerprint(self, source: DocumentSource, file_metadata: CollationMetadata) -> None:
         """Refuse the text of a corpus edited since the file was collated (its recorded hash
         of each document range differs): it would not be the text the records were made of."""
-        recorded = file_metadata.get("corpus_sha256")
-        if not isinstance(recorded, dict) or not isinstance(source, LoadedDocuments):
+        recorded = file_metadata.corpus_sha256
+        if recorded is None or not isinstance(source, LoadedDocuments):
             return  # older files, and Hub corpora (read by the revision they are at)
         for span, digest in recorded.items():
             key = (id(source), span, digest)
@@ -168,12 +169,15 @@ class ExampleText:
                 )
             self._verified.add(key)
 
-    def is_remote(self, metadata: NeuronDatasetMetadata, file_metadata: dict) -> bool:
-        name = file_metadata.get("corpus") or metadata.corpus or ""
+    def is_remote(self, metadata: NeuronDatasetMetadata, file_metadata: CollationMetadata) -> bool:
+        name = file_metadata.corpus or metadata.corpus or ""
         return name.startswith(HF_PREFIX)
 
     def documents(
-        self, record: GluNeuronRecord, metadata: NeuronDatasetMetadata, file_metadata: dict
+        self,
+        record: GluNeuronRecord,
+        metadata: NeuronDatasetMetadata,
+        file_metadata: CollationMetadata,
     ) -> Fetched:
         """The token ids of every example's document (or why not); raises LookupError where no
         document can be had (no corpus, no tokenizer)."""
@@ -182,7 +186,7 @@ class ExampleText:
         return Fetched(ids, self.tokens(metadata, file_metadata), isinstance(source, HubDocuments))
 
     def document_ids(
-        self, metadata: NeuronDatasetMetadata, file_metadata: dict, indices: list[int]
+        self, metadata: NeuronDatasetMetadata, file_metadata: CollationMetadata, indices: list[int]
     ) -> dict[int, list[int] | str]:
         """Documents by index as the records were made from them: their token ids, or why
         not; raises LookupError where no document can be had (no corpus, no tokenizer)."""
@@ -281,7 +285,7 @@ class ExampleText:
     def random_documents(
         self,
         metadata: NeuronDatasetMetadata,
-        file_metadata: dict,
+        file_metadata: CollationMetadata,
         seed: int,
         count: int,
         length: int,
