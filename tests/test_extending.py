@@ -116,8 +116,10 @@ def test_a_derived_scalar_is_one_row_of_the_vocabulary(tmp_path, tiny_models):
         assert other.column_names == eager.column_names, engine
         assert_columns_identical(eager, other, exact)
         for column in set(eager.column_names) - set(exact):
-            np.testing.assert_allclose(eager[column].to_numpy(), other[column].to_numpy(),
-                                       rtol=1e-5, atol=1e-6, err_msg=f"{engine}: {column}")  # fmt: skip
+            np.testing.assert_allclose(
+                eager[column].to_numpy(), other[column].to_numpy(), rtol=1e-5, atol=1e-6,
+                err_msg=f"{engine}: {column}",
+            )  # fmt: skip
     # the server: in the vocabulary, the enums, the records and live
     assert "hook_gate_abs" in [h["hook"] for h in answers["schema"]["hooks"]]
     assert "mlp_gate_abs" in answers["enum"]
