@@ -15,6 +15,8 @@ from typing import NamedTuple
 from registry.vocabulary import ALL_TOKENS, QUADRANTS
 
 KEY_COLUMNS: tuple[str, ...] = ("layer", "neuron")
+# the Parquet file metadata key under which `neurons collate` writes its own (JSON)
+METADATA_KEY = b"neurons"
 QUADRANT_STATISTICS: tuple[str, ...] = ("freq", "count")
 HOOK_STATISTICS: tuple[str, ...] = (
     "max_values",

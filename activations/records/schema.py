@@ -14,6 +14,7 @@ import pyarrow as pa
 
 from registry.columns import (  # noqa: F401  (the names, re-exported for the record readers)
     KEY_COLUMNS,
+    METADATA_KEY,
     count_column,
     freq_column,
     max_indices_column,
@@ -38,7 +39,6 @@ DEFAULT_TOP_K = 16
 # statistic); empty top-k slots hold value 0.0 and a real document index, as the published
 # files do (position -1 marks them); version 1 files (_sum, index -1) still read and merge.
 SCHEMA_VERSION = "2"
-METADATA_KEY = b"neurons"
 
 
 @dataclass(frozen=True)
