@@ -16,10 +16,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from activations.io.errors import RecordNotFoundError, UpstreamError, UpstreamTimeoutError
 from activations.models.live import LiveRequestError
 from activations.models.worker import ModelBusyError
 from activations.pools import PoolBusyError, PoolTimeoutError
-from activations.records.errors import RecordNotFoundError, UpstreamError, UpstreamTimeoutError
 from activations.search.models import SearchError
 from activations.weights.views import WeightsPendingError
 from registry.errors import UnknownDatasetError, UnknownModelError

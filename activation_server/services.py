@@ -11,8 +11,8 @@ from activation_server.answers import WarmAnswers
 from activation_server.settings import ServerSettings
 from activations.models.pool import ModelPool
 from activations.pools import Pools
-from activations.records.source import RecordSources, SourceSettings
 from activations.search.searches import Searches
+from activations.sources.source import RecordSources, SourceSettings
 from activations.weights.views import WeightViews
 
 

@@ -24,9 +24,9 @@ from typing import Any, TypeVar
 
 from activations.models.pool import ModelPool
 from activations.pools import Pools
-from activations.records.source import DatasetShape, Record, RecordQuery, RecordSources
 from activations.search.models import PromptSearchResult, TokenSearchResult
 from activations.search.searches import Searches
+from activations.sources.source import DatasetShape, Record, RecordQuery, RecordSources
 from activations.weights.models import ClassCounts, NeuronWeightView
 from activations.weights.views import WeightViews
 from registry import get_neuron_dataset_metadata_by_short_name_and_dst

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 import torch
 
+from activations.io.errors import UpstreamError
 from activations.models.adapters import MlpSite, find_mlp_sites, glu_refactor_signs
 from activations.models.capture import Captured, forward_capturing, site_values
 from activations.models.loading import load_model
 from activations.models.tokens import Tokens, pad
-from activations.records.errors import UpstreamError
 from registry.metadata import ModelMetadata
 from registry.vocabulary import (
     DST_TO_HOOK,

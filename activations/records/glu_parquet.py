@@ -17,13 +17,13 @@ from typing import Any
 
 import pyarrow as pa
 
+from activations.io.byte_cache import ByteCache
+from activations.io.dataset_files import dataset_files
+from activations.io.errors import DatasetLayoutError
+from activations.io.lru import LruCache
+from activations.io.parquet_parts import ParquetPart
 from activations.pools import side_by_side
-from activations.records.byte_cache import ByteCache
-from activations.records.dataset_files import dataset_files
-from activations.records.errors import DatasetLayoutError
 from activations.records.layout import DatasetLayout, assemble
-from activations.records.lru import LruCache
-from activations.records.parquet_parts import ParquetPart
 from activations.records.schema import KEY_COLUMNS
 from registry.paths import local_path
 

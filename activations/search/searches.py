@@ -14,8 +14,6 @@ from pathlib import Path
 from activations.models.pool import ModelPool
 from activations.pools import Pools
 from activations.records.file_metadata import CollationMetadata, read_file_metadata
-from activations.records.glu_source import GluSource
-from activations.records.source import RecordSources
 from activations.search.models import (
     PromptSearchResult,
     SearchError,
@@ -33,6 +31,8 @@ from activations.search.token_index import (
     no_positions,
     write_token_index,
 )
+from activations.sources.glu_source import GluSource
+from activations.sources.source import RecordSources
 from registry import get_neuron_dataset_metadata_by_short_name_and_dst
 from registry.metadata import NeuronDatasetMetadata
 from registry.vocabulary import DST_TO_HOOK, DerivedScalarType

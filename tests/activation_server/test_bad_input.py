@@ -89,7 +89,7 @@ def test_cors_is_off_unless_configured(tiny_dataset):
 
 
 def test_unexpected_errors_are_500_without_traceback(tiny_dataset, monkeypatch):
-    from activations.records import glu_source
+    from activations.sources import glu_source
     from tests.activation_server.conftest import register_tiny
 
     register_tiny(tiny_dataset)

@@ -110,7 +110,7 @@ def test_only_the_servers_own_hosts_are_answered(server):
 
 
 def test_an_unexpected_error_is_500_and_the_connection_stays(server, monkeypatch):
-    from activations.records import glu_source
+    from activations.sources import glu_source
 
     def broken(*args, **kwargs):
         raise RuntimeError("secret internals")

@@ -12,7 +12,7 @@ import pytest
 import registry
 from activation_server.app import create_app
 from activation_server.settings import ServerSettings
-from activations.records import glu_source
+from activations.sources import glu_source
 from tests.activation_server.conftest import register_tiny
 from tests.servers import LiveServer
 

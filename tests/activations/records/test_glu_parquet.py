@@ -13,8 +13,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from activations.records import parquet_parts
-from activations.records.errors import (
+from activations.io import parquet_parts
+from activations.io.errors import (
     NeuronOutOfRangeError,
 )
 from activations.records.glu_parquet import GluParquetDataset

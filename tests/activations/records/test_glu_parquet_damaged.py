@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from activations.records.errors import (
+from activations.io.errors import (
     CorruptDatasetError,
     DatasetLayoutError,
     NeuronOutOfRangeError,

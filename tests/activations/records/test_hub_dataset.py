@@ -7,8 +7,8 @@ from __future__ import annotations
 import pyarrow.parquet as pq
 import pytest
 
-from activations.records import parquet_parts
-from activations.records.errors import RecordNotFoundError, UpstreamError
+from activations.io import parquet_parts
+from activations.io.errors import RecordNotFoundError, UpstreamError
 from activations.records.glu_parquet import GluParquetDataset
 from tests.compare import same
 from tests.replica import expected_row

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from activations.records.errors import UpstreamError
+from activations.io.errors import UpstreamError
 from activations.records.explainer import ExplainerRecord, explainer_record
-from activations.records.source import RecordQuery, public_name
+from activations.sources.source import RecordQuery, public_name
 
 if TYPE_CHECKING:
-    from activations.records.glu_source import GluSource
+    from activations.sources.glu_source import GluSource
 
 CONTEXT = 32  # tokens on each side of an example's max: sequences of up to 65 tokens
 RANDOM_DOCUMENTS = 5

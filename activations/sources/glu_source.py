@@ -11,18 +11,18 @@ import math
 import threading
 from typing import Any
 
-from activations.pools import Pools, PoolTimeoutError
-from activations.records import hub
-from activations.records.context import ExampleText, refactored
-from activations.records.errors import (
+from activations.io import hub
+from activations.io.errors import (
     RecordError,
     RecordNotFoundError,
     UpstreamError,
     UpstreamTimeoutError,
 )
+from activations.io.lru import LruCache
+from activations.io.storage import StorageError, classify_error
+from activations.pools import Pools, PoolTimeoutError
 from activations.records.file_metadata import read_file_metadata
 from activations.records.glu_parquet import GluParquetDataset
-from activations.records.lru import LruCache
 from activations.records.models import GluExample, GluNeuronRecord, GluQuadrant
 from activations.records.schema import (
     RecordLayout,
@@ -35,13 +35,13 @@ from activations.records.schema import (
     max_values_column,
     mean_column,
 )
-from activations.records.source import (
+from activations.sources.source import (
     DatasetShape,
     ModelProvider,
     RecordQuery,
     SourceSettings,
 )
-from activations.records.storage import StorageError, classify_error
+from activations.text.example_text import ExampleText, refactored
 from registry import find_model
 from registry.metadata import NeuronDatasetMetadata
 from registry.paths import local_path
@@ -244,7 +244,7 @@ class GluSource:
         return await self.shared.models.run(self.metadata.model, values)
 
     async def explainer_record(self, layer: int, neuron: int):
-        from activations.records.glu_explainer import glu_explainer_record
+        from activations.sources.glu_explainer import glu_explainer_record
 
         return await glu_explainer_record(self, layer, neuron)
 

@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from activations.records.storage import (
+from activations.io.storage import (
     SourceNotFoundError,
     SourceReader,
     SourceTimeoutError,

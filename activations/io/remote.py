@@ -19,9 +19,9 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from activations.io.byte_cache import ByteCache
+from activations.io.errors import UpstreamError, UpstreamTimeoutError
 from activations.pools import side_by_side
-from activations.records.byte_cache import ByteCache
-from activations.records.errors import UpstreamError, UpstreamTimeoutError
 
 TAIL_BYTES = 64 * 1024  # the first read of a file: its footer, usually whole
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")

@@ -60,7 +60,7 @@ class RecordSource(Protocol):
         """The shape, opening the dataset if needed (None where the format has none)."""
 
     async def record(self, layer: int, neuron: int, query: RecordQuery) -> Record:
-        """One neuron's record; raises the errors of activations.records.errors."""
+        """One neuron's record; raises the errors of activations.io.errors."""
 
     def version(self) -> object:
         """What its answers depend on beyond the registry entry (a local file's identity and
@@ -112,8 +112,8 @@ class RecordSources:
         settings: SourceSettings | None = None,
         pools: Pools | None = None,
     ) -> None:
-        from activations.records.glu_source import GluRecords
-        from activations.records.tdb_source import TdbRecords
+        from activations.sources.glu_source import GluRecords
+        from activations.sources.tdb_source import TdbRecords
 
         settings = settings or SourceSettings()
         self.pools = pools or Pools()

@@ -3,8 +3,9 @@ protocol, answered in neuron-explainer's shape."""
 
 from __future__ import annotations
 
+from activations.io.errors import RecordError, RecordNotFoundError, UpstreamError, in_context
+from activations.io.storage import SourceReader
 from activations.pools import Pools
-from activations.records.errors import RecordError, RecordNotFoundError, UpstreamError, in_context
 from activations.records.explainer import (
     ExplainerAttentionRecord,
     ExplainerRecord,
@@ -12,16 +13,15 @@ from activations.records.explainer import (
     from_activation_records,
 )
 from activations.records.models import NeuronRecordResponse, neuron_record_response
-from activations.records.source import (
+from activations.records.tdb_json import NeuronRecord
+from activations.records.tdb_store import TdbRecordStore
+from activations.sources.source import (
     NOT_KEPT,
     DatasetShape,
     RecordQuery,
     SourceSettings,
     public_name,
 )
-from activations.records.storage import SourceReader
-from activations.records.tdb_json import NeuronRecord
-from activations.records.tdb_store import TdbRecordStore
 from registry.metadata import NeuronDatasetMetadata
 from registry.vocabulary import TOKEN_PAIR_DSTS
 
