@@ -12,7 +12,8 @@ from activation_server.settings import ServerSettings
 from activations.models.pool import ModelPool
 from activations.pools import Pools
 from activations.search.searches import Searches
-from activations.sources.source import RecordSources, SourceSettings
+from activations.sources.catalog import RecordSources
+from activations.sources.source import SourceSettings
 from activations.weights.views import WeightViews
 
 

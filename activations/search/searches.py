@@ -31,8 +31,8 @@ from activations.search.token_index import (
     no_positions,
     write_token_index,
 )
+from activations.sources.catalog import RecordSources
 from activations.sources.glu_source import GluSource
-from activations.sources.source import RecordSources
 from registry import get_neuron_dataset_metadata_by_short_name_and_dst
 from registry.metadata import NeuronDatasetMetadata
 from registry.vocabulary import DST_TO_HOOK, DerivedScalarType

@@ -5,18 +5,32 @@ corpus, no model) is said in the answer's `note`."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from activations.io.errors import UpstreamError
 from activations.records.explainer import ExplainerRecord, explainer_record
+from activations.records.models import GluNeuronRecord
 from activations.sources.source import RecordQuery, public_name
-
-if TYPE_CHECKING:
-    from activations.sources.glu_source import GluSource
+from registry.metadata import NeuronDatasetMetadata
 
 CONTEXT = 32  # tokens on each side of an example's max: sequences of up to 65 tokens
 RANDOM_DOCUMENTS = 5
 RANDOM_TOKENS = 64
+
+
+class GluSource(Protocol):
+    """What this reads of a GLU source (glu_source.GluSource): its records, example text and
+    the neuron's values on token ids."""
+
+    metadata: NeuronDatasetMetadata
+    hook: str
+    shared: Any
+
+    async def record(self, layer: int, neuron: int, query: RecordQuery) -> GluNeuronRecord: ...
+
+    async def neuron_values(
+        self, record: GluNeuronRecord, id_lists: list[list[int]], hooks: list[str]
+    ) -> list[dict[str, list[float]]]: ...
 
 
 async def glu_explainer_record(source: GluSource, layer: int, neuron: int) -> ExplainerRecord:

@@ -35,6 +35,7 @@ from activations.records.schema import (
     max_values_column,
     mean_column,
 )
+from activations.sources.glu_explainer import glu_explainer_record
 from activations.sources.source import (
     DatasetShape,
     ModelProvider,
@@ -244,8 +245,6 @@ class GluSource:
         return await self.shared.models.run(self.metadata.model, values)
 
     async def explainer_record(self, layer: int, neuron: int):
-        from activations.sources.glu_explainer import glu_explainer_record
-
         return await glu_explainer_record(self, layer, neuron)
 
     async def attention_record(self, layer: int, neuron: int):
