@@ -20,7 +20,7 @@ from activations.io.errors import RecordNotFoundError, UpstreamError, UpstreamTi
 from activations.models.live import LiveRequestError
 from activations.models.worker import ModelBusyError
 from activations.pools import PoolBusyError, PoolTimeoutError
-from activations.search.models import SearchError
+from activations.search.answers import SearchError
 from activations.weights.views import WeightsPendingError
 from registry.errors import UnknownDatasetError, UnknownModelError
 from registry.metadata import NeuronDatasetMetadata

@@ -1,4 +1,4 @@
-"""HTTP bodies of requests and of answers that are not records (activations.records.models
+"""HTTP bodies of requests and of answers that are not records (activations.records.answers
 has those), camelCase on the wire like neuron-explainer's API."""
 
 from __future__ import annotations

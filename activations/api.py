@@ -24,11 +24,11 @@ from typing import Any, TypeVar
 
 from activations.models.pool import ModelPool
 from activations.pools import Pools
-from activations.search.models import PromptSearchResult, TokenSearchResult
+from activations.search.answers import PromptSearchResult, TokenSearchResult
 from activations.search.searches import Searches
 from activations.sources.catalog import RecordSources
 from activations.sources.source import DatasetShape, Record, RecordQuery
-from activations.weights.models import ClassCounts, NeuronWeightView
+from activations.weights.answers import ClassCounts, NeuronWeightView
 from activations.weights.views import WeightViews
 from registry import get_neuron_dataset_metadata_by_short_name_and_dst
 from registry.metadata import NeuronDatasetMetadata

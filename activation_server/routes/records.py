@@ -13,7 +13,7 @@ from pydantic import BeforeValidator
 
 from activation_server.errors import hide_paths, shown_metadata
 from activation_server.services import Services, services
-from activations.records.models import GluNeuronRecord, NeuronRecordResponse
+from activations.records.answers import GluNeuronRecord, NeuronRecordResponse
 from activations.sources.source import NOT_KEPT, RecordQuery
 from registry import (
     find_model,

@@ -14,7 +14,7 @@ from pathlib import Path
 from activations.models.pool import ModelPool
 from activations.pools import Pools
 from activations.records.file_metadata import CollationMetadata, read_file_metadata
-from activations.search.models import (
+from activations.search.answers import (
     PromptSearchResult,
     SearchError,
     TokenHit,

@@ -8,8 +8,8 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from activations.io.errors import UpstreamError
+from activations.records.answers import GluNeuronRecord
 from activations.records.explainer import ExplainerRecord, explainer_record
-from activations.records.models import GluNeuronRecord
 from activations.sources.source import RecordQuery, public_name
 from registry.metadata import NeuronDatasetMetadata
 

@@ -21,9 +21,9 @@ from activations.io.errors import (
 from activations.io.lru import LruCache
 from activations.io.storage import StorageError, classify_error
 from activations.pools import Pools, PoolTimeoutError
+from activations.records.answers import GluExample, GluNeuronRecord, GluQuadrant
 from activations.records.file_metadata import read_file_metadata
 from activations.records.glu_parquet import GluParquetDataset
-from activations.records.models import GluExample, GluNeuronRecord, GluQuadrant
 from activations.records.schema import (
     RecordLayout,
     count_column,

@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from activations.records.answers import GluNeuronRecord, NeuronRecordResponse
 from activations.records.explainer import ExplainerAttentionRecord, ExplainerRecord
-from activations.records.models import GluNeuronRecord, NeuronRecordResponse
 from registry.metadata import CamelModel, NeuronDatasetMetadata
 from registry.paths import local_path
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 from activations.io.errors import RecordError, RecordNotFoundError, UpstreamError, in_context
 from activations.io.storage import SourceReader
 from activations.pools import Pools
+from activations.records.answers import NeuronRecordResponse, neuron_record_response
 from activations.records.explainer import (
     ExplainerAttentionRecord,
     ExplainerRecord,
     attention_record,
     from_activation_records,
 )
-from activations.records.models import NeuronRecordResponse, neuron_record_response
 from activations.records.tdb_json import NeuronRecord
 from activations.records.tdb_store import TdbRecordStore
 from activations.sources.source import (

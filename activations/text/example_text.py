@@ -23,8 +23,8 @@ from typing import Any
 from activations.corpus import HF_PREFIX, load_corpus
 from activations.io.lru import LruCache
 from activations.models.tokens import Tokens
+from activations.records.answers import GluExample, GluNeuronRecord
 from activations.records.file_metadata import CollationMetadata
-from activations.records.models import GluExample, GluNeuronRecord
 from activations.text.documents import DocumentSource, HubDocuments, LoadedDocuments
 from registry.metadata import NeuronDatasetMetadata
 from registry.vocabulary import (

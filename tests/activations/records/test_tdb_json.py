@@ -15,7 +15,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from activations.io.storage import SourceNotFoundError, SourceReader
-from activations.records.models import neuron_record_response
+from activations.records.answers import neuron_record_response
 from activations.records.tdb_json import (
     MalformedRecordError,
     NeuronRecord,

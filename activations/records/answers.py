@@ -7,7 +7,7 @@ from pydantic import ConfigDict, Field
 
 from activations.records.file_metadata import CollationMetadata
 from activations.records.tdb_json import ActivationRecord, NeuronRecord
-from activations.weights.models import NeuronWeightView
+from activations.weights.answers import NeuronWeightView
 from registry.metadata import CamelModel, NeuronDatasetMetadata
 
 
