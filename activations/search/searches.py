@@ -32,7 +32,7 @@ from activations.search.token_index import (
     write_token_index,
 )
 from activations.sources.catalog import RecordSources
-from activations.sources.glu_source import GluSource
+from activations.sources.glu_source import GluDatasetSource
 from registry import get_neuron_dataset_metadata_by_short_name_and_dst
 from registry.metadata import NeuronDatasetMetadata
 from registry.vocabulary import DST_TO_HOOK, DerivedScalarType
@@ -93,7 +93,7 @@ class Searches:
 
     def _token(self, metadata, token, token_id, top) -> TokenSearchResult:
         source = self.sources.get(metadata)
-        if not isinstance(source, GluSource):
+        if not isinstance(source, GluDatasetSource):
             raise SearchError(
                 f"token search reads GLU quadrant datasets; {metadata.short_name} is "
                 f"{metadata.format.value} (neuron-explainer's records store no token ids)"

@@ -6,9 +6,9 @@ from __future__ import annotations
 import threading
 
 from activations.pools import Pools
-from activations.sources.glu_source import GluRecords
+from activations.sources.glu_source import GluParquetFormat
 from activations.sources.source import ModelProvider, RecordSource, SourceSettings
-from activations.sources.tdb_source import TdbRecords
+from activations.sources.tdb_source import TdbJsonFormat
 from registry.metadata import DatasetFormat, NeuronDatasetMetadata
 
 
@@ -24,8 +24,8 @@ class RecordSources:
         settings = settings or SourceSettings()
         self.pools = pools or Pools()
         self._formats = {
-            DatasetFormat.GLU_PARQUET: GluRecords(models, settings, self.pools),
-            DatasetFormat.TDB_JSON: TdbRecords(settings, self.pools),
+            DatasetFormat.GLU_PARQUET: GluParquetFormat(models, settings, self.pools),
+            DatasetFormat.TDB_JSON: TdbJsonFormat(settings, self.pools),
         }
         self._sources: dict[tuple, RecordSource] = {}
         self._lock = threading.Lock()

@@ -18,8 +18,8 @@ RANDOM_DOCUMENTS = 5
 RANDOM_TOKENS = 64
 
 
-class GluSource(Protocol):
-    """What this reads of a GLU source (glu_source.GluSource): its records, example text and
+class GluDatasetSource(Protocol):
+    """What this reads of a GLU source (glu_source.GluDatasetSource): its records, example text and
     the neuron's values on token ids."""
 
     metadata: NeuronDatasetMetadata
@@ -33,7 +33,9 @@ class GluSource(Protocol):
     ) -> list[dict[str, list[float]]]: ...
 
 
-async def glu_explainer_record(source: GluSource, layer: int, neuron: int) -> ExplainerRecord:
+async def glu_explainer_record(
+    source: GluDatasetSource, layer: int, neuron: int
+) -> ExplainerRecord:
     record = await source.record(layer, neuron, RecordQuery(context=CONTEXT, activations=True))
     hook = source.hook
     examples = [e for q in record.quadrants for e in q.examples.get(hook, [])]
@@ -56,7 +58,7 @@ async def glu_explainer_record(source: GluSource, layer: int, neuron: int) -> Ex
     return explainer_record(public_name(source.metadata), top, random, "; ".join(notes) or None)
 
 
-async def _random_sample(source: GluSource, record, hook: str) -> tuple[list, str | None]:
+async def _random_sample(source: GluDatasetSource, record, hook: str) -> tuple[list, str | None]:
     """The openings of a few documents drawn at random, with the neuron's values."""
     text = source.shared.text
     seed = record.layer * 1_000_003 + record.neuron

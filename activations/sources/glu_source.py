@@ -23,7 +23,7 @@ from activations.io.storage import StorageError, classify_error
 from activations.pools import Pools, PoolTimeoutError
 from activations.records.answers import GluExample, GluNeuronRecord, GluQuadrant
 from activations.records.file_metadata import read_file_metadata
-from activations.records.glu_parquet import GluParquetDataset
+from activations.records.glu_parquet import GluParquetReader
 from activations.records.schema import (
     RecordLayout,
     count_column,
@@ -74,8 +74,9 @@ def _float(value: Any) -> float | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
 
-class GluRecords:
-    """What every GLU source shares: one reader per file path, one cache of answers, the pools
+class GluParquetFormat:
+    """The GLU Parquet format: it opens a source per registered dataset of its format; what
+    every GLU source shares: one reader per file path, one cache of answers, the pools
     that read, and the corpora and model used for example text."""
 
     def __init__(self, models: ModelProvider, settings: SourceSettings, pools: Pools) -> None:
@@ -84,20 +85,20 @@ class GluRecords:
         self.pools = pools
         self.text = ExampleText(models, settings.upstream_timeout_s)
         self.cache: LruCache[tuple, GluNeuronRecord] = LruCache(settings.cache_size)
-        self._datasets: dict[tuple[str, str | None], GluParquetDataset] = {}
+        self._datasets: dict[tuple[str, str | None], GluParquetReader] = {}
         self._lock = threading.Lock()
 
-    def dataset(self, path: str, revision: str | None = None) -> GluParquetDataset:
+    def dataset(self, path: str, revision: str | None = None) -> GluParquetReader:
         """One reader per (path, revision), shared by every dst of that dataset."""
         with self._lock:
             key = (path, revision)
             if key not in self._datasets:
                 timeout = self.settings.upstream_timeout_s
-                self._datasets[key] = GluParquetDataset(path, timeout_s=timeout, revision=revision)
+                self._datasets[key] = GluParquetReader(path, timeout_s=timeout, revision=revision)
             return self._datasets[key]
 
-    def source(self, metadata: NeuronDatasetMetadata) -> GluSource:
-        return GluSource(metadata, self)
+    def source(self, metadata: NeuronDatasetMetadata) -> GluDatasetSource:
+        return GluDatasetSource(metadata, self)
 
     async def close(self) -> None:
         with self._lock:
@@ -106,14 +107,17 @@ class GluRecords:
             dataset.close()
 
 
-class GluSource:
-    def __init__(self, metadata: NeuronDatasetMetadata, shared: GluRecords) -> None:
+class GluDatasetSource:
+    """One registered GLU dataset's records (a RecordSource), read by its format's file
+    reader."""
+
+    def __init__(self, metadata: NeuronDatasetMetadata, shared: GluParquetFormat) -> None:
         self.metadata = metadata
         self.shared = shared
         self.hook = DST_TO_HOOK[metadata.derived_scalar_type]  # the registry checked it
 
     @property
-    def dataset(self) -> GluParquetDataset:
+    def dataset(self) -> GluParquetReader:
         return self.shared.dataset(self.metadata.neuron_dataset_path, self.metadata.revision)
 
     def _shape(self, description: dict[str, Any]) -> DatasetShape:

@@ -26,22 +26,25 @@ from registry.metadata import NeuronDatasetMetadata
 from registry.vocabulary import TOKEN_PAIR_DSTS
 
 
-class TdbRecords:
-    """What every neuron-explainer source shares: one reader (one aiohttp session) and one LRU
+class TdbJsonFormat:
+    """neuron-explainer's JSON format: it opens a source per registered dataset of its format;
+    what every neuron-explainer source shares: one reader (one aiohttp session) and one LRU
     of parsed records."""
 
     def __init__(self, settings: SourceSettings, pools: Pools) -> None:
         self.reader = SourceReader(timeout_s=settings.upstream_timeout_s, pools=pools)
         self.store = TdbRecordStore(self.reader, cache_size=settings.cache_size)
 
-    def source(self, metadata: NeuronDatasetMetadata) -> TdbSource:
-        return TdbSource(metadata, self.store)
+    def source(self, metadata: NeuronDatasetMetadata) -> TdbDatasetSource:
+        return TdbDatasetSource(metadata, self.store)
 
     async def close(self) -> None:
         await self.reader.close()
 
 
-class TdbSource:
+class TdbDatasetSource:
+    """One registered neuron-explainer dataset's records (a RecordSource)."""
+
     NO_SHAPE = "a neuron-explainer dataset: one file per neuron, and no index of them"
 
     def __init__(self, metadata: NeuronDatasetMetadata, store: TdbRecordStore) -> None:

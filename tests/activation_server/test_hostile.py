@@ -115,7 +115,7 @@ def test_an_unexpected_error_is_500_and_the_connection_stays(server, monkeypatch
     def broken(*args, **kwargs):
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(glu_source.GluSource, "_summary", broken)
+    monkeypatch.setattr(glu_source.GluDatasetSource, "_summary", broken)
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
     for _ in range(2):  # the same connection, twice
         conn.request("GET", "/neuron_record/tiny-llama/mlp_post_act/0/0")

@@ -18,7 +18,7 @@ from activations.io.errors import (
     DatasetLayoutError,
     NeuronOutOfRangeError,
 )
-from activations.records.glu_parquet import GluParquetDataset
+from activations.records.glu_parquet import GluParquetReader
 from activations.records.schema import METADATA_KEY
 from tests.activations.records.test_glu_parquet import (
     LAYERS,
@@ -45,7 +45,7 @@ def test_corrupted_footer(ours):
     data[-200:] = bytes(200)
     path.write_bytes(bytes(data))
     with pytest.raises(CorruptDatasetError, match=re.escape(str(path))):
-        GluParquetDataset(str(path)).describe()
+        GluParquetReader(str(path)).describe()
 
 
 @pytest.mark.parametrize("keep", [0.5, 0.0])
@@ -54,7 +54,7 @@ def test_truncated_file(ours, keep):
     data = path.read_bytes()
     path.write_bytes(data[: int(len(data) * keep)])
     with pytest.raises(CorruptDatasetError, match=re.escape(str(path))) as info:
-        GluParquetDataset(str(path)).read_record(0, 0)
+        GluParquetReader(str(path)).read_record(0, 0)
     assert isinstance(info.value, ValueError)
 
 
@@ -66,7 +66,7 @@ def test_corrupted_data_pages_fail_on_their_row_group_only(tmp_path):
     data = bytearray(path.read_bytes())
     data[middle : middle + 8] = b"\xff" * 8
     path.write_bytes(bytes(data))
-    dataset = GluParquetDataset(str(path))
+    dataset = GluParquetReader(str(path))
     with pytest.raises(CorruptDatasetError, match=re.escape(str(path)) + ".*row group 3"):
         dataset.read_record(1, 3 * ROWS_PER_GROUP - N)  # row 48: row group 3
     assert dataset.read_record(0, 0)["neuron"] == 0
@@ -84,13 +84,13 @@ def test_rows_in_any_order_are_read_through_a_key_index(tmp_path):
     for name, rows in (("swapped", order), ("shuffled", shuffled)):
         path = write(table.take(rows), tmp_path / f"{name}.parquet")
         before = set(indexes.glob("*.npz")) if indexes.exists() else set()
-        assert_reads_everything(GluParquetDataset(str(path)), table)
+        assert_reads_everything(GluParquetReader(str(path)), table)
         assert len(set(indexes.glob("*.npz")) - before) == 1  # kept for the next open
 
 
 def test_metadata_disagreeing_with_the_rows_gives_way_to_the_rows(tmp_path):
     path = write(random_table(), tmp_path / "lies.parquet", metadata_for([0, 1, 2, 3]))
-    dataset = GluParquetDataset(str(path))
+    dataset = GluParquetReader(str(path))
     assert dataset.describe()["layers"] == [0, 1, 2]
     with pytest.raises(NeuronOutOfRangeError, match="valid layers are 0-2"):
         dataset.read_record(3, 0)
@@ -100,7 +100,7 @@ def test_missing_rows_are_out_of_range(tmp_path):
     table = random_table(seed=10)
     write(table.slice(0, 40), tmp_path / "ds" / "0.parquet")
     write(table.slice(60), tmp_path / "ds" / "1.parquet")
-    dataset = GluParquetDataset(str(tmp_path / "ds"))
+    dataset = GluParquetReader(str(tmp_path / "ds"))
     assert dataset.read_record(1, 25)["neuron"] == 25
     with pytest.raises(NeuronOutOfRangeError, match="layer 1 neuron 5 is not in the dataset"):
         dataset.read_record(1, 5)
@@ -110,7 +110,7 @@ def test_a_key_twice_is_a_layout_error(tmp_path):
     table = random_table(seed=12)
     path = write(pa.concat_tables([table, table.slice(0, 1)]), tmp_path / "twice.parquet")
     with pytest.raises(DatasetLayoutError, match="layer 0 neuron 0 has more than one row"):
-        GluParquetDataset(str(path)).describe()
+        GluParquetReader(str(path)).describe()
 
 
 # -- remote ---------------------------------------------------------------------------------------
@@ -121,7 +121,7 @@ def test_remote_corrupted_file_names_the_url(tmp_path):
     try:
         url = server.url("/junk.parquet")
         with pytest.raises(CorruptDatasetError, match=re.escape(url)):
-            GluParquetDataset(url).describe()
+            GluParquetReader(url).describe()
     finally:
         server.close()
 
@@ -130,4 +130,4 @@ def test_metadata_that_is_not_json(tmp_path):
     table = random_table().replace_schema_metadata({METADATA_KEY: b"{not json"})
     path = write(table, tmp_path / "badmeta.parquet")
     with pytest.raises(CorruptDatasetError, match=re.escape(str(path)) + ".*not JSON"):
-        GluParquetDataset(str(path)).describe()
+        GluParquetReader(str(path)).describe()
