@@ -126,7 +126,7 @@ class Searches:
 
     def _tokens(self, metadata, file_metadata):
         try:
-            return self.sources.example_text.tokens(metadata, file_metadata)
+            return self.sources.example_text.corpora.tokens(metadata, file_metadata)
         except LookupError as error:
             raise SearchError(f"the token cannot be read without the tokenizer: {error}") from None
 
@@ -157,7 +157,7 @@ class Searches:
         text = self.sources.example_text
 
         def document_ids(indices: list[int]):
-            return text.document_ids(metadata, file_metadata, indices)
+            return text.corpora.document_ids(metadata, file_metadata, indices)
 
         try:
             table = build_token_index(files, document_ids)

@@ -64,7 +64,7 @@ async def _random_sample(source: GluDatasetSource, record, hook: str) -> tuple[l
     seed = record.layer * 1_000_003 + record.neuron
     try:
         tokens, ids = await source.shared.pools.cpu.run(
-            text.random_documents,
+            text.corpora.random_documents,
             source.metadata,
             record.file_metadata,
             seed,

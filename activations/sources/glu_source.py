@@ -42,6 +42,7 @@ from activations.sources.source import (
     RecordQuery,
     SourceSettings,
 )
+from activations.text.corpora import Corpora
 from activations.text.example_text import ExampleText, refactored
 from registry import find_model
 from registry.metadata import NeuronDatasetMetadata
@@ -83,7 +84,7 @@ class GluParquetFormat:
         self.settings = settings
         self.models = models
         self.pools = pools
-        self.text = ExampleText(models, settings.upstream_timeout_s)
+        self.text = ExampleText(Corpora(models, settings.upstream_timeout_s))
         self.cache: LruCache[tuple, GluNeuronRecord] = LruCache(settings.cache_size)
         self._datasets: dict[tuple[str, str | None], GluParquetReader] = {}
         self._lock = threading.Lock()
@@ -197,7 +198,7 @@ class GluDatasetSource:
         file_metadata = record.file_metadata
         budget = self.shared.settings.max_example_tokens
         try:
-            if text.is_remote(metadata, file_metadata):  # documents by ranged reads
+            if text.corpora.is_remote(metadata, file_metadata):  # documents by ranged reads
                 fetched = await self._in_pool(text.documents, record, metadata, file_metadata)
             else:
                 fetched = await pools.cpu.run(text.documents, record, metadata, file_metadata)
