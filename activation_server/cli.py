@@ -101,7 +101,12 @@ def _server_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="show the server's absolute file paths in errors and /datasets",
     )
-    parser.add_argument("--max-tokens", type=int, default=1024, help="per live text")
+    parser.add_argument(
+        "--max-tokens",
+        type=int,
+        default=ServerSettings.model_fields["max_tokens_per_request"].default,
+        help="per live text",
+    )
     parser.add_argument(
         "--upstream-timeout",
         type=float,

@@ -29,6 +29,7 @@ ROOMS: list[tuple[str, ...]] = [
     ("sources",),  # a record source per dataset format, and the catalog of them
     ("search",),  # prompt and token search
     ("collate",),  # collation: engines, accumulators, writer
+    ("session",),  # the composition root: what the server and the Python API share
     ("api",),  # the Python API: everything above, no server
 ]
 TIER = {room: tier for tier, rooms in enumerate(ROOMS) for room in rooms}
