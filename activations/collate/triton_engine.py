@@ -66,9 +66,10 @@ def triton_batch_stats(
     sums = torch.empty(4, H, B, N, dtype=torch.float32, device=device)
     keys = torch.empty(4 * H, B, N, dtype=torch.int64, device=device)
     rows = valid.reshape(B, T).to(torch.uint8).contiguous()
+    plane = torch.tensor([B * T * N], dtype=torch.int64, device=device)
     grid = (B, (N + BLOCK_N - 1) // BLOCK_N)
     _stats_kernel()[grid](
-        stacked, rows, counts, sums, keys, B, T, N, H,
+        stacked, plane, rows, counts, sums, keys, B, T, N, H,
         GATE=hooks.index(GATE_HOOK), IN=hooks.index(IN_HOOK),
         BLOCK_H=max(2, 1 << (H - 1).bit_length()), BLOCK_T=BLOCK_T, BLOCK_N=BLOCK_N,
     )  # fmt: skip

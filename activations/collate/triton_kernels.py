@@ -39,7 +39,7 @@ def put(slot, counts, sums, keys, b, n, nmask, h, hmask, B, N, H, c, s, k):
 
 
 @triton.jit
-def stats(values, valid, counts, sums, keys, B, T, N, H,
+def stats(values, plane_at, valid, counts, sums, keys, B, T, N, H,
           GATE: tl.constexpr, IN: tl.constexpr, BLOCK_H: tl.constexpr,
           BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr):  # fmt: skip
     b = tl.program_id(0)
@@ -47,7 +47,9 @@ def stats(values, valid, counts, sums, keys, B, T, N, H,
     nmask = n < N
     h = tl.arange(0, BLOCK_H)
     hmask = h < H
-    plane = B.to(tl.int64) * T * N  # one hook's [B, T, N] values
+    # one hook's [B, T, N] values: int64 from memory (Triton makes an int argument of 1 a
+    # constant, and h * B * T * N can pass 2^31)
+    plane = tl.load(plane_at)
     zi = tl.zeros((BLOCK_N,), tl.int32)
     zf = tl.zeros((BLOCK_H, BLOCK_N), tl.float32)
     zk = tl.full((BLOCK_H, BLOCK_N), -1, tl.int64)
@@ -60,7 +62,8 @@ def stats(values, valid, counts, sums, keys, B, T, N, H,
         m = ok[:, None] & nmask[None, :]
         at = (b * T + t[:, None]).to(tl.int64) * N + n[None, :]
         m3 = hmask[:, None, None] & m[None, :, :]
-        block = tl.load(values + h[:, None, None] * plane + at[None, :, :], mask=m3, other=0.0)
+        planes = h.to(tl.int64)[:, None, None] * plane
+        block = tl.load(values + planes + at[None, :, :], mask=m3, other=0.0)
         block = block.to(tl.float32)
         g = tl.load(values + GATE * plane + at, mask=m, other=0.0).to(tl.float32)
         u = tl.load(values + IN * plane + at, mask=m, other=0.0).to(tl.float32)
