@@ -29,7 +29,9 @@ ROOMS: list[tuple[str, ...]] = [
     ("sources",),  # a record source per dataset format, and the catalog of them
     ("search",),  # prompt and token search
     ("collate",),  # collation: engines, accumulators, writer
-    ("session",),  # the composition root: what the server and the Python API share
+    # the composition root (what the server and the Python API share), and every error the
+    # package raises to its callers
+    ("session", "errors"),
     ("api",),  # the Python API: everything above, no server
 ]
 TIER = {room: tier for tier, rooms in enumerate(ROOMS) for room in rooms}

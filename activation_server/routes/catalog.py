@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Query
 from activation_server.errors import hide_paths, shown_metadata
 from activation_server.schemas import DatasetEntry, HealthResponse, SchemaResponse
 from activation_server.services import Services, services
-from activations.io.errors import RecordError
+from activations.errors import RecordError
 from activations.sources.source import RecordSource
 from registry import (
     ModelMetadata,

@@ -16,7 +16,7 @@ from pydantic import AliasChoices, Field, StrictInt
 
 from activation_server.errors import hide_paths
 from activation_server.services import Services, services
-from activations.io.errors import RecordNotFoundError
+from activations.errors import RecordNotFoundError
 from activations.records.explainer import ExplainerAttentionRecord, ExplainerRecord
 from activations.sources.source import RecordSource, public_name
 from registry import get_all_neuron_dataset_metadata, resolve_dataset
