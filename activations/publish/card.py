@@ -13,6 +13,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from activations.publish.names import DEFAULT_LICENSE, HUB_TAG
 from activations.publish.shards import DATA_DIR, SPLIT, Shards
 from activations.records.schema import (
     GLU_LAYOUT,
@@ -27,10 +28,7 @@ from activations.records.schema import (
 )
 from registry.vocabulary import ALL_TOKENS, GLU_SITES, QUADRANTS_TABLE, SITE_BY_HOOK
 
-HUB_TAG = "glu-neuron-activations"
-"""The tag every card of this layout carries: `neurons datasets --hub` lists by it."""
 CARD_TAGS = ("interpretability", "neuron", HUB_TAG)
-DEFAULT_LICENSE = "mit"  # the published OLMo-7B-0424 dataset's
 
 
 def _hook_label(hook: str) -> str:

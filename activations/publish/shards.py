@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from activations.collate.writer import accumulators_to_table, read_metadata, table_to_accumulators
+from activations.publish.names import MAX_SHARD_BYTES
 from activations.records.schema import (
     GLU_LAYOUT,
     KEY_COLUMNS,
@@ -35,7 +36,6 @@ from registry.locations import neurons_home
 
 SPLIT = "train"
 DATA_DIR = "data"
-MAX_SHARD_BYTES = 500 * 2**20  # datasets' push_to_hub default
 READ_GROUPS = 64  # row groups read and written at a time: memory stays a few MB per group
 HF_METADATA_KEY = b"huggingface"  # where `datasets` keeps a Parquet file's features
 

@@ -15,8 +15,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from activations.publish.card import DEFAULT_LICENSE, card_text
-from activations.publish.shards import DATA_DIR, MAX_SHARD_BYTES, PublishError, stage_shards
+from activations.publish.card import card_text
+from activations.publish.names import DEFAULT_LICENSE, MAX_SHARD_BYTES
+from activations.publish.shards import DATA_DIR, PublishError, stage_shards
 from activations.records import hub
 from activations.search.token_index import INDEX_SUFFIX
 
