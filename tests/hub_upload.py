@@ -32,6 +32,7 @@ from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import pytest
 import yaml
 
 from tests.hub import FakeHub, _Handler, _sha40
@@ -316,3 +317,22 @@ def _card_data(root: str) -> dict[str, Any]:
     match = re.match(r"^---\n(.*?)\n---\n", text, re.S)
     data = yaml.safe_load(match.group(1)) if match else None
     return data if isinstance(data, dict) else {}
+
+
+@pytest.fixture
+def upload_hub(monkeypatch, tmp_path, local_hub):
+    """The stand-in Hub (tests/hub_upload.py) in local_hub's place: HF_ENDPOINT at it, a write
+    token in HF_TOKEN, uploads through LFS (HF_HUB_DISABLE_XET: the stand-in speaks no Xet)."""
+    import huggingface_hub.constants
+
+    local_hub.stop()
+    hub = UploadHub(str(tmp_path / "hub-storage")).start()
+    monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+    monkeypatch.setenv("HF_TOKEN", "hf_write")
+    monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_DISABLE_XET", True)
+    monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    try:
+        yield hub
+    finally:
+        hub.stop()
