@@ -32,7 +32,6 @@ from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-import pytest
 import yaml
 
 from tests.hub import FakeHub, _Handler, _sha40
@@ -319,9 +318,8 @@ def _card_data(root: str) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-@pytest.fixture
-def upload_hub(monkeypatch, tmp_path, local_hub):
-    """The stand-in Hub (tests/hub_upload.py) in local_hub's place: HF_ENDPOINT at it, a write
+def serve_uploads(monkeypatch, tmp_path, local_hub):
+    """For a fixture: the stand-in Hub in local_hub's place: HF_ENDPOINT at it, a write
     token in HF_TOKEN, uploads through LFS (HF_HUB_DISABLE_XET: the stand-in speaks no Xet)."""
     import huggingface_hub.constants
 

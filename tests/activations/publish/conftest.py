@@ -7,7 +7,7 @@ import pytest
 
 import registry
 from activations.collate import CollateConfig, collate
-from tests.hub_upload import upload_hub  # noqa: F401  (the fixture)
+from tests.hub_upload import serve_uploads
 from tests.tiny import random_documents, write_jsonl
 
 ROWS_PER_GROUP = 8
@@ -25,3 +25,9 @@ def collated(tmp_path_factory, tiny_models):
             batch_size=5, engine="eager", progress=False, rows_per_group=ROWS_PER_GROUP,
         )
     )  # fmt: skip
+
+
+@pytest.fixture
+def upload_hub(monkeypatch, tmp_path, local_hub):
+    """The local Hub with its upload endpoints (tests/hub_upload.py), a write token set."""
+    yield from serve_uploads(monkeypatch, tmp_path, local_hub)
