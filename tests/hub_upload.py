@@ -50,9 +50,14 @@ class UploadHub(FakeHub):
         self.private: set[tuple[str, str]] = set()
         self.drop_uploads = 0
         self.uploads: list[str] = []  # every object (or part) PUT received, complete or not
+        self.bytes_received = 0  # request bodies of the write endpoints
         self.commits: list[tuple[str, str]] = []  # (repo id, commit sha)
         self.write_lock = threading.Lock()
         os.makedirs(self.lfs_dir, exist_ok=True)
+
+    def count_received(self, n: int) -> None:
+        with self._count_lock:
+            self.bytes_received += n
 
     @property
     def lfs_dir(self) -> str:
@@ -119,10 +124,13 @@ class _UploadHandler(_Handler):
                 if size == 0:
                     while self.rfile.readline() not in (b"\r\n", b"\n", b""):
                         pass
+                    self.hub.count_received(len(out))
                     return bytes(out)
                 out += self.rfile.read(size)
                 self.rfile.readline()
-        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        data = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.hub.count_received(len(data))
+        return data
 
     def _body_json(self) -> Any:
         raw = self._read_body()
