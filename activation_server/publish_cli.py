@@ -53,7 +53,11 @@ def add_publish_commands(command: Callable, datasets: argparse.ArgumentParser) -
     registered = datasets.get_default("func")
 
     def cmd_datasets(args: argparse.Namespace) -> int:
-        return cmd_hub_datasets(args) if args.hub else registered(args)
+        if args.hub:
+            return cmd_hub_datasets(args)
+        if args.author or args.following or args.search or args.save:
+            raise ValueError("--author, --following, --search and --save list the Hub: add --hub")
+        return registered(args)
 
     datasets.set_defaults(func=cmd_datasets)
 

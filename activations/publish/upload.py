@@ -163,7 +163,7 @@ def push_error(where: str, error: BaseException) -> HubPushError:
             f"the Hugging Face Hub ({hub.endpoint()}) answered 403 (forbidden: the token may "
             f"not write to {where}; use a token with write access to its owner)"
         )
-    elif status is None:
+    elif status is None and "offline mode" not in described:
         described += "; run the same push again to go on (files the Hub holds are not resent)"
     return HubPushError(f"{described}. Nothing was committed to {where}")
 

@@ -15,6 +15,7 @@ from activation_server.cli import main
 from activation_server.settings import ServerSettings
 from registry import register_glu_dataset
 from registry.plugins import load_register_modules
+from tests.activation_server.test_cli_collate import neurons
 from tests.hub_upload import serve_uploads
 
 
@@ -87,3 +88,36 @@ def test_a_second_machine_finds_registers_and_serves_it(
     assert all(k in ("dataset", "shortName", "short_name", "source") for k in differing), differing
     tokens = [e.get("tokens") for q in remote["quadrants"] for e in q["examples"]["hook_post"]]
     assert any(tokens)  # example text read with the model and corpus the card names
+
+
+@pytest.mark.slow
+def test_the_embedded_model_collated_pushed_and_served_elsewhere(upload_hub, tmp_path, monkeypatch):
+    """Done when: SmolLM2's Shakespeare dataset collated and pushed from one machine, and served
+    from the Hub path alone by another with an empty NEURONS_HOME (records, text and page)."""
+    here = {"NEURONS_HOME": str(tmp_path / "home"), "HF_HUB_OFFLINE": "0"}
+    collated = neurons(
+        "collate", "--model", "smollm2-135m", "--corpus", "shakespeare", "--max-docs", "2",
+        "--max-tokens", "64", "--engine", "eager", "--out", "smol.parquet",
+        cwd=tmp_path, timeout=900, env=here,
+    )  # fmt: skip
+    assert collated.returncode == 0, collated.stderr[-3000:]
+    pushed = neurons("push", "smol.parquet", "--repo", "me/smol", cwd=tmp_path, env=here)
+    assert pushed.returncode == 0, pushed.stderr[-3000:]
+    elsewhere = tmp_path / "elsewhere"
+    monkeypatch.setenv("NEURONS_HOME", str(elsewhere / "home"))
+    module = elsewhere / "hub_datasets.py"
+    elsewhere.mkdir()
+    assert main(["datasets", "--hub", "--author", "me", "--save", str(module)]) == 0
+    load_register_modules([str(module)])
+    path = "/neuron_record/smol/mlp_post_act/29/100?context=3"
+    settings = ServerSettings(max_tokens_per_request=64)
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
+        remote = record(path, client)
+        assert client.get("/neuron/smol/mlp_post_act/29/100").status_code == 200
+    assert not (elsewhere / "home" / "datasets").exists()  # nothing of the records local
+    register_glu_dataset("local", str(tmp_path / "smol.parquet"), model="smollm2-135m",
+                         corpus="shakespeare@64")  # fmt: skip
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
+        local = record(path.replace("/smol/", "/local/"), client)
+    assert remote["quadrants"] == local["quadrants"]
+    assert any(e.get("tokens") for q in remote["quadrants"] for e in q["examples"]["hook_post"])

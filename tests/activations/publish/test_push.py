@@ -6,10 +6,12 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
 
 import pyarrow.parquet as pq
 import pytest
 
+import registry
 from activations.publish import HubPushError, PublishError, push
 from activations.records.glu_parquet import GluParquetDataset
 from activations.records.schema import METADATA_KEY
@@ -18,8 +20,6 @@ from tests.activations.records.test_published_readers import as_version_1
 
 def shard_bytes(collated, n: int) -> int:
     """A largest shard size that splits the file into n shards."""
-    import os
-
     return math.ceil(os.path.getsize(collated) / n)
 
 
@@ -99,8 +99,6 @@ def test_an_existing_repo_with_files_is_refused_unless_allowed(upload_hub, colla
     assert len(upload_hub.commits) == 2 and second.commit != first.commit
     assert any("removed 3 old shard" in n for n in second.notes)
     root = upload_hub.repos[("dataset", "me/again")].root
-    import os
-
     assert sorted(os.listdir(f"{root}/data")) == ["train-00000-of-00001.parquet"]
     assert_same_records(second.path, collated)
 
@@ -129,19 +127,20 @@ def test_a_failed_upload_commits_nothing_and_the_next_push_resumes(
     monkeypatch.setattr(huggingface_hub.lfs, "http_backoff",
                         functools.partial(http_backoff, max_retries=0))  # fmt: skip
     monkeypatch.setattr("huggingface_hub.hf_api.constants.HF_HUB_DISABLE_XET", True)
+    upload_hub.chunk_size = 30_000  # every file in parts: the multi-part upload and its completion
     upload_hub.drop_uploads = 1
     with pytest.raises(HubPushError, match=r"run the same push again.*Nothing was committed"):
         push(collated, "me/resume", max_shard_bytes=shard_bytes(collated, 3))
     assert upload_hub.commits == []
     root = upload_hub.repos[("dataset", "me/resume")].root
-    import os
-
     assert not os.path.exists(f"{root}/data")  # nothing half-pushed
     sent_before = len(upload_hub.uploads)
     result = push(collated, "me/resume", max_shard_bytes=shard_bytes(collated, 3))
     resent = upload_hub.uploads[sent_before:]
-    # only what the Hub did not hold: the dropped shard (others completed before the failure)
-    assert 1 <= len(resent) < 4, resent
+    # only what the Hub did not hold: the parts of the one file whose upload failed
+    assert resent and len({url.split("/")[2] for url in resent}) == 1, resent
+    assert all("/part/" in url for url in resent)
+    assert len(resent) < sent_before
     assert_same_records(result.path, collated)
 
 
@@ -213,3 +212,16 @@ def test_bad_repo_ids_and_missing_files_say_what_is_valid(upload_hub, collated, 
     with pytest.raises(PublishError, match="not a Parquet file"):
         push(text, "me/x")
     assert upload_hub.commits == []
+
+
+def test_dataset_push_in_the_python_api(upload_hub, collated):
+    from activations import api
+
+    result = api.open_file(str(collated)).push("me/api", private=True)
+    assert result.path == "hf://datasets/me/api" and ("dataset", "me/api") in upload_hub.private
+    assert_same_records(result.path, collated)
+    remote = api.Dataset(registry.get_neuron_dataset_metadata_by_short_name_and_dst(
+        "tiny-llama", "mlp_post_act").model_copy(update={"neuron_dataset_path": result.path}),
+        api.default_session())  # fmt: skip
+    with pytest.raises(ValueError, match="only local files are pushed"):
+        remote.push("me/again")
