@@ -10,7 +10,7 @@ from pathlib import Path
 
 import orjson
 
-from activations.publish.names import DEFAULT_LICENSE, HUB_TAG, MAX_SHARD_BYTES
+from activations.publish.names import DEFAULT_LICENSE, HUB_TAG
 
 
 def add_publish_commands(command: Callable, datasets: argparse.ArgumentParser) -> None:
@@ -31,8 +31,9 @@ def add_publish_commands(command: Callable, datasets: argparse.ArgumentParser) -
     push.add_argument(
         "--max-shard-mb",
         type=float,
-        default=MAX_SHARD_BYTES / 2**20,
-        help="largest shard, MB (datasets' push_to_hub default: 500)",
+        metavar="MB",
+        help="split the records into shards of about MB each (rewritten: slower; 500 as "
+        "datasets' push_to_hub); default: the file itself, one shard",
     )
     push.add_argument("--message", help="the commit message")
     datasets.add_argument(
@@ -65,11 +66,12 @@ def add_publish_commands(command: Callable, datasets: argparse.ArgumentParser) -
 def cmd_push(args: argparse.Namespace) -> int:
     from activations.publish import push
 
-    if args.max_shard_mb <= 0:
+    if args.max_shard_mb is not None and args.max_shard_mb <= 0:
         raise ValueError(f"--max-shard-mb must be positive, not {args.max_shard_mb}")
+    shard_bytes = int(args.max_shard_mb * 2**20) if args.max_shard_mb else None
     result = push(
         args.file, args.repo, private=args.private, allow_existing=args.allow_existing,
-        license=args.license, max_shard_bytes=int(args.max_shard_mb * 2**20),
+        license=args.license, max_shard_bytes=shard_bytes,
         commit_message=args.message,
     )  # fmt: skip
     for note in result.notes:

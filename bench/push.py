@@ -1,10 +1,11 @@
 """Figure `push`: a full-size collated file (OLMo-7B's shape: 32 layers x 11,008 neurons =
 352,256 rows, our schema, random totals; made once, kept under .cache/bench) pushed by
 `neurons push` to the local Hub with its upload endpoints (tests/hub_upload.py, LFS, no Xet):
-seconds from the file to the commit (shards written, hashed, uploaded, committed) and bytes
-uploaded. Baseline: what a user would reach for, `datasets`' `Dataset.push_to_hub` of the same
-table (loaded beforehand, not timed) to the same Hub, in a process of its own (huggingface_hub
-reads HF_ENDPOINT at import). Goal: no slower (ratio >= 1).
+seconds from the file to the commit and bytes uploaded, by default (the file its own shard:
+hashed, uploaded, committed) and split into 500 MB shards (rewritten first). Baseline: what a
+user would reach for, `datasets`' `Dataset.push_to_hub` of the same table (loaded beforehand,
+not timed) to the same Hub, in a process of its own (huggingface_hub reads HF_ENDPOINT at
+import). Goal: no slower (ratio >= 1).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from bench.common import FigureResult, Row, environment, log
 
 FILE = Path(__file__).parents[1] / ".cache" / "bench" / "push-full.parquet"
 LAYERS, NEURONS, N_DOCUMENTS, K = 32, 11008, 45_736, 16
+SPLIT_BYTES = 500 * 2**20  # --max-shard-mb 500, as push_to_hub's default shard size
 
 BASELINE = """
 import json, sys, time
@@ -98,11 +100,16 @@ def run() -> FigureResult:
 
                 huggingface_hub.constants.HF_HUB_OFFLINE = False
                 huggingface_hub.constants.HF_HUB_DISABLE_XET = True
-                log("push: neurons push (shards written, hashed, uploaded, committed)")
+                log("push: neurons push (the file its own shard: hashed, uploaded, committed)")
                 began = time.perf_counter()
                 result = push(FILE, "bench/ours")
                 ours_s = time.perf_counter() - began
                 ours_bytes = _uploaded(hub)
+                log("push: neurons push --max-shard-mb 500 (shards written, then the same)")
+                began = time.perf_counter()
+                split = push(FILE, "bench/split", max_shard_bytes=SPLIT_BYTES)
+                split_s = time.perf_counter() - began
+                split_bytes = _uploaded(hub) - ours_bytes
                 log("push: datasets' push_to_hub of the same table (a process of its own)")
                 done = subprocess.run(
                     [sys.executable, "-c", BASELINE, str(FILE), "bench/theirs"],
@@ -111,12 +118,14 @@ def run() -> FigureResult:
             if done.returncode != 0:
                 raise RuntimeError(f"push_to_hub failed: {done.stderr[-2000:]}")
             theirs = json.loads(done.stdout.strip().splitlines()[-1])
-            theirs_bytes = _uploaded(hub) - ours_bytes
+            theirs_bytes = _uploaded(hub) - ours_bytes - split_bytes
         finally:
             hub.stop()
     details = {
         "rows": LAYERS * NEURONS, "file_bytes": size, "ours_seconds": round(ours_s, 2),
         "ours_uploaded_bytes": ours_bytes, "ours_files": len(result.files),
+        "split_seconds": round(split_s, 2), "split_uploaded_bytes": split_bytes,
+        "split_files": len(split.files),
         "push_to_hub_seconds": round(theirs["seconds"], 2),
         "push_to_hub_uploaded_bytes": theirs_bytes,
     }  # fmt: skip
@@ -128,7 +137,15 @@ def run() -> FigureResult:
             f"datasets push_to_hub: {theirs['seconds']:.1f} s, {theirs_bytes / 1e6:.0f} MB",
             theirs["seconds"] / ours_s,
             1.0,
-        )
+        ),
+        Row(
+            "push",
+            f"neurons push --max-shard-mb 500: {split_s:.1f} s, {split_bytes / 1e6:.0f} MB "
+            f"uploaded ({len(split.files)} files: shards rewritten, card)",
+            f"datasets push_to_hub: {theirs['seconds']:.1f} s, {theirs_bytes / 1e6:.0f} MB",
+            theirs["seconds"] / split_s,
+            1.0,
+        ),
     ]
     return FigureResult("push", rows, details)
 

@@ -1,7 +1,7 @@
 """The local Hub stand-in (tests/hub.py) with the endpoints huggingface_hub uploads through, as
 its own client calls them (HfApi.create_repo, create_commit, list_datasets, list_user_following):
 
-    POST /api/repos/create                               {name, organization, type, private}
+    POST /api/repos/create                               {name, organization, type, visibility}
     POST /api/validate-yaml                              {content, repoType}
     POST /api/datasets/{id}/preupload/{rev}              {files: [{path, sample, size}]}
     POST /datasets/{id}.git/info/lfs/objects/batch       git-lfs batch API (basic, multipart)
@@ -167,7 +167,7 @@ class _UploadHandler(_Handler):
             with open(os.path.join(root, ".gitattributes"), "w") as f:
                 f.write("*.parquet filter=lfs diff=lfs merge=lfs -text\n")
             self.hub.add_repo(repo_type, repo_id, root)
-            if body.get("private"):
+            if body.get("private") or body.get("visibility") == "private":
                 self.hub.private.add((repo_type, repo_id))
         self._json({"url": url, "name": repo_id, "id": _sha40(repo_id)[:24]})
 

@@ -4,4 +4,3 @@ the command line names these before anything is pushed."""
 HUB_TAG = "glu-neuron-activations"
 """The tag every card of this layout carries: `neurons datasets --hub` lists by it."""
 DEFAULT_LICENSE = "mit"  # the published OLMo-7B-0424 dataset's
-MAX_SHARD_BYTES = 500 * 2**20  # datasets' push_to_hub default

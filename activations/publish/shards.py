@@ -13,7 +13,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from activations.collate.writer import accumulators_to_table, read_metadata, table_to_accumulators
-from activations.publish.names import MAX_SHARD_BYTES
 from activations.records.schema import (
     GLU_LAYOUT,
     KEY_COLUMNS,
@@ -46,17 +47,20 @@ class PublishError(ValueError):
 
 @dataclass
 class Shards:
-    """The staged repo files of one collated file."""
+    """The repo files of one collated file's records."""
 
-    folder: Path
-    paths: list[str]
-    """Repo paths of the shards, in row order."""
+    files: dict[str, Path]
+    """Repo path -> local file, in row order."""
     metadata: dict[str, Any]
     schema: pa.Schema
     n_rows: int
     n_bytes: int
     notes: list[str] = field(default_factory=list)
     """What was done on the way (a conversion), for the user and the card."""
+
+    @property
+    def paths(self) -> list[str]:
+        return list(self.files)
 
 
 def shard_name(index: int, count: int) -> str:
@@ -100,15 +104,17 @@ def check_publishable(path: Path, metadata: dict[str, Any]) -> list[str]:
     return notes
 
 
-def _stage_key(path: Path, max_shard_bytes: int) -> str:
+def _stage_key(path: Path, max_shard_bytes: int | None) -> str:
     st = path.stat()
     blob = json.dumps([str(path.resolve()), st.st_size, st.st_mtime_ns, SCHEMA_VERSION,
                        max_shard_bytes])  # fmt: skip
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
-def stage_shards(path: str | Path, max_shard_bytes: int = MAX_SHARD_BYTES) -> Shards:
-    """The file's shards, written under $NEURONS_HOME/push (or found there from before)."""
+def stage_shards(path: str | Path, max_shard_bytes: int | None = None) -> Shards:
+    """The file's shards. A file of this schema version, rows in order, no larger than
+    `max_shard_bytes` (None: any size) is its own one shard, its bytes as they are; any other is
+    rewritten into shards under $NEURONS_HOME/push (or found there from before)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
@@ -117,13 +123,17 @@ def stage_shards(path: str | Path, max_shard_bytes: int = MAX_SHARD_BYTES) -> Sh
     except (pa.ArrowException, OSError) as error:
         raise PublishError(f"{path}: not a Parquet file ({error})") from None
     notes = check_publishable(path, metadata)
+    current = str(metadata.get("schema_version") or "1") == SCHEMA_VERSION
+    if current and (max_shard_bytes is None or path.stat().st_size <= max_shard_bytes):
+        return _as_it_is(path, metadata, notes)
     folder = neurons_home() / "push" / _stage_key(path, max_shard_bytes)
     done = folder / "shards.json"
     if done.exists():
         saved = json.loads(done.read_text())
-        schema = pq.read_schema(folder / saved["paths"][0])
-        return Shards(folder, saved["paths"], saved["metadata"], schema, saved["n_rows"],
-                      saved["n_bytes"], saved["notes"])  # fmt: skip
+        files = {p: folder / p for p in saved["paths"]}
+        schema = pq.read_schema(files[saved["paths"][0]])
+        return Shards(files, saved["metadata"], schema, saved["n_rows"], saved["n_bytes"],
+                      saved["notes"])  # fmt: skip
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / DATA_DIR).mkdir(parents=True)
@@ -138,8 +148,39 @@ def stage_shards(path: str | Path, max_shard_bytes: int = MAX_SHARD_BYTES) -> Sh
     }))  # fmt: skip
     shutil.rmtree(folder, ignore_errors=True)
     tmp.replace(folder)
-    shards.folder = folder
+    shards.files = {p: folder / p for p in shards.paths}
     return shards
+
+
+def _check_schema(path: Path, schema: pa.Schema) -> pa.Schema:
+    """The schema of this version the columns must have (GLU or plain)."""
+    layout = layout_of_columns(schema.names)
+    expected = (GLU_LAYOUT if layout is GLU_LAYOUT else PLAIN_LAYOUT).arrow_schema()
+    if schema.remove_metadata() != expected:
+        raise PublishError(
+            f"{path}: its columns are not those of schema version {SCHEMA_VERSION} "
+            f"({len(schema)} columns against {len(expected)}); collate it again"
+        )
+    return expected
+
+
+def _check_rows(path: Path, metadata: dict[str, Any], n_rows: int) -> int:
+    n_neurons, n_layers = int(metadata["n_neurons"]), len(metadata["layers"])
+    if n_rows != n_neurons * n_layers:
+        raise PublishError(f"{path}: {n_rows} rows, not {n_layers} layers x {n_neurons} neurons")
+    return n_neurons
+
+
+def _as_it_is(path: Path, metadata: dict[str, Any], notes: list[str]) -> Shards:
+    """The file as its own one shard: nothing decoded or written, only its keys checked."""
+    source = pq.ParquetFile(path)
+    schema = source.schema_arrow
+    _check_schema(path, schema)
+    n_neurons = _check_rows(path, metadata, source.metadata.num_rows)
+    keys = source.read(columns=list(KEY_COLUMNS))
+    _check_order(path, keys, 0, n_neurons)
+    size = path.stat().st_size
+    return Shards({shard_name(0, 1): path}, metadata, schema, keys.num_rows, size, notes)
 
 
 def _source_table(
@@ -159,15 +200,6 @@ def _source_table(
     return accumulators_to_table(accumulators, int(metadata["n_tokens"]), metadata)
 
 
-def _batches(source: pq.ParquetFile | pa.Table, rows_per_group: int):
-    if isinstance(source, pa.Table):
-        yield from source.to_batches(max_chunksize=rows_per_group * READ_GROUPS)
-        return
-    for start in range(0, source.metadata.num_row_groups, READ_GROUPS):
-        groups = range(start, min(start + READ_GROUPS, source.metadata.num_row_groups))
-        yield from source.read_row_groups(list(groups)).to_batches()
-
-
 def hub_features(schema: pa.Schema) -> dict:
     """`datasets`' features of these columns, as it writes them into a Parquet file."""
     from datasets import Features
@@ -176,53 +208,79 @@ def hub_features(schema: pa.Schema) -> dict:
 
 
 def _write(
-    path: Path, metadata: dict[str, Any], notes: list[str], folder: Path, max_shard_bytes: int
+    path: Path,
+    metadata: dict[str, Any],
+    notes: list[str],
+    folder: Path,
+    max_shard_bytes: int | None,
 ) -> Shards:
+    """Shards of whole row groups, about `max_shard_bytes` each, written side by side (the
+    encoding releases the GIL: one core each)."""
     source = _source_table(path, metadata, notes)
     schema = source.schema_arrow if isinstance(source, pq.ParquetFile) else source.schema
-    layout = layout_of_columns(schema.names)
-    expected = (GLU_LAYOUT if layout is GLU_LAYOUT else PLAIN_LAYOUT).arrow_schema()
-    if schema.remove_metadata() != expected:
-        raise PublishError(
-            f"{path}: its columns are not those of schema version {SCHEMA_VERSION} "
-            f"({len(schema)} columns against {len(expected)}); collate it again"
-        )
-    n_neurons, n_layers = int(metadata["n_neurons"]), len(metadata["layers"])
-    n_rows = n_neurons * n_layers
-    first = pq.ParquetFile(path).metadata
-    if first.num_rows != n_rows:
-        raise PublishError(
-            f"{path}: {first.num_rows} rows, not {n_layers} layers x {n_neurons} neurons"
-        )
-    rows_per_group = first.row_group(0).num_rows if first.num_row_groups else n_rows
-    n_shards = max(1, math.ceil(path.stat().st_size / max_shard_bytes))
-    per_shard = math.ceil(n_rows / n_shards / rows_per_group) * rows_per_group
-    n_shards = math.ceil(n_rows / per_shard)
+    expected = _check_schema(path, schema)
+    n_rows = source.metadata.num_rows if isinstance(source, pq.ParquetFile) else source.num_rows
+    n_neurons = _check_rows(path, metadata, n_rows)
+    groups = _group_starts(source)
+    limit = max_shard_bytes or path.stat().st_size
+    per_shard = math.ceil(n_rows / max(1, math.ceil(path.stat().st_size / limit)))
+    spans = _spans(groups, per_shard, n_rows)
     meta = {
         METADATA_KEY: json.dumps(metadata),
         HF_METADATA_KEY: json.dumps({"info": {"features": hub_features(expected)}}),
     }
     out_schema = expected.with_metadata(meta)
-    paths = [shard_name(i, n_shards) for i in range(n_shards)]
-    row, writer, shard = 0, None, -1
-    try:
-        for batch in _batches(source, rows_per_group):
-            _check_order(path, batch, row, n_neurons)
-            table = pa.Table.from_batches([batch]).cast(out_schema)
-            while table.num_rows:
-                if row // per_shard != shard:
-                    if writer is not None:
-                        writer.close()
-                    shard = row // per_shard
-                    writer = _writer(folder / paths[shard], out_schema)
-                take = min(table.num_rows, per_shard - row % per_shard)
-                writer.write_table(table.slice(0, take), row_group_size=rows_per_group)
-                table, row = table.slice(take), row + take
-    finally:
-        if writer is not None:
-            writer.close()
+    paths = [shard_name(i, len(spans)) for i in range(len(spans))]
+    rows_per_group = groups[1] - groups[0] if len(groups) > 1 else n_rows
+
+    def write(i: int) -> None:
+        (first, stop), row = spans[i], spans[i][0]
+        with _writer(folder / paths[i], out_schema) as writer:
+            # a reader of the file's own per thread: one ParquetFile is not for sharing
+            own = pq.ParquetFile(path) if isinstance(source, pq.ParquetFile) else source
+            for batch in _batches(own, groups, first, stop):
+                _check_order(path, batch, row, n_neurons)
+                table = pa.Table.from_batches([batch]).cast(out_schema)
+                writer.write_table(table, row_group_size=rows_per_group)
+                row += batch.num_rows
+
+    with ThreadPoolExecutor(max_workers=min(len(spans), os.cpu_count() or 1)) as pool:
+        list(pool.map(write, range(len(spans))))
     n_bytes = sum((folder / p).stat().st_size for p in paths)
-    return Shards(folder, paths, metadata, out_schema, n_rows, n_bytes, notes)
+    files = {p: folder / p for p in paths}
+    return Shards(files, metadata, out_schema, n_rows, n_bytes, notes)
+
+
+def _group_starts(source: pq.ParquetFile | pa.Table) -> list[int]:
+    """The first row of each row group (a table in memory: of each 128 rows), then the total."""
+    if isinstance(source, pa.Table):
+        return [*range(0, source.num_rows, 128), source.num_rows]
+    starts = [0]
+    for g in range(source.metadata.num_row_groups):
+        starts.append(starts[-1] + source.metadata.row_group(g).num_rows)
+    return starts
+
+
+def _spans(groups: list[int], per_shard: int, n_rows: int) -> list[tuple[int, int]]:
+    """[first row, stop) of each shard: whole row groups, a new shard where one would pass
+    `per_shard` rows."""
+    spans, first = [], 0
+    for start in groups[1:-1]:
+        if start - first >= per_shard:
+            spans.append((first, start))
+            first = start
+    spans.append((first, n_rows))
+    return spans
+
+
+def _batches(source: pq.ParquetFile | pa.Table, groups: list[int], first: int, stop: int):
+    """The rows [first, stop) (row-group bounds), READ_GROUPS row groups at a time."""
+    if isinstance(source, pa.Table):
+        yield from source.slice(first, stop - first).to_batches(max_chunksize=128 * READ_GROUPS)
+        return
+    indexes = [g for g in range(len(groups) - 1) if first <= groups[g] < stop]
+    for at in range(0, len(indexes), READ_GROUPS):
+        yield from source.read_row_groups(indexes[at : at + READ_GROUPS]).to_batches()
 
 
 def _writer(file: Path, schema: pa.Schema) -> pq.ParquetWriter:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from activations.publish.card import card_text
-from activations.publish.names import DEFAULT_LICENSE, MAX_SHARD_BYTES
+from activations.publish.names import DEFAULT_LICENSE
 from activations.publish.shards import DATA_DIR, PublishError, stage_shards
 from activations.records import hub
 from activations.search.token_index import INDEX_SUFFIX
@@ -93,12 +93,13 @@ def push(
     allow_existing: bool = False,
     license: str = DEFAULT_LICENSE,
     token: str | None = None,
-    max_shard_bytes: int = MAX_SHARD_BYTES,
+    max_shard_bytes: int | None = None,
     commit_message: str | None = None,
 ) -> PushResult:
     """Push a collated file to the dataset repo `repo_id` (created if missing; refused where it
     holds other files, unless `allow_existing`: then one commit on top, with stale shards
-    removed in it)."""
+    removed in it). The file is one shard as it is, unless it is larger than `max_shard_bytes`
+    (then rewritten into shards of about that size) or of an older schema version."""
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 
     _check_repo_id(repo_id)
@@ -125,7 +126,7 @@ def push(
         ours = [*shards.paths, "README.md", *beside]
         stale = [f for f in others if f.startswith(f"{DATA_DIR}/") and f not in ours]
         operations = [
-            *(CommitOperationAdd(p, str(shards.folder / p)) for p in shards.paths),
+            *(CommitOperationAdd(p, str(local)) for p, local in shards.files.items()),
             CommitOperationAdd("README.md", card),
             *(CommitOperationAdd(p, str(local)) for p, local in beside.items()),
             *(CommitOperationDelete(p) for p in stale),

@@ -11,7 +11,6 @@ import os
 import pyarrow.parquet as pq
 import pytest
 
-import registry
 from activations.publish import HubPushError, PublishError, push
 from activations.records.glu_parquet import GluParquetDataset
 from activations.records.schema import METADATA_KEY
@@ -217,11 +216,21 @@ def test_bad_repo_ids_and_missing_files_say_what_is_valid(upload_hub, collated, 
 def test_dataset_push_in_the_python_api(upload_hub, collated):
     from activations import api
 
-    result = api.open_file(str(collated)).push("me/api", private=True)
+    dataset = api.open_file(str(collated))
+    result = dataset.push("me/api", private=True)
     assert result.path == "hf://datasets/me/api" and ("dataset", "me/api") in upload_hub.private
     assert_same_records(result.path, collated)
-    remote = api.Dataset(registry.get_neuron_dataset_metadata_by_short_name_and_dst(
-        "tiny-llama", "mlp_post_act").model_copy(update={"neuron_dataset_path": result.path}),
-        api.default_session())  # fmt: skip
+    elsewhere = dataset.metadata.model_copy(update={"neuron_dataset_path": result.path})
+    remote = api.Dataset(elsewhere, dataset.session)
     with pytest.raises(ValueError, match="only local files are pushed"):
         remote.push("me/again")
+
+
+def test_a_file_in_the_layout_is_its_own_shard_byte_for_byte(upload_hub, collated):
+    result = push(collated, "me/as-it-is")
+    assert [f for f in result.files if f.startswith("data/")] == [
+        "data/train-00000-of-00001.parquet"
+    ]
+    root = upload_hub.repos[("dataset", "me/as-it-is")].root
+    with open(f"{root}/data/train-00000-of-00001.parquet", "rb") as pushed:
+        assert pushed.read() == collated.read_bytes()
