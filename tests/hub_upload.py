@@ -254,22 +254,31 @@ class _UploadHandler(_Handler):
             return self._store(store, oid, data)
         if self.command == "POST" and segs[1:] == ["complete"]:
             body = self._body_json()
-            parts = sorted(body.get("parts", []), key=lambda p: p["partNumber"])
-            data = b""
-            for part in parts:
-                with open(f"{store}.part{part['partNumber']}", "rb") as f:
-                    data += f.read()
-            for part in parts:
-                os.unlink(f"{store}.part{part['partNumber']}")
-            return self._store(store, oid, data)
+            numbers = sorted(p["partNumber"] for p in body.get("parts", []))
+            parts = [f"{store}.part{n}" for n in numbers]
+            return self._store(store, oid, parts)
         return self._error(404, None, "no such lfs route")
 
-    def _store(self, store: str, oid: str, data: bytes) -> None:
-        if hashlib.sha256(data).hexdigest() != oid:
+    def _store(self, store: str, oid: str, source: bytes | list[str]) -> None:
+        """The object from its body or its parts (streamed, hashed on the way), kept only if
+        its sha256 is its oid."""
+        digest = hashlib.sha256()
+        with open(store + ".tmp", "wb") as out:
+            for part in [source] if isinstance(source, bytes) else source:
+                if isinstance(part, bytes):
+                    digest.update(part)
+                    out.write(part)
+                    continue
+                with open(part, "rb") as f:
+                    for chunk in iter(lambda f=f: f.read(1 << 20), b""):
+                        digest.update(chunk)
+                        out.write(chunk)
+        if digest.hexdigest() != oid:
+            os.unlink(store + ".tmp")
             return self._error(400, None, "content does not match its oid")
-        with open(store + ".tmp", "wb") as f:
-            f.write(data)
         os.replace(store + ".tmp", store)
+        for part in [] if isinstance(source, bytes) else source:
+            os.unlink(part)
         self._send(200)
 
     def _commit(self, repo) -> None:

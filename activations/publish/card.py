@@ -26,7 +26,13 @@ from activations.records.schema import (
     mean_column,
     sum_column,
 )
-from registry.vocabulary import ALL_TOKENS, GLU_SITES, QUADRANTS_TABLE, SITE_BY_HOOK
+from registry.vocabulary import (
+    ALL_TOKENS,
+    GLU_SITES,
+    QUADRANT_SIGNS,
+    QUADRANTS_TABLE,
+    SITE_BY_HOOK,
+)
 
 CARD_TAGS = ("interpretability", "neuron", HUB_TAG)
 
@@ -39,7 +45,15 @@ def _hook_label(hook: str) -> str:
 def _quadrant_text(quadrant: str) -> str:
     if quadrant == ALL_TOKENS:
         return "every token"
-    return f"tokens where the gate and in have signs {quadrant}"
+    gate, in_ = QUADRANT_SIGNS[quadrant]
+    return f"tokens with gate {'>' if gate > 0 else '<'} 0 and in {'>' if in_ > 0 else '<'} 0"
+
+
+def _dtype(kind: pa.DataType) -> str:
+    """A column's dtype as the card's features name it (float32, list<int64>...)."""
+    if pa.types.is_list(kind):
+        return f"list<{_dtype(kind.value_type)}>"
+    return {pa.float32(): "float32", pa.float64(): "float64"}.get(kind, str(kind))
 
 
 def column_meanings(schema: pa.Schema) -> dict[str, str]:
@@ -51,7 +65,7 @@ def column_meanings(schema: pa.Schema) -> dict[str, str]:
     }
     for q in layout.quadrants:
         where = _quadrant_text(q)
-        out[freq_column(q)] = f"share of all tokens read that are {where}"
+        out[freq_column(q)] = f"share of all tokens read: {where}"
         out[count_column(q)] = f"(ours) exact count of {where}, so files merge exactly"
         for h in layout.hooks:
             label = _hook_label(h)
@@ -60,9 +74,10 @@ def column_meanings(schema: pa.Schema) -> dict[str, str]:
         for h in layout.hooks:
             if (q, h) not in layout.max_pairs():
                 continue
+            label = _hook_label(h)
             out[max_values_column(q, h)] = (
-                f"the top-k values of largest |{label}| over {where}, one per document, "
-                "strongest first; 0.0 in a slot no document reached"
+                f"the top-k values of {label} largest in absolute value over {where}, one per "
+                "document, strongest first; 0.0 in a slot no document reached"
             )
             out[max_indices_column(q, h)] = "the corpus row (document index) of each of those"
             out[max_positions_column(q, h)] = (
@@ -200,7 +215,7 @@ def _body(shards: Shards, repo_id: str, model: str, beside: dict[str, str]) -> s
     lines += ["", "## Columns", "", "| column | dtype | meaning |", "| --- | --- | --- |"]
     meanings = column_meanings(shards.schema)
     for f in shards.schema:
-        lines.append(f"| `{f.name}` | {f.type} | {meanings[f.name]} |")
+        lines.append(f"| `{f.name}` | {_dtype(f.type)} | {meanings[f.name]} |")
     lines += ["", *_reading(repo_id, m, beside)]
     return "\n".join(lines) + "\n"
 
@@ -208,6 +223,8 @@ def _body(shards: Shards, repo_id: str, model: str, beside: dict[str, str]) -> s
 def _reading(repo_id: str, m: dict[str, Any], beside: dict[str, str]) -> list[str]:
     name = m.get("model") or repo_id.split("/")[-1]
     model_path = m.get("model_path") or name
+    n_neurons = int(m.get("n_neurons") or 1)
+    layer, neuron = min(3, len(m.get("layers") or [0]) - 1), min(1024, n_neurons - 1)
     lines = [
         "## Reading it",
         "",
@@ -217,16 +234,17 @@ def _reading(repo_id: str, m: dict[str, Any], beside: dict[str, str]) -> list[st
         "from datasets import load_dataset",
         "",
         f'records = load_dataset("{repo_id}", split="train")',
-        f"row = records[3 * {m.get('n_neurons')} + 1024]  # layer 3, neuron 1024",
+        f"row = records[{layer} * {n_neurons} + {neuron}]  # layer {layer}, neuron {neuron}",
         "```",
         "",
         "With glu-neurons (records read by ranged requests, one neuron "
         "at a time; the viewer, searches and the API on top):",
         "",
         "```python",
-        "from registry import register_model, register_neuron_dataset_metadata",
+        "from registry import find_model, register_model, register_neuron_dataset_metadata",
         "",
-        f'register_model("{name}", "{model_path}")',
+        f'if find_model("{name}") is None:  # for example text and live runs',
+        f'    register_model("{name}", "{model_path}")',
         "register_neuron_dataset_metadata(",
         f'    short_name="{name}",',
         '    derived_scalar_type="mlp_post_act",',
