@@ -31,7 +31,7 @@ from activations.publish import push
 began = time.perf_counter()
 options = {} if sys.argv[3] == "none" else {"max_shard_bytes": int(sys.argv[3])}
 result = push(sys.argv[1], sys.argv[2], **options)
-print(json.dumps({"seconds": time.perf_counter() - began, "files": ours["files"]}))
+print(json.dumps({"seconds": time.perf_counter() - began, "files": len(result.files)}))
 """
 
 BASELINE = """
