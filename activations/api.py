@@ -156,6 +156,17 @@ class Dataset:
             raise ValueError(f"{self.metadata.short_name} names no model")
         return self.session.weights(self.metadata.model, layer, neuron)
 
+    def push(self, repo_id: str, **options: Any) -> Any:
+        """This dataset's file to a Hugging Face Hub dataset repo, in the published layout with
+        its card (activations.publish.push: private=, allow_existing=, license=...)."""
+        from activations.publish import push
+        from registry.paths import local_path
+
+        path = local_path(self.metadata.neuron_dataset_path)
+        if path is None:
+            raise ValueError(f"{self.metadata.neuron_dataset_path}: only local files are pushed")
+        return push(path, repo_id, **options)
+
     def search_prompt(
         self, text: str, token_index: int | None = None, top: int = 20, skip_first: bool = False
     ) -> PromptSearchResult:
