@@ -10,7 +10,7 @@ from typing import Any
 
 from activations.publish.names import HUB_TAG
 from activations.publish.upload import HubPushError, push_error
-from activations.records import hub
+from activations.io import hub
 
 LIMIT = 200  # per owner: a listing of the tag on the whole Hub stays one page
 
