@@ -1,10 +1,13 @@
 """Weight views served: a model's table is opened from $NEURONS_HOME/weights, or computed once
 in a thread of its own from the loaded model's weights (no forward pass: live requests go on),
-while asking answers that it is under way and how long it has left. A failure is said for a
-while (RETRY_AFTER_S) instead of being tried again on every request."""
+while the classes it counts answer that it is under way and how far it has come. One neuron's
+view does not wait for it: until the table exists it is computed from that neuron's own vectors
+(milliseconds), the very row the table will hold. A failure is said for a while
+(RETRY_AFTER_S) instead of being tried again on every request."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from dataclasses import dataclass, field
@@ -12,9 +15,10 @@ from dataclasses import dataclass, field
 from activations.models.live import LiveRequestError
 from activations.models.pool import ModelPool
 from activations.records.errors import UpstreamError
-from activations.weights.compute import weight_views
-from activations.weights.models import ClassCounts, NeuronWeightView, TokenScore
-from activations.weights.store import WeightTable, cache_path, write_table
+from activations.weights.compute import TOP_K, Vocabulary, neuron_views, table_metadata
+from activations.weights.compute import weight_views as compute_all
+from activations.weights.models import ClassCounts, NeuronWeightView, RawCosines, TokenScore
+from activations.weights.store import METADATA_KEY, WeightTable, cache_path, write_table
 
 RETRY_AFTER_S = 60.0
 NAMES = {  # the view's lists by their stored names
@@ -57,6 +61,7 @@ class WeightViews:
         self._tables: dict[str, WeightTable] = {}
         self._builds: dict[str, _Build] = {}
         self._vocabularies: dict[str, list[str]] = {}
+        self._matrices: dict[str, Vocabulary] = {}
         self._lock = threading.Lock()
 
     def table(self, model: str, wait: bool = False) -> WeightTable:
@@ -113,9 +118,10 @@ class WeightViews:
             def layer_done(_: int) -> None:
                 build.layers_done += 1
 
-            table = weight_views(
-                runner.model, sites, runner.metadata.refactor_glu, on_layer=layer_done
-            )
+            table = compute_all(
+                runner.model, sites, runner.metadata.refactor_glu, on_layer=layer_done,
+                vocabulary=self._matrices_of(model, key),
+            )  # fmt: skip
             path = write_table(table, cache_path(runner.metadata))
             with self._lock:
                 self._tables[key] = WeightTable.open(path)
@@ -126,9 +132,17 @@ class WeightViews:
             )
 
     def view(self, model: str, layer: int, neuron: int, wait: bool = False) -> NeuronWeightView:
-        table = self.table(model, wait)
+        """From the model's table where it exists (`wait`: once it does), else from the
+        neuron's own vectors at once, the model's table then being computed meanwhile."""
         try:
-            found = table.neuron(layer, neuron)
+            table = self.table(model, wait)
+        except WeightsPendingError:
+            table = None
+        try:
+            if table is not None:
+                found, metadata = table.neuron(layer, neuron), table.metadata
+            else:
+                found, metadata = self._alone(model, layer, neuron)
         except LookupError as error:
             raise LiveRequestError(str(error)) from None
         vocabulary = self._vocabulary(model)
@@ -146,18 +160,60 @@ class WeightViews:
             view: tokens(stored) if f"{stored}_ids" in found else []
             for view, stored in NAMES.items()
         }
+        raw = RawCosines(
+            cos_gate_in=_finite(found["raw_cos_gate_in"]),
+            cos_gate_out=_finite(found["raw_cos_gate_out"]), cos_in_out=found["raw_cos_in_out"],
+            io_class=found["raw_io_class"],
+        )  # fmt: skip
         return NeuronWeightView(
             model=model, layer=layer, neuron=neuron, cos_gate_in=_finite(found["cos_gate_in"]),
             cos_gate_out=_finite(found["cos_gate_out"]), cos_in_out=found["cos_in_out"],
-            io_class=found["io_class"], skew=found["skew"], kurtosis=found["kurtosis"],
-            family=found["family"], refactored=table.metadata["refactored"], **lists,
+            io_class=found["io_class"], folded=metadata.get("folded", False), raw=raw,
+            skew=found["skew"], kurtosis=found["kurtosis"], family=found["family"],
+            refactored=metadata["refactored"], **lists,
         )  # fmt: skip
+
+    def _alone(self, model: str, layer: int, neuron: int) -> tuple[dict, dict]:
+        """One neuron's row, computed from its own vectors, and the table's metadata."""
+        why = self.models.why_not_run(model)
+        if why is not None:
+            raise WeightsUnavailableError(f"the weight views of {model} need its weights: {why}")
+        runner = self.models.get(model)
+        sites = runner.sites
+        if not 0 <= layer < len(sites):
+            raise LookupError(f"layer {layer} is out of range: valid layers are 0-{len(sites) - 1}")
+        n = sites[layer].n_neurons
+        if not 0 <= neuron < n:
+            raise LookupError(f"neuron {neuron} is out of range: valid neurons are 0-{n - 1}")
+        matrices = self._matrices_of(model, str(cache_path(runner.metadata)))
+        refactored = runner.metadata.refactor_glu
+        row = neuron_views(sites[layer], matrices, neuron, refactored)
+        metadata = table_metadata(sites[0].is_glu, matrices, refactored, TOP_K, 0.0)
+        found = WeightTable(row.replace_schema_metadata({METADATA_KEY: json.dumps(metadata)}))
+        return found.at(0), metadata
+
+    def _matrices_of(self, model: str, key: str) -> Vocabulary:
+        """The vocabulary matrices and norm scales of a model, prepared once."""
+        with self._lock:
+            held = self._matrices.get(key)
+        if held is None:
+            runner = self.models.get(model)
+            held = Vocabulary.of(runner.model, runner.sites)
+            with self._lock:
+                held = self._matrices.setdefault(key, held)
+        return held
 
     def counts(self, model: str) -> ClassCounts:
         try:
             table = self.table(model)
         except WeightsPendingError as pending:
-            return ClassCounts(model=model, state="computing", note=str(pending))
+            build = self._builds.get(str(cache_path(self.models.get(model).metadata)))
+            done = build.layers_done if build is not None else 0
+            total = build.layers_total if build is not None and build.layers_total else None
+            return ClassCounts(
+                model=model, state="computing", note=str(pending), layers_done=done,
+                layers_total=total,
+            )  # fmt: skip
         by_class, by_family = table.counts()
         return ClassCounts(
             model=model, state="ready", layers=table.layers,
