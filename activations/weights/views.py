@@ -60,7 +60,7 @@ class WeightViews:
         self.models = models
         self._tables: dict[str, WeightTable] = {}
         self._builds: dict[str, _Build] = {}
-        self._vocabularies: dict[str, list[str]] = {}
+        self._vocabularies: dict[str, dict[int, str]] = {}
         self._matrices: dict[str, Vocabulary] = {}
         self._lock = threading.Lock()
 
@@ -145,15 +145,13 @@ class WeightViews:
                 found, metadata = self._alone(model, layer, neuron)
         except LookupError as error:
             raise LiveRequestError(str(error)) from None
-        vocabulary = self._vocabulary(model)
 
         def tokens(name: str) -> list[TokenScore]:
             ids, values = found[f"{name}_ids"], found[f"{name}_values"]
+            texts = self._texts(model, ids)
             return [
-                TokenScore(
-                    token=vocabulary[i] if i < len(vocabulary) else f"<{i}>", token_id=i, value=v
-                )  # fmt: skip
-                for i, v in zip(ids, values, strict=True)
+                TokenScore(token=text, token_id=i, value=v)
+                for i, text, v in zip(ids, texts, values, strict=True)
             ]
 
         lists = {
@@ -220,14 +218,17 @@ class WeightViews:
             neurons_per_layer=table.neurons_per_layer, classes=by_class, families=by_family,
         )  # fmt: skip
 
-    def _vocabulary(self, model: str) -> list[str]:
-        """Every token id's text, decoded once per model."""
-        held = self._vocabularies.get(model)
-        if held is None:
+    def _texts(self, model: str, ids: list[int]) -> list[str]:
+        """These token ids' texts, each decoded once per model as first shown (the whole
+        vocabulary, decoded at the first view, was a wait of seconds on its page)."""
+        held = self._vocabularies.setdefault(model, {})
+        missing = [i for i in ids if i not in held]
+        if missing:
             tokenizer = self.models.tokens(model).tokenizer
-            held = [tokenizer.decode([i]) for i in range(len(tokenizer))]
-            self._vocabularies[model] = held
-        return held
+            size = len(tokenizer)
+            for i in missing:
+                held[i] = tokenizer.decode([i]) if i < size else f"<{i}>"
+        return [held[i] for i in ids]
 
 
 def _finite(value: float) -> float | None:
