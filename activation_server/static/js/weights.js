@@ -138,5 +138,5 @@ function render(view) {
   const refactored = view.refactored
     ? el("p", { class: "meta", text: "in and out are those of the refactored model" })
     : "";
-  return el("div", {}, line, cosines, lists, refactored);
+  return el("div", {}, line, cosines, folded, lists, refactored);
 }
