@@ -125,6 +125,9 @@ class WeightViews:
             path = write_table(table, cache_path(runner.metadata))
             with self._lock:
                 self._tables[key] = WeightTable.open(path)
+                # the table answers every neuron now: its float32 copies of the vocabulary
+                # matrices (GBs for a 7B model in bfloat16) are not kept
+                self._matrices.pop(key, None)
             build.done.set()
         except Exception as error:  # said for a while, then tried again
             self._fail(
