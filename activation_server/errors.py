@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from activations.errors import (
@@ -29,6 +31,8 @@ from activations.errors import (
 )
 from registry.errors import UnknownDatasetError, UnknownModelError
 from registry.metadata import NeuronDatasetMetadata
+
+T = TypeVar("T", bound=BaseModel)
 
 log = logging.getLogger("activation_server")
 
@@ -63,9 +67,14 @@ def status_of(error: BaseException) -> int | None:
 _ABSOLUTE_PATH = re.compile(r"(?<![\w:/.~$])/(?:[^\s/'\"`()]+/)+([^\s/'\"`()]+)")
 
 
+# A file:// URL (a local path too): group 1 is its last part.
+_FILE_URL = re.compile(r"file://(?:localhost)?/(?:[^\s/'\"`()]+/)*([^\s/'\"`()]+)")
+
+
 def hide_paths(text: str) -> str:
-    """Absolute local paths cut to their last part; URLs (scheme://host/...) are kept."""
-    return _ABSOLUTE_PATH.sub(r"…/\1", text)
+    """Absolute local paths and file:// URLs cut to their last part; other URLs
+    (scheme://host/...) are kept."""
+    return _ABSOLUTE_PATH.sub(r"…/\1", _FILE_URL.sub(r"…/\1", text))
 
 
 def shown_metadata(metadata: NeuronDatasetMetadata, expose_paths: bool) -> NeuronDatasetMetadata:
@@ -79,6 +88,19 @@ def shown_metadata(metadata: NeuronDatasetMetadata, expose_paths: bool) -> Neuro
         if isinstance(value := getattr(metadata, field), str)
     }
     return metadata.model_copy(update=update)
+
+
+def shown_strings(answer: T, expose_paths: bool) -> T:
+    """An answer's own strings (`dataset`, `note`) with this server's paths cut to their last
+    part, as every other answer shows them, unless it is told to show them."""
+    if expose_paths:
+        return answer
+    update = {
+        name: hide_paths(value)
+        for name in ("dataset", "note")
+        if isinstance(value := getattr(answer, name, None), str)
+    }
+    return answer.model_copy(update=update)
 
 
 # A 503 says when to ask again (RFC 9110 Retry-After, seconds): weight views take a while to

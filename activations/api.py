@@ -95,9 +95,10 @@ class Session:
         return self.run(work)
 
     def weights(self, model: str, layer: int, neuron: int) -> NeuronWeightView:
-        """What a neuron reads and writes, from the model's weights (computed once per model,
-        kept under $NEURONS_HOME; the first call waits for it)."""
-        return self.weight_views.view(model, layer, neuron, wait=True)
+        """What a neuron reads and writes, from the model's weights: at once, from its own
+        vectors, until the model's table (computed once, in the background, and kept under
+        $NEURONS_HOME) holds it."""
+        return self.weight_views.view(model, layer, neuron)
 
     def classes(self, model: str) -> ClassCounts:
         """IO class and vocabulary family counts per layer (waits for the views)."""

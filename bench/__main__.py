@@ -32,6 +32,7 @@ FIGURES = {
     "search": "bench.search",
     "weights": "bench.weights",
     "push": "bench.push",
+    "weight_view": "bench.weight_view",
 }
 RESULTS = Path(__file__).with_name("results.json")
 

@@ -14,7 +14,8 @@ candidate enters its list, untimed; after the timed batches, the candidates of t
 still waiting (or, with the torch engines, still buffered) enter theirs, timed. A case fills
 and times 5 batches with a fresh Collator RUNS times at 30 layers, and proportionally more
 often at fewer layers, so that every case times about as many layer passes and the short passes
-of the 1-layer case are not left to the machine's noise.
+of the 1-layer case are not left to the machine's noise. The target is judged for the engine
+`--engine auto` runs here; another engine's rows are information (what `auto` would leave).
 """
 
 from __future__ import annotations
@@ -103,15 +104,19 @@ def run() -> FigureResult:
                     model.base_model(input_ids=ids, attention_mask=mask, use_cache=False)
 
             warmups: dict[str, float] = {}
+            auto_runs = Collator(model, layers=[0], engine="auto").engine
             for size, count, engine in CASES:
                 layers = layer_subset(count, n_layers)
                 collator = Collator(model, layers=layers, engine=engine)
+                judged = engine == "auto" or collator.engine == auto_runs
                 engine_name = collator.engine
                 if engine_name == "kernel":  # the vectors it was built with: avx512, avx2, neon…
                     from activations.collate import kernel
 
                     engine_name = f"kernel ({kernel.isa()})"
                 label = f"{size}×{MAX_TOKENS} tok, {count} layers, {engine_name}"
+                if not judged:
+                    label += f" (information: --engine auto runs {auto_runs} here)"
                 ids, mask, docs = batch(size)
                 began = time.perf_counter()
                 collator.add_batch(ids, mask, docs)  # builds the kernel or compiles the reduction
@@ -155,7 +160,7 @@ def run() -> FigureResult:
                         f"Collator {label}: {subject:.0f} tok/s",
                         f"forward: {baseline:.0f} tok/s",
                         sum(times["forward"]) / sum(times["collator"]),
-                        TARGET,
+                        TARGET if judged else None,
                     )
                 )
                 rss, base_rss = max(peaks["collator"]), max(peaks["forward"])

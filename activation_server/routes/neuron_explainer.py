@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 from pydantic import AliasChoices, Field, StrictInt
 
-from activation_server.errors import hide_paths
+from activation_server.errors import hide_paths, shown_strings
 from activation_server.services import Services, services
 from activations.errors import RecordNotFoundError
 from activations.records.explainer import ExplainerAttentionRecord, ExplainerRecord
@@ -85,7 +85,8 @@ async def neuron_record(
     sequences. GLU datasets answer it too: the top examples of the hook the type names, with
     the neuron's values, and a random sample of documents (`note` says what is missing)."""
     layer, neuron = body.layer_index, body.activation_index
-    return await first_with_node(s, body, lambda source: source.explainer_record(layer, neuron))
+    found = await first_with_node(s, body, lambda source: source.explainer_record(layer, neuron))
+    return shown_strings(found, s.settings.expose_paths)
 
 
 @router.post("/attention_head_record", response_model=ExplainerAttentionRecord)
@@ -94,7 +95,8 @@ async def attention_head_record(
 ) -> ExplainerAttentionRecord:
     """An attention head's (or a latent's) record by token pair, in neuron-explainer's shape."""
     layer, head = body.layer_index, body.activation_index
-    return await first_with_node(s, body, lambda source: source.attention_record(layer, head))
+    found = await first_with_node(s, body, lambda source: source.attention_record(layer, head))
+    return shown_strings(found, s.settings.expose_paths)
 
 
 @router.post("/neuron_datasets_metadata", response_model=list[NeuronDatasetMetadata])

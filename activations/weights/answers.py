@@ -13,14 +13,31 @@ class TokenScore(CamelModel):
     value: float
 
 
+class RawCosines(CamelModel):
+    """The cosines of the neuron's raw rows, before the pre-MLP norm's scale is folded in."""
+
+    cos_gate_in: float | None
+    cos_gate_out: float | None
+    cos_in_out: float
+    io_class: str
+
+
 class NeuronWeightView(CamelModel):
     model: str
     layer: int
     neuron: int
-    cos_gate_in: float | None
+    cos_gate_in: float | None = Field(
+        description="of gate and in as the neuron reads them: through the pre-MLP norm's scale"
+    )
     cos_gate_out: float | None
     cos_in_out: float
     io_class: str = Field(description="its class from the three cosines (GLUScope's RW classes)")
+    folded: bool = Field(
+        description="gate and in (their cosines, class and token lists) are through the scale "
+        "of the norm before the MLP, as TransformerLens's fold_ln and the classes' authors read "
+        "them; false where the model has no such scale"
+    )
+    raw: RawCosines = Field(description="the same from the raw rows of the weight matrices")
     skew: float = Field(description="of W_U · (norm scale ⊙ w_out) over the vocabulary")
     kurtosis: float
     family: str | None = Field(description="prediction, suppression or partition, else none")
@@ -31,7 +48,9 @@ class NeuronWeightView(CamelModel):
     suppresses: list[TokenScore] = Field(
         description="tokens whose logits it lowers most when positive (raises most when negative)"
     )
-    opens_gate: list[TokenScore] = Field(description="embeddings that most open its gate")
+    opens_gate: list[TokenScore] = Field(
+        description="embeddings that most open its gate (through the pre-MLP norm's scale)"
+    )
     closes_gate: list[TokenScore]
     drives_in_up: list[TokenScore] = Field(description="embeddings that most raise its in")
     drives_in_down: list[TokenScore]
@@ -42,6 +61,8 @@ class ClassCounts(CamelModel):
     model: str
     state: str = Field(description="ready, or computing (counts follow when it is done)")
     note: str | None = None
+    layers_done: int | None = Field(None, description="while computing: layers done so far")
+    layers_total: int | None = None
     layers: list[int] = Field(default_factory=list)
     neurons_per_layer: int | None = None
     classes: dict[str, list[int]] = Field(default_factory=dict, description="per layer")

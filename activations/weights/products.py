@@ -83,8 +83,11 @@ def reduce_product(
             centred = product[:moment_rows] - means
             squared = centred * centred
             sums[0] += squared.sum(dim=1, dtype=torch.float64)
-            sums[1] += torch.einsum("ij,ij->i", squared, centred).double()
-            sums[2] += torch.einsum("ij,ij->i", squared, squared).double()
+            # each row summed alone, in float64: the same for a row however many rows come
+            # with it (a float32 einsum takes another path with the row count, and its last
+            # bits changed with it: one neuron's view would not be its row of the table)
+            sums[1] += (squared * centred).sum(dim=1, dtype=torch.float64)
+            sums[2] += (squared * squared).sum(dim=1, dtype=torch.float64)
     top_values, top_ids = _merge(tops, k, largest=True)
     bottom_values, bottom_ids = _merge(bottoms, k, largest=False)
     m2, m3, m4 = sums / vocabulary

@@ -16,7 +16,7 @@ from activations.weights.compute import METADATA_KEY
 from registry.locations import neurons_home
 from registry.metadata import ModelMetadata
 
-VERSION = 1
+VERSION = 2  # 2: gate and in folded through the pre-MLP norm's scale, raw cosines kept
 
 
 def cache_path(metadata: ModelMetadata) -> Path:
@@ -82,11 +82,16 @@ class WeightTable:
 
     def neuron(self, layer: int, neuron: int) -> dict[str, Any]:
         """Its cosines, class, family, moments and token lists ({name}_ids, {name}_values)."""
-        row = self.row(layer, neuron)
+        return self.at(self.row(layer, neuron))
+
+    def at(self, row: int) -> dict[str, Any]:
+        """The neuron of this row (neuron(): by layer and neuron)."""
         found: dict[str, Any] = {}
         for name, column in self.columns.items():
             found[name] = column[row].tolist()
-        found["io_class"] = self.metadata["classes"][found["io_class"]]
+        for name in ("io_class", "raw_io_class"):
+            if name in found:
+                found[name] = self.metadata["classes"][found[name]]
         found["family"] = self.metadata["families"][found["family"]] or None
         return found
 

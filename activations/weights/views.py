@@ -1,10 +1,13 @@
 """Weight views served: a model's table is opened from $NEURONS_HOME/weights, or computed once
 in a thread of its own from the loaded model's weights (no forward pass: live requests go on),
-while asking answers that it is under way and how long it has left. A failure is said for a
-while (RETRY_AFTER_S) instead of being tried again on every request."""
+while the classes it counts answer that it is under way and how far it has come. One neuron's
+view does not wait for it: until the table exists it is computed from that neuron's own vectors
+(milliseconds), the very row the table will hold. A failure is said for a while
+(RETRY_AFTER_S) instead of being tried again on every request."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from dataclasses import dataclass, field
@@ -12,9 +15,10 @@ from dataclasses import dataclass, field
 from activations.io.errors import UpstreamError
 from activations.models.live import LiveRequestError
 from activations.models.pool import ModelPool
-from activations.weights.answers import ClassCounts, NeuronWeightView, TokenScore
-from activations.weights.compute import weight_views
-from activations.weights.store import WeightTable, cache_path, write_table
+from activations.weights.answers import ClassCounts, NeuronWeightView, RawCosines, TokenScore
+from activations.weights.compute import TOP_K, Vocabulary, neuron_views, table_metadata
+from activations.weights.compute import weight_views as compute_all
+from activations.weights.store import METADATA_KEY, WeightTable, cache_path, write_table
 
 RETRY_AFTER_S = 60.0
 NAMES = {  # the view's lists by their stored names
@@ -56,7 +60,8 @@ class WeightViews:
         self.models = models
         self._tables: dict[str, WeightTable] = {}
         self._builds: dict[str, _Build] = {}
-        self._vocabularies: dict[str, list[str]] = {}
+        self._vocabularies: dict[str, dict[int, str]] = {}
+        self._matrices: dict[str, Vocabulary] = {}
         self._lock = threading.Lock()
 
     def table(self, model: str, wait: bool = False) -> WeightTable:
@@ -113,12 +118,16 @@ class WeightViews:
             def layer_done(_: int) -> None:
                 build.layers_done += 1
 
-            table = weight_views(
-                runner.model, sites, runner.metadata.refactor_glu, on_layer=layer_done
-            )
+            table = compute_all(
+                runner.model, sites, runner.metadata.refactor_glu, on_layer=layer_done,
+                vocabulary=self._matrices_of(model, key),
+            )  # fmt: skip
             path = write_table(table, cache_path(runner.metadata))
             with self._lock:
                 self._tables[key] = WeightTable.open(path)
+                # the table answers every neuron now: its float32 copies of the vocabulary
+                # matrices (GBs for a 7B model in bfloat16) are not kept
+                self._matrices.pop(key, None)
             build.done.set()
         except Exception as error:  # said for a while, then tried again
             self._fail(
@@ -126,52 +135,103 @@ class WeightViews:
             )
 
     def view(self, model: str, layer: int, neuron: int, wait: bool = False) -> NeuronWeightView:
-        table = self.table(model, wait)
+        """From the model's table where it exists (`wait`: once it does), else from the
+        neuron's own vectors at once, the model's table then being computed meanwhile."""
         try:
-            found = table.neuron(layer, neuron)
+            table = self.table(model, wait)
+        except WeightsPendingError:
+            table = None
+        try:
+            if table is not None:
+                found, metadata = table.neuron(layer, neuron), table.metadata
+            else:
+                found, metadata = self._alone(model, layer, neuron)
         except LookupError as error:
             raise LiveRequestError(str(error)) from None
-        vocabulary = self._vocabulary(model)
 
         def tokens(name: str) -> list[TokenScore]:
             ids, values = found[f"{name}_ids"], found[f"{name}_values"]
+            texts = self._texts(model, ids)
             return [
-                TokenScore(
-                    token=vocabulary[i] if i < len(vocabulary) else f"<{i}>", token_id=i, value=v
-                )  # fmt: skip
-                for i, v in zip(ids, values, strict=True)
+                TokenScore(token=text, token_id=i, value=v)
+                for i, text, v in zip(ids, texts, values, strict=True)
             ]
 
         lists = {
             view: tokens(stored) if f"{stored}_ids" in found else []
             for view, stored in NAMES.items()
         }
+        raw = RawCosines(
+            cos_gate_in=_finite(found["raw_cos_gate_in"]),
+            cos_gate_out=_finite(found["raw_cos_gate_out"]), cos_in_out=found["raw_cos_in_out"],
+            io_class=found["raw_io_class"],
+        )  # fmt: skip
         return NeuronWeightView(
             model=model, layer=layer, neuron=neuron, cos_gate_in=_finite(found["cos_gate_in"]),
             cos_gate_out=_finite(found["cos_gate_out"]), cos_in_out=found["cos_in_out"],
-            io_class=found["io_class"], skew=found["skew"], kurtosis=found["kurtosis"],
-            family=found["family"], refactored=table.metadata["refactored"], **lists,
+            io_class=found["io_class"], folded=metadata.get("folded", False), raw=raw,
+            skew=found["skew"], kurtosis=found["kurtosis"], family=found["family"],
+            refactored=metadata["refactored"], **lists,
         )  # fmt: skip
+
+    def _alone(self, model: str, layer: int, neuron: int) -> tuple[dict, dict]:
+        """One neuron's row, computed from its own vectors, and the table's metadata."""
+        why = self.models.why_not_run(model)
+        if why is not None:
+            raise WeightsUnavailableError(f"the weight views of {model} need its weights: {why}")
+        runner = self.models.get(model)
+        sites = runner.sites
+        if not 0 <= layer < len(sites):
+            raise LookupError(f"layer {layer} is out of range: valid layers are 0-{len(sites) - 1}")
+        n = sites[layer].n_neurons
+        if not 0 <= neuron < n:
+            raise LookupError(f"neuron {neuron} is out of range: valid neurons are 0-{n - 1}")
+        matrices = self._matrices_of(model, str(cache_path(runner.metadata)))
+        refactored = runner.metadata.refactor_glu
+        row = neuron_views(sites[layer], matrices, neuron, refactored)
+        metadata = table_metadata(sites[0].is_glu, matrices, refactored, TOP_K, 0.0)
+        found = WeightTable(row.replace_schema_metadata({METADATA_KEY: json.dumps(metadata)}))
+        return found.at(0), metadata
+
+    def _matrices_of(self, model: str, key: str) -> Vocabulary:
+        """The vocabulary matrices and norm scales of a model, prepared once."""
+        with self._lock:
+            held = self._matrices.get(key)
+        if held is None:
+            runner = self.models.get(model)
+            held = Vocabulary.of(runner.model, runner.sites)
+            with self._lock:
+                held = self._matrices.setdefault(key, held)
+        return held
 
     def counts(self, model: str) -> ClassCounts:
         try:
             table = self.table(model)
         except WeightsPendingError as pending:
-            return ClassCounts(model=model, state="computing", note=str(pending))
+            build = self._builds.get(str(cache_path(self.models.get(model).metadata)))
+            done = build.layers_done if build is not None else 0
+            total = build.layers_total if build is not None and build.layers_total else None
+            return ClassCounts(
+                model=model, state="computing", note=str(pending), layers_done=done,
+                layers_total=total,
+            )  # fmt: skip
         by_class, by_family = table.counts()
         return ClassCounts(
             model=model, state="ready", layers=table.layers,
             neurons_per_layer=table.neurons_per_layer, classes=by_class, families=by_family,
         )  # fmt: skip
 
-    def _vocabulary(self, model: str) -> list[str]:
-        """Every token id's text, decoded once per model."""
-        held = self._vocabularies.get(model)
-        if held is None:
+    def _texts(self, model: str, ids: list[int]) -> list[str]:
+        """These token ids' texts, each decoded once per model as first shown (the whole
+        vocabulary, decoded at the first view, was a wait of seconds on its page)."""
+        held = self._vocabularies.setdefault(model, {})
+        missing = [i for i in ids if i not in held]
+        if missing:
             tokenizer = self.models.tokens(model).tokenizer
-            held = [tokenizer.decode([i]) for i in range(len(tokenizer))]
-            self._vocabularies[model] = held
-        return held
+            size = len(tokenizer)
+            for i in missing:
+                held[i] = tokenizer.decode([i]) if i < size else f"<{i}>"
+        return [held[i] for i in ids]
 
 
 def _finite(value: float) -> float | None:

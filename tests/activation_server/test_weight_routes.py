@@ -1,5 +1,6 @@
-"""Weight views over HTTP: computed once in the background (503 meanwhile, saying so), then
-answered as the Python API answers them, in the record with ?weights=true, and as class counts."""
+"""Weight views over HTTP: a neuron's at once, the model's table computed once in the background
+(its class counts say how far it has come meanwhile), answered as the Python API answers them,
+in the record with ?weights=true, and as class counts."""
 
 from __future__ import annotations
 
@@ -29,30 +30,40 @@ def fresh_home(monkeypatch, tmp_path):
     monkeypatch.setenv("NEURONS_HOME", str(tmp_path / "home"))
 
 
-def test_weights_are_computed_once_then_answered(client, fresh_home):
+def classes_ready(client, model: str) -> dict:
+    for _ in range(300):
+        counts = client.get(f"/classes/{model}").json()
+        if counts["state"] == "ready":
+            return counts
+        assert counts["state"] == "computing" and counts["layersTotal"] in (None, 2)
+        assert "computing the weight views" in counts["note"]
+        time.sleep(0.1)
+    raise AssertionError(f"the classes of {model} still computing")
+
+
+def test_a_neurons_view_is_answered_at_once_and_the_table_follows(client, fresh_home):
     first = client.get("/weights/tiny-llama/0/5")
-    assert first.status_code == 503 and "computing the weight views of tiny-llama" in first.text
-    assert first.headers["retry-after"] == "5"  # when to ask again
-    got = until_ready(client, "/weights/tiny-llama/0/5")
+    assert first.status_code == 200, first.text  # no wait for the model's table
+    got = first.json()
+    assert got["ioClass"] and len(got["promotes"]) == 10 and got["promotes"][0]["token"]
+    assert got["folded"] and got["raw"]["ioClass"]
+    counts = classes_ready(client, "tiny-llama")
+    assert counts["layers"] == [0, 1] and counts["layersDone"] is None
+    assert sum(c[0] for c in counts["classes"].values()) == counts["neuronsPerLayer"] == 24
+    assert client.get("/weights/tiny-llama/0/5").json() == got  # the table's row: the same
     want = Session().weights("tiny-llama", 0, 5)  # reads the file the server wrote
     assert got == want.model_dump(mode="json", by_alias=True)
-    assert got["ioClass"] and len(got["promotes"]) == 10 and got["promotes"][0]["token"]
     record = until_ready(client, "/neuron_record/tiny-llama/mlp_post_act/0/5?weights=true")
     assert record["weights"] == got and record["weightsNote"] is None
     plain = client.get("/neuron_record/tiny-llama/mlp_post_act/0/5").json()
     assert plain["weights"] is None  # only when asked for
-    counts = client.get("/classes/tiny-llama").json()
-    assert counts["state"] == "ready" and counts["layers"] == [0, 1]
-    assert sum(c[0] for c in counts["classes"].values()) == counts["neuronsPerLayer"] == 24
 
 
-def test_a_record_asked_for_weights_says_while_they_are_computed(client, fresh_home):
+def test_a_record_asked_for_weights_has_them_before_the_table(client, fresh_home):
     record = client.get("/neuron_record/tiny-llama/mlp_post_act/1/3?weights=true").json()
-    assert record["weights"] is None and "computing the weight views" in record["weightsNote"]
-    assert record["quadrants"]  # the record itself is answered at once
-    assert until_ready(client, "/weights/tiny-llama/1/3")["layer"] == 1
-    again = client.get("/neuron_record/tiny-llama/mlp_post_act/1/3?weights=true").json()
-    assert again["weights"]["neuron"] == 3  # the note was not kept as the answer
+    assert record["weights"]["neuron"] == 3 and record["weightsNote"] is None
+    assert record["quadrants"]
+    assert client.get("/weights/tiny-llama/1/3").json() == record["weights"]
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,7 @@
 """The weight views in the pages, in headless Chromium over a live server on the tiny dataset with
-a fresh $NEURONS_HOME: the neuron page's panel says while the views are computed (held back here
-until the test lets them be) and then shows what GET /weights answers, and its link opens the
-classes page, whose bars count what GET /classes answers."""
+a fresh $NEURONS_HOME: the neuron page's panel shows what GET /weights answers at once, while
+the model's table is computed (held back here until the test lets it be) and the classes page
+says so; then its link opens the classes page, whose bars count what GET /classes answers."""
 
 from __future__ import annotations
 
@@ -39,13 +39,13 @@ def held(monkeypatch, tmp_path) -> Iterator[threading.Event]:
     """A fresh home, and the views' computation held until the event is set."""
     monkeypatch.setenv("NEURONS_HOME", str(tmp_path / "home"))
     release = threading.Event()
-    compute = views.weight_views
+    compute = views.compute_all
 
     def held_back(*args, **kwargs):
         assert release.wait(120), "the test never let the views be computed"
         return compute(*args, **kwargs)
 
-    monkeypatch.setattr(views, "weight_views", held_back)
+    monkeypatch.setattr(views, "compute_all", held_back)
     yield release
     release.set()
 
@@ -88,27 +88,28 @@ def test_weight_panel_and_classes_page_in_chromium(page, live, held):
     from playwright.sync_api import expect
 
     api = httpx.Client(base_url=live, timeout=120)
-    asked: list[str] = []
-    page.on("request", lambda request: asked.append(request.url))
 
-    # the record is shown at once; the panel says the views are being computed
+    # the record is shown at once, and its weight panel too, while the model's table is held
     page.goto(live + "/neuron/tiny-llama/mlp_post_act/0/5")
     wait_for_neuron(page, 0, 5)
     panel = page.locator("#weights")
-    expect(panel).to_have_attribute("data-state", "computing")
-    expect(panel).to_contain_text(COMPUTING)
+    expect(panel).to_have_attribute("data-state", "done")
+    view = api.get("/weights/tiny-llama/0/5").json()
+    expect(panel.locator("[data-io-class]")).to_have_text(view["ioClass"])
+    for key in ("cosGateIn", "cosGateOut", "cosInOut"):
+        assert close(panel.locator(f"[data-cos={key}]").inner_text(), view[key]), key
+        assert close(panel.locator(f"[data-raw-cos={key}]").inner_text(), view["raw"][key])
+    expect(panel.locator("[data-raw-class]")).to_have_text(view["raw"]["ioClass"])
+    expect(panel).to_contain_text("through the scale of the norm before its MLP")
+    first = panel.locator("[data-list=promotes] li").first
+    assert first.locator("code").text_content() == shown(view["promotes"][0]["token"])
+    assert first.get_attribute("title").startswith(f"token {view['promotes'][0]['tokenId']}:")
+    for key in ("promotes", "suppresses", "opensGate", "closesGate", "drivesInUp"):
+        expect(panel.locator(f"[data-list={key}] li code")).to_have_count(len(view[key]))
     expect(page.locator("#error")).to_be_hidden()
+    assert api.get("/classes/tiny-llama").json()["state"] == "computing"  # still held
 
-    # another neuron: the first one's panel stops asking
-    page.click("#next")
-    wait_for_neuron(page, 0, 6)
-    expect(panel).to_have_attribute("data-state", "computing")
-    before = sum(url.endswith("/weights/tiny-llama/0/5") for url in asked)
-    page.wait_for_timeout(4500)  # two polling periods
-    assert sum(url.endswith("/weights/tiny-llama/0/5") for url in asked) == before
-    assert sum(url.endswith("/weights/tiny-llama/0/6") for url in asked) >= 2
-
-    # the classes page while computing: the server's note
+    # the classes page while computing: the server's note, and its progress
     plots = page.context.browser.new_page()
     errors: list[str] = []
     plots.on("pageerror", lambda error: errors.append(str(error)))
@@ -116,23 +117,18 @@ def test_weight_panel_and_classes_page_in_chromium(page, live, held):
     expect(plots.locator("#status")).to_contain_text(COMPUTING)
     expect(plots.locator("#classes")).to_have_attribute("data-state", "computing")
     assert plots.locator("#classes").is_hidden()
-    assert api.get("/classes/tiny-llama").json()["state"] == "computing"
 
-    # computed: the panel fills in with what GET /weights answers
     held.set()
+    # another neuron, once the table holds it: the same view as GET /weights answers
+    page.click("#next")
+    wait_for_neuron(page, 0, 6)
     expect(panel).to_have_attribute("data-state", "done")
     view = api.get("/weights/tiny-llama/0/6").json()
     expect(panel.locator("[data-io-class]")).to_have_text(view["ioClass"])
-    for key in ("cosGateIn", "cosGateOut", "cosInOut"):
-        assert close(panel.locator(f"[data-cos={key}]").inner_text(), view[key]), key
-    first = panel.locator("[data-list=promotes] li").first
-    assert first.locator("code").text_content() == shown(view["promotes"][0]["token"])
-    assert first.get_attribute("title").startswith(f"token {view['promotes'][0]['tokenId']}:")
-    for key in ("promotes", "suppresses", "opensGate", "closesGate", "drivesInUp"):
-        expect(panel.locator(f"[data-list={key}] li code")).to_have_count(len(view[key]))
 
     # the classes page polled until ready, and the panel's link opens it: bars as /classes
     expect(plots.locator("#classes")).to_have_attribute("data-state", "ready")
+    expect(plots.locator("#classes-progress")).to_be_hidden()
     plots.close()
     assert not errors, f"script errors in the classes page: {errors}"
     panel.locator("a", has_text="classes").click()

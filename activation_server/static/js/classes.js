@@ -157,6 +157,12 @@ async function poll(model) {
     $("classes").dataset.state = "error";
     return;
   }
+  const progress = $("classes-progress");
+  progress.hidden = answer.state === "ready" || !answer.layersTotal;
+  if (answer.layersTotal) {
+    progress.max = answer.layersTotal;
+    progress.value = answer.layersDone || 0;
+  }
   if (answer.state !== "ready") {
     setStatus(answer.note || `the weight views of ${model} are being computed…`);
     $("classes").dataset.state = "computing";

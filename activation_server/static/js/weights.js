@@ -1,8 +1,9 @@
 // What a neuron reads and writes, from its model's weights alone (GET /weights/...): its IO
 // class and vocabulary family, the three cosines, and the tokens it promotes and suppresses
 // through the unembedding, and whose embeddings open its gate and drive its in. Filled in after
-// the record; while the model's views are first computed (503) the server's note is shown and
-// asked again every 2 s, until another neuron is opened.
+// the record, at once (the server computes one neuron's view alone); gate and in are read through
+// the pre-MLP norm's scale ("folded"), the raw rows' cosines and class on a second row. Should
+// the server answer 503, its note is shown and asked again every 2 s, until another neuron opens.
 
 import { el, fetchJson, fmt } from "./dom.js";
 import { $, state } from "./state.js";
@@ -92,18 +93,30 @@ function render(view) {
     }),
     el("a", { href: classesPath(view.model), text: "classes of every layer" }),
   );
-  const head = el("tr");
-  const row = el("tr");
+  const head = el("tr", {}, el("th", { text: "" }));
+  const row = el("tr", {}, el("th", { text: view.folded ? "folded" : "weights" }));
+  const raw = el("tr", { class: "meta" }, el("th", { text: "raw rows" }));
   for (const [key, label] of COSINES) {
     head.append(el("th", { text: label }));
     row.append(el("td", { "data-cos": key, text: fmt(view[key]) }));
+    raw.append(el("td", { "data-raw-cos": key, text: fmt(view.raw[key]) }));
   }
+  head.append(el("th", { text: "IO class" }));
+  row.append(el("td", { text: view.ioClass }));
+  raw.append(el("td", { "data-raw-class": view.raw.ioClass, text: view.raw.ioClass }));
   const cosines = el(
     "table",
     { id: "weights-cosines" },
     el("thead", {}, head),
-    el("tbody", {}, row),
+    el("tbody", {}, row, ...(view.folded ? [raw] : [])),
   );
+  const folded = el("p", {
+    class: "meta",
+    text: view.folded
+      ? "Gate and in as the neuron reads them: through the scale of the norm before its MLP " +
+        "(folded, as TransformerLens's fold_ln and the IO classes' authors read them)."
+      : "The model has no learned scale before its MLPs: the raw rows.",
+  });
   const lists = el("div", { class: "wlists" });
   for (const [key, title, what] of LISTS) {
     const items = view[key] || [];
@@ -125,5 +138,5 @@ function render(view) {
   const refactored = view.refactored
     ? el("p", { class: "meta", text: "in and out are those of the refactored model" })
     : "";
-  return el("div", {}, line, cosines, lists, refactored);
+  return el("div", {}, line, cosines, folded, lists, refactored);
 }

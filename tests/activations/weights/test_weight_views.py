@@ -181,10 +181,14 @@ def test_views_through_the_api_and_their_cache(hand_built, tmp_path, monkeypatch
     folder, _ = hand_built
     monkeypatch.setenv("NEURONS_HOME", str(tmp_path / "home"))
     registry.register_model("hand", str(folder))
-    view = Session().weights("hand", 0, PREDICTION)
+    session = Session()
+    view = session.weights("hand", 0, PREDICTION)  # at once, from the neuron's own vectors
     assert view.family == "prediction" and view.promotes[0].token_id == SPIKE_TOKEN
     assert view.promotes[0].token == "w2"  # id 5 in the tiny vocabulary
     assert view.io_class and len(view.opens_gate) == 10 and view.cos_gate_in is not None
+    assert view.folded and view.raw.io_class  # the tiny model's norm scales are ones
+    assert session.classes("hand").state == "ready"  # waits for the model's table
+    assert session.weights("hand", 0, PREDICTION) == view  # now read from it: the same
     (cached,) = (tmp_path / "home" / "weights").iterdir()
     assert (
         cached.name.startswith("hand-")

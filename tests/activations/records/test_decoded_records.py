@@ -1,0 +1,72 @@
+"""A record whose row group is decoded already is answered without reading the file (on the
+caller's thread: the server's event loop), and is the record a read gives; one whose group is
+not decoded, or that does not exist, is left to the read, which says what is wrong."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pyarrow.parquet as pq
+
+from activations.pools import Pools
+from activations.records.glu_parquet import GluParquetReader
+from activations.sources.glu_source import GluParquetFormat
+from activations.sources.source import RecordQuery, SourceSettings
+from registry.metadata import NeuronDatasetMetadata
+from tests.activations.records.test_glu_parquet import LAYERS, ROWS_PER_GROUP, N, ours, same
+
+__all__ = ["ours"]  # the fixture, shared
+
+
+def test_a_decoded_group_answers_its_rows_without_a_read(ours):
+    path, _ = ours
+    rows = pq.read_table(path).to_pylist()
+    dataset = GluParquetReader(str(path))
+    assert dataset.decoded_record(0, 0) is None  # not open: nothing decoded
+    first = dataset.read_record(0, 0)
+    assert all(same(first[c], rows[0][c]) for c in rows[0])
+    for i in range(1, ROWS_PER_GROUP):  # the rest of the first group: decoded already
+        row = rows[i]
+        found = dataset.decoded_record(row["layer"], row["neuron"])
+        assert found is not None and found.keys() == row.keys()
+        assert all(same(found[c], row[c]) for c in row), i
+    beyond = rows[ROWS_PER_GROUP]
+    assert dataset.decoded_record(beyond["layer"], beyond["neuron"]) is None  # next group
+    assert dataset.decoded_record(len(LAYERS), 0) is None  # no such layer: the read says so
+    assert dataset.decoded_record(0, N) is None
+
+
+def test_the_source_answers_a_neighbour_without_the_pool(ours, monkeypatch):
+    path, _ = ours
+    metadata = NeuronDatasetMetadata(
+        short_name="ours", derived_scalar_type="mlp_post_act", user_visible_name="Ours",
+        neuron_dataset_path=str(path), format="glu_parquet",
+    )  # fmt: skip
+    pools = Pools()
+    records = GluParquetFormat(None, SourceSettings(), pools)
+    source = records.source(metadata)
+
+    async def read() -> tuple:
+        first = await source.record(0, 1, RecordQuery())
+        hops = []
+        real = pools.local.run
+
+        async def counted(*args, **kwargs):
+            hops.append(args[0])
+            return await real(*args, **kwargs)
+
+        monkeypatch.setattr(pools.local, "run", counted)
+        neighbour = await source.record(0, 2, RecordQuery())  # the same row group
+        far = await source.record(2, N - 1, RecordQuery())  # another one: read in the pool
+        return first, neighbour, far, hops
+
+    try:
+        first, neighbour, far, hops = asyncio.run(read())
+    finally:
+        pools.shutdown()
+    assert (neighbour.layer, neighbour.neuron) == (0, 2) and neighbour.quadrants
+    assert len(hops) == 1 and (far.layer, far.neuron) == (2, N - 1)
+    rows = pq.read_table(path).to_pylist()
+    want = rows[2]
+    for quadrant in neighbour.quadrants:
+        assert same(quadrant.freq, want[f"{quadrant.name}_freq"])

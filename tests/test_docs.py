@@ -1,0 +1,80 @@
+"""Every command and code block of the README and of the guides in docs/, run as written
+(tests/docs_runner.py says how), page by page: a page that does not run as written fails."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import pytest
+
+from tests.docs_runner import NOT_RUN, PAGES, ROOT, blocks, build, run, sandbox
+from tests.tiny import random_documents, write_jsonl
+
+HUB_PORT = 18080
+
+
+@pytest.fixture(scope="session")
+def shared_models(tmp_path_factory):
+    """One converted copy of the embedded model for every page (its first load takes 15 s)."""
+    return tmp_path_factory.mktemp("docs-models")
+
+
+def make_is_current() -> bool:
+    done = os.system(f"make -q -C {ROOT} install >/dev/null 2>&1")  # noqa: S605 - fixed text
+    return done == 0
+
+
+def test_every_page_has_blocks_that_are_run_or_shown():
+    """A block in another language would be neither run nor shown as output: refused."""
+    names = [page.name for page in PAGES]
+    assert "README.md" in names and len(names) > 5
+    for page in PAGES:
+        blocks(page)  # raises on a block neither run nor shown
+
+
+def test_only_the_listed_commands_are_left_out():
+    left_out = [c for page in PAGES for c, _ in build(page, True).not_run]
+    assert left_out, "the README names make test"
+    assert all(c.startswith(tuple(NOT_RUN)) for c in left_out)
+    for start in NOT_RUN:  # a reason for a command no page names any more is stale
+        assert any(c.startswith(start) for c in left_out), start
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", PAGES, ids=[p.name for p in PAGES])
+def test_the_page_runs_as_written(path, tmp_path, tiny_models, shared_models, request):
+    page = build(path, make_is_current())
+    if not page.runs_anything:
+        pytest.skip(f"{path.name} has no command")
+    if any("npm " in line for line in page.script) and not os.environ.get("NEURONS_DOCS_TDB"):
+        pytest.skip("needs npm and a checkout of openai/transformer-debugger: NEURONS_DOCS_TDB")
+    folder = tmp_path / "reader"
+    sandbox(folder, tiny_models["llama"])
+    write_jsonl(folder / "docs.jsonl", random_documents(20, seed=8))
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "models").symlink_to(shared_models)
+    env = {
+        **os.environ, "PYTHONPATH": str(ROOT), "NEURONS_HOME": str(home),
+        "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf-home"),
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+    }  # fmt: skip
+    env.pop("NEURONS_REGISTER", None)
+    prelude = ""
+    if tdb := os.environ.get("NEURONS_DOCS_TDB"):
+        (folder / "neuron_viewer").symlink_to(os.path.join(tdb, "neuron_viewer"))
+    if any(re.search(r"\bolmo-7b\b", line) for line in page.script):
+        replica, _ = request.getfixturevalue("olmo_replicas")["large"]
+        env["HF_ENDPOINT"] = f"http://127.0.0.1:{HUB_PORT}"
+        env.pop("HF_TOKEN", None)
+        prelude = (
+            f".venv/bin/python -m tests.docs_hub {replica} {HUB_PORT} >hub.log 2>&1 &\n"
+            "HUB=$!; disown; trap 'stop_jobs; kill $HUB 2>/dev/null || true' EXIT\n"
+            f"for _ in $(seq 150); do command curl -so /dev/null 127.0.0.1:{HUB_PORT} && break; "
+            "sleep 0.2; done\n"
+        )
+    output = run(page, folder, env, timeout=1500, prelude=prelude)
+    assert "Traceback" not in output, output[-4000:]
+    for name in page.files:
+        assert (folder / name).exists()
