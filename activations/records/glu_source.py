@@ -256,6 +256,10 @@ class GluSource:
     async def close(self) -> None:
         self.dataset.close()
 
+    def error(self, error: Exception) -> RecordError:
+        """A file-system or reader error of this dataset as a record error (404, 502, 504)."""
+        return self._error(error)
+
     def _error(self, error: Exception) -> RecordError:
         """A file-system or reader error, with the dataset and what to do; the record errors
         of the reader (out of range, corrupt) are already said in full."""

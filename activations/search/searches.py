@@ -13,6 +13,7 @@ from pathlib import Path
 
 from activations.models.pool import ModelPool
 from activations.pools import Pools
+from activations.records.errors import RecordError
 from activations.records.glu_source import GluSource
 from activations.records.source import RecordSources
 from activations.search.models import (
@@ -33,7 +34,8 @@ from activations.search.token_index import (
     write_token_index,
 )
 from registry import get_neuron_dataset_metadata_by_short_name_and_dst
-from registry.metadata import NeuronDatasetMetadata
+from registry.metadata import DatasetFormat, NeuronDatasetMetadata
+from registry.paths import local_path
 from registry.vocabulary import DST_TO_HOOK, HOOK_POST, DerivedScalarType
 
 
@@ -88,28 +90,30 @@ class Searches:
         """The neurons of a dataset whose top examples (of its type's hook) peak on a token."""
         if top < 1:
             raise SearchError(f"top must be at least 1, not {top}")
+        if metadata.format is not DatasetFormat.GLU_PARQUET:
+            raise not_glu(metadata)
+        if local_path(metadata.neuron_dataset_path) is None:  # said before anything is read
+            raise SearchError(
+                f"token search reads local files; {metadata.short_name} is remote: download its "
+                "files and register the local copy"
+            )
         return await self.pools.cpu.run(self._token, metadata, token, token_id, top)
 
     def _token(self, metadata, token, token_id, top) -> TokenSearchResult:
         source = self.sources.get(metadata)
         if not isinstance(source, GluSource):
-            raise SearchError(
-                f"token search reads GLU quadrant datasets; {metadata.short_name} is "
-                f"{metadata.format.value} (neuron-explainer's records store no token ids)"
-            )
+            raise not_glu(metadata)
         dst = metadata.derived_scalar_type
         hook = DST_TO_HOOK.get(dst, HOOK_POST)
-        source.dataset.refresh()  # a file replaced under a running server is read anew
-        description = source.dataset.describe()
+        try:
+            source.dataset.refresh()  # a file replaced under a running server is read anew
+            description = source.dataset.describe()
+            files = source.dataset.local_files
+        except (RecordError, OSError) as error:  # missing: 404; unreadable: 502, as records
+            raise source.error(error) from None
         file_metadata = description.get("metadata") or {}
         if not has_positions(description["columns"], hook):
             raise no_positions(f"{metadata.short_name} ({hook})")
-        files = source.dataset.local_files
-        if not files:
-            raise SearchError(
-                f"token search reads local files; {metadata.short_name} is remote: download its "
-                "files and register the local copy"
-            )
         index = self._index(metadata, files, file_metadata)
         tokens = self._tokens(metadata, file_metadata)
         token_id, token = resolve_token(tokens.tokenizer, token, token_id)
@@ -166,6 +170,13 @@ class Searches:
             ) from None
         written = write_token_index(table, local)
         return TokenIndex.open(written) if written is not None else TokenIndex(table)
+
+
+def not_glu(metadata: NeuronDatasetMetadata) -> SearchError:
+    return SearchError(
+        f"token search reads GLU quadrant datasets; {metadata.short_name} is "
+        f"{metadata.format.value} (neuron-explainer's records store no token ids)"
+    )
 
 
 def resolve_token(tokenizer, token: str | None, token_id: int | None) -> tuple[int, str]:
