@@ -39,12 +39,13 @@ class Services:
         pools = Pools()
         source_settings = SourceSettings(
             cache_size=settings.record_cache_size,
+            cache_bytes=int(settings.record_cache_mb * 2**20),
             max_context=settings.max_context,
             upstream_timeout_s=settings.upstream_timeout_s,
             max_example_tokens=settings.max_example_tokens,
         )
         sources = RecordSources(models, source_settings, pools)
-        answers = WarmAnswers(settings.record_cache_size)
+        answers = WarmAnswers(settings.record_cache_size, int(settings.record_cache_mb * 2**20))
         searches = Searches(models, sources, pools)
         return cls(settings, models, pools, sources, answers, searches, WeightViews(models))
 

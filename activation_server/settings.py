@@ -37,6 +37,9 @@ class ServerSettings(BaseModel):
     micro_batch_size: int = 8
     micro_batch_wait_s: float = 0.005
     record_cache_size: int = 4096
+    record_cache_mb: float = 256.0
+    """Memory (MB) that each in-memory cache of answers may take: the records of each format,
+    and the answers' bytes sent again; the least recently used go first beyond it."""
     max_context: int = 64
     """Tokens shown on each side of an example's max (?context=N)."""
     max_example_tokens: int = 32_768

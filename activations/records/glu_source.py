@@ -34,6 +34,7 @@ from activations.records.schema import (
     max_values_column,
     mean_column,
 )
+from activations.records.sizes import deep_bytes
 from activations.records.source import (
     DatasetShape,
     ModelProvider,
@@ -81,7 +82,9 @@ class GluRecords:
         self.models = models
         self.pools = pools
         self.text = ExampleText(models, settings.upstream_timeout_s)
-        self.cache: LruCache[tuple, GluNeuronRecord] = LruCache(settings.cache_size)
+        self.cache: LruCache[tuple, GluNeuronRecord] = LruCache(
+            settings.cache_size, max_weight=settings.cache_bytes
+        )
         self._datasets: dict[tuple[str, str | None], GluParquetDataset] = {}
         self._lock = threading.Lock()
 
@@ -158,7 +161,7 @@ class GluSource:
         record = await self._in_pool(self._summary, layer, neuron, query.all_hooks)
         if context:
             record.context_note = await self._add_text(record, context, activations)
-        self.shared.cache.put(key, record)
+        self.shared.cache.put(key, record, weight=deep_bytes(record))
         return record
 
     async def _in_pool(self, fn, *args):

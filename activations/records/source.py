@@ -94,7 +94,9 @@ class ModelProvider(Protocol):
 @dataclass(frozen=True)
 class SourceSettings:
     cache_size: int = 4096
-    """Records kept in memory, per format."""
+    """Records kept in memory, per format, at most."""
+    cache_bytes: int = 256 * 2**20
+    """Memory the records kept take, per format, at most (sizes.deep_bytes of each)."""
     max_context: int = 64
     """Tokens shown on each side of an example's max, at most."""
     upstream_timeout_s: float = 10.0

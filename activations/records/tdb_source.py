@@ -32,7 +32,9 @@ class TdbRecords:
 
     def __init__(self, settings: SourceSettings, pools: Pools) -> None:
         self.reader = SourceReader(timeout_s=settings.upstream_timeout_s, pools=pools)
-        self.store = TdbRecordStore(self.reader, cache_size=settings.cache_size)
+        self.store = TdbRecordStore(
+            self.reader, cache_size=settings.cache_size, cache_bytes=settings.cache_bytes
+        )
 
     def source(self, metadata: NeuronDatasetMetadata) -> TdbSource:
         return TdbSource(metadata, self.store)

@@ -3,7 +3,14 @@ reason, without reading anything that cannot answer them."""
 
 from __future__ import annotations
 
+from fastapi.testclient import TestClient
+
 import registry
+from activation_server.app import create_app
+from activation_server.settings import ServerSettings
+from activations.records.sizes import deep_bytes
+from registry.metadata import DatasetFormat
+from tests.activation_server.conftest import register_tiny
 from tests.servers import HangingServer
 
 
@@ -37,3 +44,22 @@ def test_token_search_on_a_missing_or_corrupt_file_is_404_or_502(client, tmp_pat
     # the records of the same files answer alike
     assert client.get("/neuron_record/gone/mlp_post_act/0/0").status_code == 404
     assert client.get("/neuron_record/junk/mlp_post_act/0/0").status_code == 502
+
+
+def test_the_servers_record_caches_keep_within_their_budget(tiny_dataset):
+    register_tiny(tiny_dataset)
+    budget_mb = 0.05
+    settings = ServerSettings(record_cache_mb=budget_mb, max_tokens_per_request=40)
+    app = create_app(settings)
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        for neuron in range(24):
+            answer = client.get(
+                f"/neuron_record/tiny-llama/mlp_post_act/0/{neuron}?hooks=all&context=8"
+            )
+            assert answer.status_code == 200
+        services = app.state.services
+        cache = services.sources._formats[DatasetFormat.GLU_PARQUET].cache
+        kept = cache.values()
+        assert 0 < len(kept) < 24
+        assert sum(deep_bytes(record) for record in kept) <= budget_mb * 2**20
+        assert services.answers._cache.weight <= budget_mb * 2**20
