@@ -1,0 +1,61 @@
+"""Careless commands: each is refused in one line with exit status 2, before anything loads, and
+nothing is replaced that is not the run's own output (a device, a FIFO, one of its inputs)."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from activation_server.cli import main
+from tests.tiny import random_documents, write_jsonl
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    return write_jsonl(tmp_path / "docs.jsonl", random_documents(3, seed=1))
+
+
+def refused(capsys, *args: str) -> str:
+    """Run `neurons ARGS`; it must exit 2 with one line on stderr, which is returned."""
+    status = main(list(args))
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+def collate(corpus, out, *extra: str) -> list[str]:
+    return ["collate", "--model", "no-such-model", "--corpus", str(corpus), "--out", str(out),
+            *extra]  # fmt: skip
+
+
+def test_an_output_that_is_a_fifo_is_never_replaced(tmp_path, corpus, capsys):
+    fifo = tmp_path / "out.parquet"
+    os.mkfifo(fifo)
+    err = refused(capsys, *collate(corpus, fifo, "--overwrite"))
+    assert "not a regular file" in err
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+
+def test_an_output_that_is_an_input_is_refused(tmp_path, corpus, capsys):
+    before = corpus.read_bytes()
+    err = refused(capsys, *collate(corpus, corpus, "--overwrite"))
+    assert "is the same file as the input" in err
+    os.link(corpus, tmp_path / "other-name.parquet")  # the same file under another name
+    refused(capsys, *collate(corpus, tmp_path / "other-name.parquet", "--overwrite"))
+    assert corpus.read_bytes() == before
+    first, second = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    first.write_bytes(b"records a")
+    second.write_bytes(b"records b")
+    err = refused(capsys, "merge", str(first), str(second), "--out", str(first), "--overwrite")
+    assert "is the same file as the input" in err and first.read_bytes() == b"records a"
+
+
+def test_kernel_folders_and_overlong_names_are_refused(tmp_path, corpus, capsys):
+    err = refused(capsys, *collate(corpus, "/sys/kernel/out.parquet", "--overwrite"))
+    assert "under /sys" in err
+    err = refused(capsys, *collate(corpus, "/dev/null", "--overwrite"))
+    assert "under /dev" in err
+    err = refused(capsys, *collate(corpus, tmp_path / ("n" * 300 + ".parquet")))
+    assert "characters long" in err
