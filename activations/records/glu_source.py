@@ -11,7 +11,7 @@ import math
 import threading
 from typing import Any
 
-from activations.pools import Pools, PoolTimeoutError
+from activations.pools import PoolBusyError, Pools, PoolTimeoutError
 from activations.records import hub
 from activations.records.context import ExampleText, refactored
 from activations.records.errors import (
@@ -173,6 +173,8 @@ class GluSource:
             return await pool.run(fn, *args, timeout=deadline)
         except PoolTimeoutError as error:
             raise UpstreamTimeoutError(f"{describe_source(self.metadata)}: {error}") from None
+        except PoolBusyError:
+            raise  # the pool is full, not the source: 503, ask again shortly
         except (RecordError, OSError) as error:
             raise self._error(error) from None
         except Exception as error:

@@ -17,7 +17,7 @@ from typing import Any
 
 import aiohttp
 
-from activations.pools import Pools, PoolTimeoutError
+from activations.pools import PoolBusyError, Pools, PoolTimeoutError
 from activations.records.errors import RecordNotFoundError, UpstreamError, UpstreamTimeoutError
 from registry.errors import UnsupportedPathError
 from registry.paths import local_path, path_scheme, validate_path
@@ -265,7 +265,7 @@ class SourceReader:
             return await pool.run(read, *args, timeout=budget)
         except PoolTimeoutError:
             raise SourceTimeoutError(path, f"no complete read within {budget:g} s") from None
-        except StorageError:
+        except (StorageError, PoolBusyError):
             raise
         except Exception as error:
             raise classify_error(path, error) from error

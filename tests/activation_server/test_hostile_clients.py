@@ -63,3 +63,20 @@ def test_the_servers_record_caches_keep_within_their_budget(tiny_dataset):
         assert 0 < len(kept) < 24
         assert sum(deep_bytes(record) for record in kept) <= budget_mb * 2**20
         assert services.answers._cache.weight <= budget_mb * 2**20
+
+
+def test_a_full_remote_pool_is_503_with_retry_after(tiny_dataset):
+    from activations.pools import DaemonPool
+
+    register_tiny(tiny_dataset)
+    upstream = HangingServer()
+    app = create_app(ServerSettings(upstream_timeout_s=2.0))
+    try:
+        register("hung", upstream.url + "/x.parquet")
+        with TestClient(app, base_url="http://127.0.0.1") as client:
+            app.state.services.pools.remote = DaemonPool("remote read", 1, max_waiting=0)
+            answer = client.get("/neuron_record/hung/mlp_post_act/0/0")
+            assert answer.status_code == 503 and answer.headers["retry-after"] == "1"
+            assert "remote read jobs are waiting already" in answer.json()["detail"]
+    finally:
+        upstream.close()
