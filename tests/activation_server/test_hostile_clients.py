@@ -80,3 +80,23 @@ def test_a_full_remote_pool_is_503_with_retry_after(tiny_dataset):
             assert "remote read jobs are waiting already" in answer.json()["detail"]
     finally:
         upstream.close()
+
+
+def test_a_malformed_progress_file_is_skipped_and_named(client, tmp_path, caplog):
+    files = {
+        "list": "[1, 2]",
+        "junk": "{not json",
+        "types": '{"pid": 1, "documents_done": "many"}',
+        "group": '{"pid": 0, "state": "collating"}',
+    }
+    for name, text in files.items():
+        register(name, str(tmp_path / f"{name}.parquet"))
+        (tmp_path / f"{name}.parquet.progress.json").write_text(text)
+    with caplog.at_level("WARNING", logger="activation_server"):
+        answer = client.get("/progress")
+    assert answer.status_code == 200
+    shown = {tuple(p["shortNames"]): p for p in answer.json()}
+    assert shown[("group",)]["state"] == "stopped"  # pid 0 is a process group, not a run
+    assert not {("list",), ("junk",), ("types",)} & set(shown)
+    for name in ("list", "junk", "types"):
+        assert f"{name}.parquet.progress.json" in caplog.text
