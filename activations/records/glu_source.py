@@ -47,6 +47,10 @@ from registry.metadata import NeuronDatasetMetadata
 from registry.paths import local_path
 from registry.vocabulary import DST_TO_HOOK, GLU_HOOKS, HOOK_POST
 
+# Tokens of a record's example values run in one job on the model (ModelRunner.MAX_BATCH_TOKENS,
+# one forward pass): what a live request may wait for behind a heavy record.
+PASS_TOKENS = 8192
+
 
 def describe_source(metadata: NeuronDatasetMetadata) -> str:
     """The source a failure is of: the Hub (and which) for hf:// datasets, else the path."""
@@ -67,6 +71,21 @@ def _unlocated_note(windows, why: str | None) -> str | None:
         f"{windows.unlocated} examples show their document's opening: the file stores no "
         f"positions, and the max token is located once the model runs on them{because}"
     )
+
+
+def one_pass_each(id_lists: list[list[int]], budget: int = PASS_TOKENS) -> list[list[list[int]]]:
+    """Consecutive documents grouped so that each group pads to at most `budget` tokens."""
+    groups: list[list[list[int]]] = []
+    width = 0
+    for ids in id_lists:
+        wider = max(width, len(ids))
+        if groups and wider * (len(groups[-1]) + 1) <= budget:
+            groups[-1].append(ids)
+            width = wider
+        else:
+            groups.append([ids])
+            width = len(ids)
+    return groups
 
 
 def _float(value: Any) -> float | None:
@@ -237,15 +256,24 @@ class GluSource:
         layer, neuron = record.layer, record.neuron
         said = record.file_metadata.get("refactor_glu")
 
-        def values(runner):
-            found = runner.neuron_values(id_lists, layer, neuron, hooks)
-            model_refactored = runner.metadata.refactor_glu
-            file_refactored = model_refactored if said is None else bool(said)
-            differ = file_refactored != model_refactored
-            sign = runner.refactor_sign(layer, neuron) if differ else 1.0
-            return [refactored(one, sign) for one in found]
+        def values(chunk):
+            def run(runner):
+                found = runner.neuron_values(chunk, layer, neuron, hooks)
+                model_refactored = runner.metadata.refactor_glu
+                file_refactored = model_refactored if said is None else bool(said)
+                differ = file_refactored != model_refactored
+                sign = runner.refactor_sign(layer, neuron) if differ else 1.0
+                return [refactored(one, sign) for one in found]
 
-        return await self.shared.models.run(self.metadata.model, values)
+            return run
+
+        # one pass's worth per job, in the background: live requests and searches go between
+        # them, and a client that leaves drops the passes not begun
+        out: list[dict[str, list[float]]] = []
+        for chunk in one_pass_each(id_lists):
+            model = self.metadata.model
+            out += await self.shared.models.run(model, values(chunk), background=True)
+        return out
 
     async def explainer_record(self, layer: int, neuron: int):
         from activations.records.glu_explainer import glu_explainer_record

@@ -88,7 +88,7 @@ class ModelProvider(Protocol):
     def why_not_run(self, short_name: str) -> str | None:
         """None where it may run for example values; else why not."""
 
-    async def run(self, short_name: str, work): ...
+    async def run(self, short_name: str, work, background: bool = False): ...
 
 
 @dataclass(frozen=True)
