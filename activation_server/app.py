@@ -11,6 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from activation_server.answers import WarmAnswerMiddleware
 from activation_server.errors import install_error_handlers
 from activation_server.guard import RequestGuard
+from activation_server.limits import InFlightLimit
 from activation_server.routes import (
     catalog,
     live,
@@ -62,6 +63,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     # the last added runs first: the guard sees every request, CORS headers go on its answers;
     # kept answers are sent after both
     app.add_middleware(WarmAnswerMiddleware, answers=shared.answers)
+    app.add_middleware(InFlightLimit, limit=settings.max_in_flight_per_client)
     app.add_middleware(
         RequestGuard,
         max_body_bytes=settings.max_body_bytes,

@@ -32,6 +32,9 @@ class ServerSettings(BaseModel):
     """Texts of POST /activations longer than this are refused with 413."""
     max_texts_per_request: int = 16
     max_body_bytes: int = 1_000_000
+    max_in_flight_per_client: int = 32
+    """Requests of one client (address) to one group of routes at a time; more are answered
+    503 with Retry-After at once (0: no limit)."""
     live_queue_size: int = 64
     """Live requests waiting for the model beyond this are refused with 503."""
     micro_batch_size: int = 8

@@ -3,15 +3,21 @@ reason, without reading anything that cannot answer them."""
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
 from fastapi.testclient import TestClient
 
 import registry
 from activation_server.app import create_app
 from activation_server.settings import ServerSettings
+from activations.pools import DaemonPool
+from activations.records import glu_source
 from activations.records.sizes import deep_bytes
 from registry.metadata import DatasetFormat
 from tests.activation_server.conftest import register_tiny
-from tests.servers import HangingServer
+from tests.servers import HangingServer, LiveServer
 
 
 def register(short_name: str, path: str) -> None:
@@ -66,8 +72,6 @@ def test_the_servers_record_caches_keep_within_their_budget(tiny_dataset):
 
 
 def test_a_full_remote_pool_is_503_with_retry_after(tiny_dataset):
-    from activations.pools import DaemonPool
-
     register_tiny(tiny_dataset)
     upstream = HangingServer()
     app = create_app(ServerSettings(upstream_timeout_s=2.0))
@@ -100,3 +104,36 @@ def test_a_malformed_progress_file_is_skipped_and_named(client, tmp_path, caplog
     assert not {("list",), ("junk",), ("types",)} & set(shown)
     for name in ("list", "junk", "types"):
         assert f"{name}.parquet.progress.json" in caplog.text
+
+
+def test_a_clients_requests_beyond_its_limit_are_503_and_health_answers(tiny_dataset):
+    register_tiny(tiny_dataset)
+    settings = ServerSettings(max_in_flight_per_client=2)
+    entered, release = threading.Semaphore(0), threading.Event()
+    real = glu_source.GluSource._summary
+
+    def held(self, *args):
+        entered.release()
+        release.wait(30)
+        return real(self, *args)
+
+    glu_source.GluSource._summary = held
+    try:
+        with LiveServer(create_app(settings), settings) as live, ThreadPoolExecutor(6) as pool:
+
+            def record(neuron: int) -> httpx.Response:
+                url = f"{live.url}/neuron_record/tiny-llama/mlp_post_act/0/{neuron}"
+                return httpx.get(url, timeout=60)
+
+            held_two = [pool.submit(record, n) for n in (1, 2)]
+            assert entered.acquire(timeout=30) and entered.acquire(timeout=30)
+            refused = [record(n) for n in (3, 4, 5)]  # while the two are in flight
+            assert httpx.get(f"{live.url}/health", timeout=30).status_code == 200
+            release.set()
+            assert [f.result().status_code for f in held_two] == [200, 200]
+        for answer in refused:
+            assert answer.status_code == 503 and answer.headers["retry-after"] == "1"
+            assert "2 requests of this client to /neuron_record" in answer.json()["detail"]
+    finally:
+        glu_source.GluSource._summary = real
+        release.set()
