@@ -9,7 +9,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from activations.models.live import LiveRequestError
+from activations.models.live import LiveRequest, LiveRequestError
 from activations.models.pool import ModelPool
 from activations.records.errors import UpstreamError
 from activations.weights.compute import weight_views
@@ -126,6 +126,12 @@ class WeightViews:
             )
 
     def view(self, model: str, layer: int, neuron: int, wait: bool = False) -> NeuronWeightView:
+        runner = self.models.get(model)
+        if runner.is_loaded:  # its shape is known: out of range is said at once, not 503
+            try:
+                runner.validate(LiveRequest(texts=(), layer=layer, neurons=(neuron,)))
+            except LiveRequestError as error:
+                raise LiveRequestError(f"{model}: {error}") from None
         table = self.table(model, wait)
         try:
             found = table.neuron(layer, neuron)
