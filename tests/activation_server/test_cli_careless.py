@@ -59,3 +59,42 @@ def test_kernel_folders_and_overlong_names_are_refused(tmp_path, corpus, capsys)
     assert "under /dev" in err
     err = refused(capsys, *collate(corpus, tmp_path / ("n" * 300 + ".parquet")))
     assert "characters long" in err
+
+
+@pytest.mark.parametrize(
+    ("options", "said"),
+    [
+        (["--top-k", "100000000"], "--top-k must be at most 10000"),
+        (["--device", "nope"], "unknown device 'nope'"),
+    ],
+)
+def test_careless_options_are_one_line(tmp_path, corpus, capsys, options, said):
+    assert said in refused(capsys, *collate(corpus, tmp_path / "out.parquet", *options))
+
+
+@pytest.mark.parametrize(
+    ("layers", "said"),
+    [("3-1", "the range 3-1 runs backwards; write it low-high (1-3)"), ("-2", "non-negative")],
+)
+def test_layers_say_what_is_wrong_with_them(tmp_path, corpus, capsys, layers, said):
+    with pytest.raises(SystemExit) as exited:  # argparse's refusal: its usage, then the reason
+        main(collate(corpus, tmp_path / "out.parquet", "--layers", layers))
+    assert exited.value.code == 2
+    assert said in capsys.readouterr().err.splitlines()[-1]
+
+
+def test_cuda_on_a_machine_without_it_is_one_line(tmp_path, corpus, capsys, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    err = refused(capsys, *collate(corpus, tmp_path / "out.parquet", "--device", "cuda"))
+    assert "this machine has no CUDA device; use --device cpu" in err
+
+
+def test_a_text_column_where_there_are_no_columns_is_refused(tmp_path, capsys):
+    text = tmp_path / "docs.txt"
+    text.write_text("one document\n\nanother\n")
+    err = refused(capsys, *collate(text, tmp_path / "o.parquet", "--text-column", "body"))
+    assert "--text-column 'body' does not apply to corpus" in err
+    err = refused(capsys, *collate("shakespeare", tmp_path / "o.parquet", "--text-column", "x"))
+    assert "does not apply" in err
