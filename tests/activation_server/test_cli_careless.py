@@ -98,3 +98,11 @@ def test_a_text_column_where_there_are_no_columns_is_refused(tmp_path, capsys):
     assert "--text-column 'body' does not apply to corpus" in err
     err = refused(capsys, *collate("shakespeare", tmp_path / "o.parquet", "--text-column", "x"))
     assert "does not apply" in err
+
+
+def test_paths_the_system_refuses_are_one_line(tmp_path, capsys):
+    long = str(tmp_path / ("n" * 300))
+    err = refused(capsys, *collate(long + ".jsonl", tmp_path / "o.parquet"))
+    assert "File name too long" in err
+    err = refused(capsys, "serve", "--dataset", long + ".parquet", "--port", "0")
+    assert "File name too long" in err
