@@ -3,12 +3,13 @@ values, one pass per job) that waits, so a heavy record holds them up for one pa
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from types import SimpleNamespace
 
 from activations.models.live import LiveRequest
 from activations.models.worker import ModelWorker
-from activations.records.glu_source import one_pass_each
+from activations.records.glu_source import GluSource, one_pass_each
 
 
 class Runner:
@@ -53,3 +54,31 @@ def test_a_records_documents_are_split_into_passes_within_the_budget():
     for group in groups:
         assert len(group) == 1 or max(map(len, group)) * len(group) <= 8192
     assert len(groups) > 1
+
+
+def test_a_record_whose_client_left_runs_no_more_passes():
+    class Models:
+        def __init__(self) -> None:
+            self.jobs: list[bool] = []
+
+        async def run(self, short_name, work, background=False):
+            self.jobs.append(background)
+            asyncio.current_task().cancel()  # the client leaves during the first pass
+            await asyncio.sleep(0)
+            return [{"hook_post": []}]
+
+    models = Models()
+    source = GluSource.__new__(GluSource)
+    source.metadata = SimpleNamespace(model="stand-in")
+    source.shared = SimpleNamespace(models=models)
+    record = SimpleNamespace(layer=0, neuron=1, file_metadata={})
+    documents = [[1] * 5000 for _ in range(4)]  # four passes' worth
+
+    async def ask() -> None:
+        await source.neuron_values(record, documents, ["hook_post"])
+
+    try:
+        asyncio.run(ask())
+    except asyncio.CancelledError:
+        pass
+    assert models.jobs == [True]  # one background pass asked, none after the client left
