@@ -26,7 +26,7 @@ async def check_token_limits(s: Services, runner: ModelRunner, texts: list[str])
     for i, text in enumerate(texts):
         if len(text) > limit * 64:  # cheap bound before tokenizing huge inputs
             raise TooManyTokensError(f"text {i} is over the limit of {limit} tokens")
-    counts = await s.pools.cpu.run(lambda: [runner.count_tokens(t) for t in texts])
+    counts = await s.pools.live.run(lambda: [runner.count_tokens(t) for t in texts])
     for i, n in enumerate(counts):
         if n > limit:
             raise TooManyTokensError(f"text {i} has {n} tokens; the limit is {limit}")
@@ -52,7 +52,7 @@ async def activations(
         neurons=tuple(body.neurons) if body.neurons is not None else None,
         top_neurons=body.top_neurons,
     )
-    await s.pools.cpu.run(runner.validate, request)
+    await s.pools.live.run(runner.validate, request)
     await check_token_limits(s, runner, texts)
     traces = await s.models.live(body.model, request)
     return ActivationsResponse(

@@ -97,7 +97,7 @@ class Searches:
                 f"token search reads local files; {metadata.short_name} is remote: download its "
                 "files and register the local copy"
             )
-        return await self.pools.cpu.run(self._token, metadata, token, token_id, top)
+        return await self.pools.search.run(self._token, metadata, token, token_id, top)
 
     def _token(self, metadata, token, token_id, top) -> TokenSearchResult:
         source = self.sources.get(metadata)

@@ -128,7 +128,7 @@ def test_a_clients_requests_beyond_its_limit_are_503_and_health_answers(tiny_dat
             held_two = [pool.submit(record, n) for n in (1, 2)]
             assert entered.acquire(timeout=30) and entered.acquire(timeout=30)
             refused = [record(n) for n in (3, 4, 5)]  # while the two are in flight
-            assert httpx.get(f"{live.url}/health", timeout=30).status_code == 200
+            assert httpx.get(f"{live.url}/health").status_code == 200
             release.set()
             assert [f.result().status_code for f in held_two] == [200, 200]
         for answer in refused:
@@ -137,3 +137,24 @@ def test_a_clients_requests_beyond_its_limit_are_503_and_health_answers(tiny_dat
     finally:
         glu_source.GluSource._summary = real
         release.set()
+
+
+def test_live_requests_and_token_searches_do_not_wait_behind_example_text(tiny_dataset):
+    """The CPU pool that example text is tokenized on is full: live requests, prompt and token
+    searches are answered meanwhile, from budgets of their own."""
+    register_tiny(tiny_dataset)
+    app = create_app(ServerSettings(max_tokens_per_request=40))
+    release = threading.Event()
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        cpu = app.state.services.pools.cpu
+        held = [cpu.submit(release.wait, 60) for _ in range(cpu.threads + 2)]
+        try:
+            body = {"model": "tiny-llama", "text": "w1 w2 w3", "layer": 0, "topNeurons": 2}
+            assert client.post("/activations", json=body).status_code == 200
+            body = {"model": "tiny-llama", "text": "w1 w2 w3", "topNeurons": 2}
+            assert client.post("/search/prompt", json=body).status_code == 200
+            answer = client.get("/search/token/tiny-llama/mlp_post_act?tokenId=5")
+            assert answer.status_code == 200
+            assert not any(future.done() for future in held)  # all the while, it was full
+        finally:
+            release.set()
