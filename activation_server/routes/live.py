@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
@@ -20,8 +21,9 @@ from registry.vocabulary import DST_TO_HOOK
 router = APIRouter(tags=["live"])
 
 
-async def check_token_limits(s: Services, runner: ModelRunner, texts: list[str]) -> None:
-    """413 for a text over the server's token limit (a cheap bound on characters first)."""
+async def check_token_limits(s: Services, runner: ModelRunner, texts: list[str]) -> list[int]:
+    """413 for a text over the server's token limit (a cheap bound on characters first);
+    returns each text's tokens."""
     limit = s.settings.max_tokens_per_request
     for i, text in enumerate(texts):
         if len(text) > limit * 64:  # cheap bound before tokenizing huge inputs
@@ -30,6 +32,7 @@ async def check_token_limits(s: Services, runner: ModelRunner, texts: list[str])
     for i, n in enumerate(counts):
         if n > limit:
             raise TooManyTokensError(f"text {i} has {n} tokens; the limit is {limit}")
+    return counts
 
 
 @router.post("/activations", response_model=ActivationsResponse)
@@ -53,7 +56,8 @@ async def activations(
         top_neurons=body.top_neurons,
     )
     await s.pools.live.run(runner.validate, request)
-    await check_token_limits(s, runner, texts)
+    counts = await check_token_limits(s, runner, texts)
+    request = dataclasses.replace(request, n_tokens=sum(counts))
     traces = await s.models.live(body.model, request)
     return ActivationsResponse(
         model=body.model,

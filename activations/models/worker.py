@@ -45,8 +45,10 @@ class ModelWorker:
         queue_size: int = 64,
         micro_batch_size: int = 8,
         micro_batch_wait_s: float = 0.005,
+        batch_tokens: int = ModelRunner.MAX_BATCH_TOKENS,
     ) -> None:
         self.runner = runner
+        self.batch_tokens = batch_tokens
         self.queue_size = queue_size
         self.micro_batch_size = micro_batch_size
         self.micro_batch_wait_s = micro_batch_wait_s
@@ -111,10 +113,14 @@ class ModelWorker:
         if first.run is not None:
             return [first]
         time.sleep(self.micro_batch_wait_s)  # let neighbours arrive
-        jobs = [first]
-        with self._ready:
+        jobs, tokens = [first], first.live.n_tokens
+        with self._ready:  # a batch of about one pass: a request queued next waits no longer
             while len(jobs) < self.micro_batch_size and self._queue and self._queue[0].run is None:
+                more = self._queue[0].live.n_tokens
+                if tokens + more > self.batch_tokens:
+                    break
                 jobs.append(self._queue.popleft())
+                tokens += more
         return jobs
 
     def _work(self) -> None:

@@ -82,3 +82,21 @@ def test_a_record_whose_client_left_runs_no_more_passes():
     except asyncio.CancelledError:
         pass
     assert models.jobs == [True]  # one background pass asked, none after the client left
+
+
+def test_a_micro_batch_is_about_one_pass_of_tokens():
+    runner = Runner()
+    batches: list[int] = []
+    runner.run = lambda requests: batches.append(len(requests)) or ["t"] * len(requests)
+    worker = ModelWorker(runner, micro_batch_wait_s=0, batch_tokens=1000)
+    running, release = threading.Event(), threading.Event()
+    held = worker.submit(lambda _: (running.set(), release.wait(30)))
+    assert running.wait(30)
+    sizes = [600, 600, 300, 50, 50, 900]
+    futures = [worker.submit_live(LiveRequest(("w",), 0, n_tokens=n)) for n in sizes]
+    release.set()
+    held.result(30)
+    for future in futures:
+        future.result(30)
+    assert batches == [1, 4, 1]  # 600 | 600+300+50+50 | 900: none over 1,000 tokens
+    worker.stop()
