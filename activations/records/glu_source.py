@@ -47,10 +47,6 @@ from registry.metadata import NeuronDatasetMetadata
 from registry.paths import local_path
 from registry.vocabulary import DST_TO_HOOK, GLU_HOOKS, HOOK_POST
 
-# Tokens of a record's example values run in one job on the model (ModelRunner.MAX_BATCH_TOKENS,
-# one forward pass): what a live request may wait for behind a heavy record.
-PASS_TOKENS = 8192
-
 
 def describe_source(metadata: NeuronDatasetMetadata) -> str:
     """The source a failure is of: the Hub (and which) for hf:// datasets, else the path."""
@@ -73,7 +69,7 @@ def _unlocated_note(windows, why: str | None) -> str | None:
     )
 
 
-def one_pass_each(id_lists: list[list[int]], budget: int = PASS_TOKENS) -> list[list[list[int]]]:
+def one_pass_each(id_lists: list[list[int]], budget: int) -> list[list[list[int]]]:
     """Consecutive documents grouped so that each group pads to at most `budget` tokens."""
     groups: list[list[list[int]]] = []
     width = 0
@@ -268,9 +264,12 @@ class GluSource:
             return run
 
         # one pass's worth per job, in the background: live requests and searches go between
-        # them, and a client that leaves drops the passes not begun
+        # them, and a client that leaves drops the passes not begun (the model runs: torch is
+        # imported already)
+        from activations.models.live import ModelRunner
+
         out: list[dict[str, list[float]]] = []
-        for chunk in one_pass_each(id_lists):
+        for chunk in one_pass_each(id_lists, ModelRunner.MAX_BATCH_TOKENS):
             model = self.metadata.model
             out += await self.shared.models.run(model, values(chunk), background=True)
         return out
