@@ -29,7 +29,7 @@ setup(
         "pyarrow>=15",
         "pandas",
         "httpx",
-        "requests",  # remote Parquet byte ranges (activations/records/remote.py)
+        "requests",  # remote Parquet byte ranges (activations/io/remote.py)
         "numpy",
         "datasets>=2.18",
         "tqdm",

@@ -25,8 +25,8 @@ from activation_server.routes import (
 )
 from activation_server.services import Services
 from activation_server.settings import ServerSettings
-from activations.records import hub
-from activations.records.parquet_parts import use_steady_memory_pool
+from activations.io import hub
+from activations.io.parquet_parts import use_steady_memory_pool
 
 # Every group of routes: a module of routes/ with a `router`. A new group is one more entry.
 ROUTES = [catalog, records, neuron_explainer, live, search, weights, progress, viewer]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import orjson
 
+from activation_server.publish_cli import add_publish_commands
 from activation_server.settings import ServerSettings
 from activations.collate.config import add_collate_arguments
 from activations.commands import run_command
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     datasets.add_argument("--wide", action="store_true", help="show full paths, unshortened")
     models = command("models", cmd_models, "list registered models")
     models.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_publish_commands(command, datasets)
     add_collate_arguments(
         command(
             "collate",
@@ -101,7 +103,12 @@ def _server_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="show the server's absolute file paths in errors and /datasets",
     )
-    parser.add_argument("--max-tokens", type=int, default=1024, help="per live text")
+    parser.add_argument(
+        "--max-tokens",
+        type=int,
+        default=ServerSettings.model_fields["max_tokens_per_request"].default,
+        help="per live text",
+    )
     parser.add_argument(
         "--upstream-timeout",
         type=float,

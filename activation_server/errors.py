@@ -16,12 +16,17 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from activations.models.live import LiveRequestError
-from activations.models.worker import ModelBusyError
-from activations.pools import PoolBusyError, PoolTimeoutError
-from activations.records.errors import RecordNotFoundError, UpstreamError, UpstreamTimeoutError
-from activations.search.models import SearchError
-from activations.weights.views import WeightsPendingError
+from activations.errors import (
+    LiveRequestError,
+    ModelBusyError,
+    PoolBusyError,
+    PoolTimeoutError,
+    RecordNotFoundError,
+    SearchError,
+    UpstreamError,
+    UpstreamTimeoutError,
+    WeightsPendingError,
+)
 from registry.errors import UnknownDatasetError, UnknownModelError
 from registry.metadata import NeuronDatasetMetadata
 

@@ -1,14 +1,12 @@
-"""HTTP bodies of requests and of answers that are not records (activations.records.models
+"""HTTP bodies of requests and of answers that are not records (activations.records.answers
 has those), camelCase on the wire like neuron-explainer's API."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import AliasChoices, Field, StrictInt, model_validator
 
-from activations.records.source import DatasetShape
-from registry.metadata import CamelModel, NeuronDatasetMetadata
+from activations.sources.source import DatasetShape
+from registry.metadata import CamelModel, NeuronDatasetMetadata, VocabularyDescription
 from registry.vocabulary import DerivedScalarType
 
 
@@ -118,9 +116,5 @@ class HealthResponse(CamelModel):
     live_requests: int
 
 
-class SchemaResponse(CamelModel):
-    """The vocabulary (registry.vocabulary.schema_description)."""
-
-    hooks: list[dict[str, Any]]
-    quadrants: list[dict[str, Any]]
-    derived_scalar_types: list[str]
+SchemaResponse = VocabularyDescription
+"""The vocabulary (registry.metadata.describe_vocabulary)."""

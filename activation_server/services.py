@@ -1,5 +1,6 @@
-"""What the routes share, made once per app: settings, models (each with its one worker thread),
-the pools of blocking work, and the record sources."""
+"""What the routes share, made once per app: settings, the workbench (models, each with its one
+worker thread; the pools of blocking work; the record sources, searches and weight views:
+activations.session, the Python API's too) and the warm answers."""
 
 from __future__ import annotations
 
@@ -11,50 +12,50 @@ from activation_server.answers import WarmAnswers
 from activation_server.settings import ServerSettings
 from activations.models.pool import ModelPool
 from activations.pools import Pools
-from activations.records.source import RecordSources, SourceSettings
 from activations.search.searches import Searches
+from activations.session import Workbench
+from activations.sources.catalog import RecordSources
 from activations.weights.views import WeightViews
 
 
 @dataclass
 class Services:
     settings: ServerSettings
-    models: ModelPool
-    pools: Pools
-    sources: RecordSources
+    workbench: Workbench
     answers: WarmAnswers
-    searches: Searches
-    weights: WeightViews
 
     @classmethod
     def create(cls, settings: ServerSettings) -> Services:
-        models = ModelPool(
-            settings.device,
-            settings.max_tokens_per_request,
-            queue_size=settings.live_queue_size,
-            micro_batch_size=settings.micro_batch_size,
-            micro_batch_wait_s=settings.micro_batch_wait_s,
-            max_model_bytes=int(settings.max_model_gb * 2**30),
+        return cls(
+            settings,
+            Workbench(settings),
+            WarmAnswers(settings.record_cache_size, settings.record_cache_bytes),
         )
-        pools = Pools()
-        source_settings = SourceSettings(
-            cache_size=settings.record_cache_size,
-            cache_bytes=int(settings.record_cache_mb * 2**20),
-            max_context=settings.max_context,
-            upstream_timeout_s=settings.upstream_timeout_s,
-            max_example_tokens=settings.max_example_tokens,
-        )
-        sources = RecordSources(models, source_settings, pools)
-        answers = WarmAnswers(settings.record_cache_size, int(settings.record_cache_mb * 2**20))
-        searches = Searches(models, sources, pools)
-        return cls(settings, models, pools, sources, answers, searches, WeightViews(models))
+
+    @property
+    def models(self) -> ModelPool:
+        return self.workbench.models
+
+    @property
+    def pools(self) -> Pools:
+        return self.workbench.pools
+
+    @property
+    def sources(self) -> RecordSources:
+        return self.workbench.sources
+
+    @property
+    def searches(self) -> Searches:
+        return self.workbench.searches
+
+    @property
+    def weights(self) -> WeightViews:
+        return self.workbench.weight_views
 
     async def stop(self) -> None:
         """Without waiting on work that hangs: queued work fails, threads are daemons."""
-        self.models.stop()
-        self.pools.shutdown()
         self.answers.clear()
-        await self.sources.close()
+        await self.workbench.close()
 
 
 async def services(request: Request) -> Services:

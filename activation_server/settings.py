@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import Field
+
+from activations.session import SessionSettings
 
 # Host headers of this machine's own addresses ("0.0.0.0" is what neuron-explainer's viewer
 # calls by default); DNS rebinding needs a name the attacker controls, which these are not.
@@ -12,7 +14,10 @@ LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "[::1]", "::1", "0.0.0.0"]
 LOCAL_ORIGINS = r"https?://(localhost|127\.0\.0\.1)(:\d+)?"
 
 
-class ServerSettings(BaseModel):
+class ServerSettings(SessionSettings):
+    """The server's own settings; the models', sources' and searches' are SessionSettings's
+    (activations.session), with the same defaults as the Python API's."""
+
     host: str = "127.0.0.1"
     port: int = 8000
     cors_origins: list[str] = Field(default_factory=list)
@@ -28,27 +33,8 @@ class ServerSettings(BaseModel):
     """A request body that stops arriving for this long is answered 408."""
     keep_alive_s: float = 30.0
     """Idle keep-alive connections are closed after this (clients' pools keep them up to it)."""
-    max_tokens_per_request: int = 1024
-    """Texts of POST /activations longer than this are refused with 413."""
     max_texts_per_request: int = 16
     max_body_bytes: int = 1_000_000
     max_in_flight_per_client: int = 32
     """Requests of one client (address) to one group of routes at a time; more are answered
     503 with Retry-After at once (0: no limit)."""
-    live_queue_size: int = 64
-    """Live requests waiting for the model beyond this are refused with 503."""
-    micro_batch_size: int = 8
-    micro_batch_wait_s: float = 0.005
-    record_cache_size: int = 4096
-    record_cache_mb: float = 256.0
-    """Memory (MB) that each in-memory cache of answers may take: the records of each format,
-    and the answers' bytes sent again; the least recently used go first beyond it."""
-    max_context: int = 64
-    """Tokens shown on each side of an example's max (?context=N)."""
-    max_example_tokens: int = 32_768
-    """Tokens the model runs for one record's example values (?activations=true), at most."""
-    upstream_timeout_s: float = 10.0
-    max_model_gb: float = 4.0
-    """Models up to this size (float32 weights) run for example values and to locate maxima
-    the file does not store; a larger one (OLMo-7B: 28 GB) runs only when asked live."""
-    device: str = "cpu"

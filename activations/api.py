@@ -22,13 +22,10 @@ from collections.abc import Coroutine, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from activations.models.pool import ModelPool
-from activations.pools import Pools
-from activations.records.source import DatasetShape, Record, RecordQuery, RecordSources
-from activations.search.models import PromptSearchResult, TokenSearchResult
-from activations.search.searches import Searches
-from activations.weights.models import ClassCounts, NeuronWeightView
-from activations.weights.views import WeightViews
+from activations.search.answers import PromptSearchResult, TokenSearchResult
+from activations.session import SessionSettings, Workbench
+from activations.sources.source import DatasetShape, Record, RecordQuery
+from activations.weights.answers import ClassCounts, NeuronWeightView
 from registry import get_neuron_dataset_metadata_by_short_name_and_dst
 from registry.metadata import NeuronDatasetMetadata
 from registry.plugins import load_register_modules
@@ -37,22 +34,35 @@ from registry.vocabulary import DerivedScalarType
 T = TypeVar("T")
 
 __all__ = [
-    "Dataset", "Session", "open_dataset", "open_file", "register_file", "search_prompt",
-    "load_registrations", "NeuronWeightView", "ClassCounts",
+    "Dataset", "Session", "SessionSettings", "open_dataset", "open_file", "register_file",
+    "search_prompt", "load_registrations", "NeuronWeightView", "ClassCounts",
     "PromptSearchResult", "TokenSearchResult",
 ]  # fmt: skip
 
 
 class Session:
-    """Models (loaded on first use, kept), record sources and searches; one per process is
-    usually enough (the module's functions share a default one)."""
+    """Models (loaded on first use, kept), record sources and searches: the server's own
+    (activations.session.Workbench), with a loop of their own that calls wait on; one per
+    process is usually enough (the module's functions share a default one)."""
 
-    def __init__(self, device: str = "cpu", max_tokens: int = 1024, max_model_gb: float = 4.0):
-        self.models = ModelPool(device, max_tokens, max_model_bytes=int(max_model_gb * 2**30))
-        self.pools = Pools()
-        self.sources = RecordSources(self.models, pools=self.pools)
-        self.searches = Searches(self.models, self.sources, self.pools)
-        self.weight_views = WeightViews(self.models)
+    def __init__(
+        self,
+        device: str | None = None,
+        max_tokens: int | None = None,
+        max_model_gb: float | None = None,
+        settings: SessionSettings | None = None,
+    ):
+        settings = settings or SessionSettings()
+        given = {"device": device, "max_tokens_per_request": max_tokens,
+                 "max_model_gb": max_model_gb}  # fmt: skip
+        settings = settings.model_copy(update={k: v for k, v in given.items() if v is not None})
+        self.workbench = Workbench(settings)
+        self.settings = settings
+        self.models = self.workbench.models
+        self.pools = self.workbench.pools
+        self.sources = self.workbench.sources
+        self.searches = self.workbench.searches
+        self.weight_views = self.workbench.weight_views
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
@@ -95,9 +105,7 @@ class Session:
         return self.weight_views.counts(model)
 
     def close(self) -> None:
-        self.models.stop()
-        self.run(self.sources.close())
-        self.pools.shutdown()
+        self.run(self.workbench.close())
         self._loop.call_soon_threadsafe(self._loop.stop)
 
 
@@ -125,14 +133,15 @@ class Dataset:
         context: int = 0,
         all_hooks: bool = False,
         activations: bool = False,
+        weights: bool = False,
     ) -> Record:
         """One neuron's record: per quadrant its frequency, means and top examples; with
         `context=N` each example's tokens around its max, with `activations=True` the neuron's
-        values on them (runs the model)."""
+        values on them (runs the model), with `weights=True` what it reads and writes (or a
+        note why not yet): the server's answer, assembled in the same place."""
         query = RecordQuery(all_hooks=all_hooks, context=context, activations=activations)
-        return self.session.run(
-            self.session.sources.get(self.metadata).record(layer, neuron, query)
-        )
+        work = self.session.workbench.record(self.metadata, layer, neuron, query, weights)
+        return self.session.run(work)
 
     def search_token(
         self, token: str | None = None, token_id: int | None = None, top: int = 20
@@ -146,6 +155,17 @@ class Dataset:
         if not self.metadata.model:
             raise ValueError(f"{self.metadata.short_name} names no model")
         return self.session.weights(self.metadata.model, layer, neuron)
+
+    def push(self, repo_id: str, **options: Any) -> Any:
+        """This dataset's file to a Hugging Face Hub dataset repo, in the published layout with
+        its card (activations.publish.push: private=, allow_existing=, license=...)."""
+        from activations.publish import push
+        from registry.paths import local_path
+
+        path = local_path(self.metadata.neuron_dataset_path)
+        if path is None:
+            raise ValueError(f"{self.metadata.neuron_dataset_path}: only local files are pushed")
+        return push(path, repo_id, **options)
 
     def search_prompt(
         self, text: str, token_index: int | None = None, top: int = 20, skip_first: bool = False

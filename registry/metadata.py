@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from enum import Enum
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from registry.paths import validate_path
-from registry.vocabulary import DerivedScalarType
+from registry.vocabulary import GLU_DSTS, GLU_SITES, QUADRANTS_TABLE, DerivedScalarType
 
 
 class CamelModel(BaseModel):
@@ -53,6 +53,20 @@ class NeuronDatasetMetadata(_RegistryEntry):
     def _supported_path(cls, path: str) -> str:
         return validate_path(path)
 
+    @model_validator(mode="after")
+    def _format_holds_the_type(self) -> NeuronDatasetMetadata:
+        """A GLU quadrant file holds the GLU sites' values only: another type registered with
+        it would be served as some other hook's records."""
+        if self.format == DatasetFormat.GLU_PARQUET and self.derived_scalar_type not in GLU_DSTS:
+            held = ", ".join(d.value for d in GLU_DSTS)
+            raise ValueError(
+                f"format {DatasetFormat.GLU_PARQUET.value!r} holds the derived scalar types "
+                f"{held}, not {self.derived_scalar_type.value!r}; register "
+                f"{self.derived_scalar_type.value!r} with format "
+                f"{DatasetFormat.TDB_JSON.value!r} (neuron-explainer's JSON records)"
+            )
+        return self
+
     @property
     def key(self) -> tuple[str, DerivedScalarType]:
         return (self.short_name, self.derived_scalar_type)
@@ -72,3 +86,53 @@ class ModelMetadata(_RegistryEntry):
     bos_token: str | None = None
     """A token put before every text where the tokenizer adds none of its own: the texts of
     the published OLMo-7B files start with <|endoftext|>, which OLMo's tokenizer does not add."""
+
+
+class HookDescription(CamelModel):
+    """One GLU site of the vocabulary, for clients."""
+
+    hook: str
+    dst: DerivedScalarType
+    label: str
+    card_position: int
+    max_gate_signs: list[int]
+    """The gate signs of the quadrants that keep this hook's top examples."""
+    flips_with_refactor: bool
+
+
+class QuadrantDescription(CamelModel):
+    name: str
+    gate_sign: int
+    in_sign: int
+    short: str
+
+
+class VocabularyDescription(CamelModel):
+    """The vocabulary for clients (GET /schema): what each hook and quadrant is called."""
+
+    hooks: list[HookDescription]
+    quadrants: list[QuadrantDescription]
+    derived_scalar_types: list[DerivedScalarType]
+
+
+def describe_vocabulary() -> VocabularyDescription:
+    return VocabularyDescription(
+        hooks=[
+            HookDescription(
+                hook=s.hook,
+                dst=s.dst,
+                label=s.label,
+                card_position=s.card_position,
+                max_gate_signs=list(s.max_gate_signs),
+                flips_with_refactor=s.flips_with_refactor,
+            )
+            for s in GLU_SITES
+        ],
+        quadrants=[
+            QuadrantDescription(
+                name=q.name, gate_sign=q.gate_sign, in_sign=q.in_sign, short=q.short
+            )
+            for q in QUADRANTS_TABLE
+        ],
+        derived_scalar_types=list(DerivedScalarType),
+    )

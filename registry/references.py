@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from registry.columns import hooks_in_columns
 from registry.errors import RegistryConflictError, UnknownModelError
 from registry.metadata import DatasetFormat, ModelMetadata, NeuronDatasetMetadata
 from registry.registry import MODEL_REGISTRY, get_model, register_model
@@ -63,7 +64,8 @@ def glu_hooks_in(path: str) -> list[str] | None:
         names = pq.read_schema(local).names
     except Exception:  # not Parquet: the server says so when it reads it
         return None
-    return [site.hook for site in GLU_SITES if any(f"_{site.hook}_" in n for n in names)]
+    held = hooks_in_columns(names)
+    return [site.hook for site in GLU_SITES if site.hook in held]
 
 
 def register_glu_dataset(

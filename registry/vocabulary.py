@@ -202,25 +202,3 @@ def quadrant_of(gate: float, in_: float) -> str | None:
         if gate * q.gate_sign > 0 and in_ * q.in_sign > 0:
             return q.name
     return None
-
-
-def schema_description() -> dict[str, Any]:
-    """The vocabulary for clients (GET /schema): what each hook and quadrant is called."""
-    return {
-        "hooks": [
-            {
-                "hook": s.hook,
-                "dst": s.dst,
-                "label": s.label,
-                "cardPosition": s.card_position,
-                "maxGateSigns": list(s.max_gate_signs),
-                "flipsWithRefactor": s.flips_with_refactor,
-            }
-            for s in GLU_SITES
-        ],
-        "quadrants": [
-            {"name": q.name, "gateSign": q.gate_sign, "inSign": q.in_sign, "short": q.short}
-            for q in QUADRANTS_TABLE
-        ],
-        "derivedScalarTypes": [d.value for d in DerivedScalarType],
-    }

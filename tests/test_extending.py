@@ -9,18 +9,24 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from importlib.util import find_spec
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 from fastapi import APIRouter
 from fastapi.testclient import TestClient
 
 from activation_server import app as app_module
 from activation_server.app import create_app
+from activations.collate import kernel
+from tests.activations.reference import assert_columns_identical
 from tests.servers import LOCAL
 from tests.tiny import random_documents, write_jsonl
 
 ROOT = Path(__file__).parents[1]
+# eager first: the others are compared with its file
+ENGINES = ["eager", "compiled", "kernel"] + (["triton"] if find_spec("triton") else [])
 TOY_ROW = """
     GluSite(
         hook="hook_gate_abs",
@@ -39,10 +45,12 @@ from activations.collate import CollateConfig, collate
 from activation_server.app import create_app
 from fastapi.testclient import TestClient
 
-model, corpus, out = sys.argv[1:4]
+model, corpus, out, engines = sys.argv[1:5]
 registry.register_model("toy", model, user_visible_name="Toy")
-collate(CollateConfig(model="toy", out=out, corpus=corpus, top_k=4, engine="eager",
-                      progress=False))
+for engine in engines.split(","):
+    path = out if engine == "eager" else out.replace(".parquet", f"-{engine}.parquet")
+    collate(CollateConfig(model="toy", out=path, corpus=corpus, top_k=4, batch_size=3,
+                          engine=engine, progress=False))
 registry.register_neuron_dataset_metadata(
     "toy", "mlp_gate_abs", "Toy |gate|", out, format="glu_parquet", model="toy", corpus=corpus)
 with TestClient(create_app(), base_url="http://127.0.0.1") as client:
@@ -63,8 +71,9 @@ print(json.dumps(answers))
 
 
 def test_a_derived_scalar_is_one_row_of_the_vocabulary(tmp_path, tiny_models):
-    """A copy of the code with one row added to GLU_SITES collates, serves and runs live the
-    new derived scalar: its columns in the file, its records, its live values."""
+    """A copy of the code with one row added to GLU_SITES collates (with every engine: eager,
+    compiled, the C kernel, Triton under its interpreter), serves and runs live the new derived
+    scalar: its columns in the file, its records, its live values."""
     copy = tmp_path / "code"
     for package in ("registry", "activations", "activation_server"):
         shutil.copytree(ROOT / package, copy / package, ignore=shutil.ignore_patterns("__py*"))
@@ -76,9 +85,12 @@ def test_a_derived_scalar_is_one_row_of_the_vocabulary(tmp_path, tiny_models):
 
     corpus = write_jsonl(tmp_path / "docs.jsonl", random_documents(7, seed=3))
     out = tmp_path / "toy.parquet"
-    env = {**os.environ, "PYTHONPATH": f"{copy}{os.pathsep}{ROOT}"}
+    # every engine: the CPU ones, and the Triton one under its interpreter
+    env = {**os.environ, "PYTHONPATH": f"{copy}{os.pathsep}{ROOT}", "TRITON_INTERPRET": "1"}
+    engines = ENGINES if kernel.available() else [e for e in ENGINES if e != "kernel"]
     result = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(tiny_models["llama"]), str(corpus), str(out)],
+        [sys.executable, "-c", SCRIPT, str(tiny_models["llama"]), str(corpus), str(out),
+         ",".join(engines)],
         capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
@@ -95,6 +107,19 @@ def test_a_derived_scalar_is_one_row_of_the_vocabulary(tmp_path, tiny_models):
             assert row[f"{q}_hook_gate_abs_max_values"] == [
                 abs(v) for v in row[f"{q}_hook_pre_max_values"]
             ]
+    # every engine gives the same file: counts, maxima, documents, positions; sums to rounding
+    eager = pq.read_table(out)
+    exact = [c for c in eager.column_names if not c.endswith(("_mean", "_total"))]
+    assert "gate+_in+_hook_gate_abs_max_values" in exact
+    for engine in engines[1:]:
+        other = pq.read_table(str(out).replace(".parquet", f"-{engine}.parquet"))
+        assert other.column_names == eager.column_names, engine
+        assert_columns_identical(eager, other, exact)
+        for column in set(eager.column_names) - set(exact):
+            np.testing.assert_allclose(
+                eager[column].to_numpy(), other[column].to_numpy(), rtol=1e-5, atol=1e-6,
+                err_msg=f"{engine}: {column}",
+            )  # fmt: skip
     # the server: in the vocabulary, the enums, the records and live
     assert "hook_gate_abs" in [h["hook"] for h in answers["schema"]["hooks"]]
     assert "mlp_gate_abs" in answers["enum"]

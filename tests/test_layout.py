@@ -1,5 +1,6 @@
-"""The code's shape: imports point one way (activation_server → activations → registry), and no
-file grows past what one reading holds."""
+"""The code's shape: imports point one way (activation_server → activations → registry), and
+within activations from room to room (ROOMS, bottom up: no room imports one above it or beside
+it, so no two rooms import each other); no file grows past what one reading holds."""
 
 from __future__ import annotations
 
@@ -16,6 +17,24 @@ LAYERS = {
     "activation_server": {"activation_server", "activations", "registry"},
 }
 MAX_LINES = 400
+# the rooms of activations/ (its subpackages and top-level modules), bottom up: a room imports
+# only rooms of the tiers below its own
+ROOMS: list[tuple[str, ...]] = [
+    ("pools", "corpus", "commands"),  # worker pools, corpora, the command-line plumbing
+    ("io",),  # bytes: local, HTTP, cloud and Hub files, ranged Parquet reads, caches, errors
+    ("models",),  # the networks: adapters, capture, loading, live runs
+    ("weights",),  # what a neuron reads and writes, from the weights
+    ("records",),  # record formats (GLU Parquet, neuron-explainer JSON) and record answers
+    ("text",),  # example text: documents and windows around each example's max
+    ("sources",),  # a record source per dataset format, and the catalog of them
+    ("search",),  # prompt and token search
+    ("collate",),  # collation: engines, accumulators, writer
+    # the composition root (what the server and the Python API share), and every error the
+    # package raises to its callers
+    ("session", "errors"),
+    ("api",),  # the Python API: everything above, no server
+]
+TIER = {room: tier for tier, rooms in enumerate(ROOMS) for room in rooms}
 
 
 def imported_packages(path: Path) -> set[tuple[int, str]]:
@@ -39,6 +58,93 @@ def test_imports_point_one_way(package):
     assert upward == [], "imports from a lower package into a higher one"
 
 
+def room_of(module: str) -> str | None:
+    """The room of a module of activations (its subpackage or top-level module)."""
+    parts = module.split(".")
+    return parts[1] if parts[0] == "activations" and len(parts) > 1 else None
+
+
+def room_imports() -> dict[tuple[str, str], list[str]]:
+    """(room, imported room) -> where, for every import from one room of activations into
+    another, function-local ones included."""
+    found: dict[tuple[str, str], list[str]] = {}
+    base = ROOT / "activations"
+    for path in sorted(base.rglob("*.py")):
+        relative = path.relative_to(base)
+        room = relative.parts[0].removesuffix(".py")
+        if room == "__init__":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                # `from activations import api` names the room in the imported name
+                modules = [f"{node.module}.{alias.name}" for alias in node.names]
+            else:
+                continue
+            for module in modules:
+                other = room_of(module)
+                if other is not None and other != room:
+                    where = f"{path.relative_to(ROOT)}:{node.lineno}"
+                    found.setdefault((room, other), []).append(where)
+    return found
+
+
+def wrong_room_imports(edges: dict[tuple[str, str], list[str]]) -> list[str]:
+    """Imports of a room not below the importer (or of a room not in ROOMS)."""
+    wrong = []
+    for (room, other), where in sorted(edges.items()):
+        if room not in TIER or other not in TIER:
+            unknown = room if room not in TIER else other
+            wrong.append(f"{unknown}: a room not in ROOMS (place it in the picture)")
+        elif TIER[other] >= TIER[room]:
+            wrong.append(f"{room} imports {other} (not below it): {', '.join(where)}")
+    return wrong
+
+
+def cycles(edges) -> list[list[str]]:
+    """Every cycle of rooms (as a path that comes back to its start), by depth-first search."""
+    graph: dict[str, set[str]] = {}
+    for room, other in edges:
+        graph.setdefault(room, set()).add(other)
+    found, state = [], {}
+
+    def visit(room: str, path: list[str]) -> None:
+        state[room] = "open"
+        for other in sorted(graph.get(room, ())):
+            if state.get(other) == "open":
+                found.append([*path[path.index(other) :], other])
+            elif other not in state:
+                visit(other, [*path, other])
+        state[room] = "done"
+
+    for room in sorted(graph):
+        if room not in state:
+            visit(room, [room])
+    return found
+
+
+def test_rooms_of_activations_import_only_rooms_below():
+    edges = room_imports()
+    assert edges, "the check reads no import between rooms"
+    assert wrong_room_imports(edges) == []
+    assert cycles(edges) == []
+
+
+def test_the_room_check_sees_upward_imports_and_cycles(tmp_path):
+    edges = {("models", "io"): ["a"], ("io", "models"): ["b"], ("text", "search"): ["c"]}
+    wrong = wrong_room_imports(edges)
+    assert wrong == ["io imports models (not below it): b", "text imports search (not below it): c"]
+    assert cycles(edges) == [["io", "models", "io"]]
+    assert wrong_room_imports({("mystery", "io"): ["d"]}) == [
+        "mystery: a room not in ROOMS (place it in the picture)"
+    ]
+    sample = tmp_path / "sample.py"
+    sample.write_text("def f():\n    from activations import api\n")
+    assert (2, "activations") in imported_packages(sample)
+    assert room_of("activations.api") == "api" and room_of("activations") is None
+
+
 def test_the_import_check_sees_upward_imports(tmp_path):
     sample = tmp_path / "sample.py"
     sample.write_text("import os\n\ndef f():\n    from activation_server.app import create_app\n")
@@ -46,10 +152,11 @@ def test_the_import_check_sees_upward_imports(tmp_path):
 
 
 def test_no_file_is_over_400_lines():
+    """The packages' files and the tests' alike."""
     suffixes = {".py", ".js", ".css", ".html", ".c", ".h"}
     long = [
         f"{path.relative_to(ROOT)}: {n} lines"
-        for package in LAYERS
+        for package in (*LAYERS, "tests")
         for path in sorted((ROOT / package).rglob("*"))
         if path.suffix in suffixes and (n := len(path.read_text().splitlines())) > MAX_LINES
     ]

@@ -10,14 +10,15 @@ from fastapi import APIRouter, Depends, Query
 from activation_server.errors import hide_paths, shown_metadata
 from activation_server.schemas import DatasetEntry, HealthResponse, SchemaResponse
 from activation_server.services import Services, services
-from activations.records.errors import RecordError
-from activations.records.source import RecordSource
+from activations.errors import RecordError
+from activations.sources.source import RecordSource
 from registry import (
     ModelMetadata,
     get_all_models,
     get_all_neuron_dataset_metadata,
 )
-from registry.vocabulary import DerivedScalarType, schema_description
+from registry.metadata import describe_vocabulary
+from registry.vocabulary import DerivedScalarType
 
 router = APIRouter(tags=["catalog"])
 
@@ -67,7 +68,7 @@ async def models() -> list[ModelMetadata]:
 async def schema() -> SchemaResponse:
     """The vocabulary: every GLU hook (its derived scalar type, label, card order) and every
     quadrant, as the server's records name them."""
-    return SchemaResponse(**schema_description())
+    return describe_vocabulary()
 
 
 @router.get("/health", response_model=HealthResponse)

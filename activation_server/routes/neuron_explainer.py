@@ -16,9 +16,9 @@ from pydantic import AliasChoices, Field, StrictInt
 
 from activation_server.errors import hide_paths
 from activation_server.services import Services, services
-from activations.records.errors import RecordNotFoundError
+from activations.errors import RecordNotFoundError
 from activations.records.explainer import ExplainerAttentionRecord, ExplainerRecord
-from activations.records.source import RecordSource, public_name
+from activations.sources.source import RecordSource, public_name
 from registry import get_all_neuron_dataset_metadata, resolve_dataset
 from registry.errors import UnknownDatasetError
 from registry.metadata import CamelModel, NeuronDatasetMetadata

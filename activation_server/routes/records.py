@@ -14,8 +14,8 @@ from pydantic import BeforeValidator
 
 from activation_server.errors import hide_paths, shown_metadata
 from activation_server.services import Services, services
-from activations.records.models import GluNeuronRecord, NeuronRecordResponse
-from activations.records.source import NOT_KEPT, RecordQuery
+from activations.records.answers import GluNeuronRecord, NeuronRecordResponse
+from activations.sources.source import NOT_KEPT, RecordQuery
 from registry import (
     find_model,
     get_neuron_dataset_metadata_by_short_name_and_dst,
@@ -65,12 +65,14 @@ async def answer_record(
     metadata = get_neuron_dataset_metadata_by_short_name_and_dst(short_name, dst)
     source = services.sources.get(metadata)
     version = source.version()  # before reading: a change meanwhile makes the answer stale
-    record = await source.record(layer, neuron, query)
-    if with_weights and isinstance(record, GluNeuronRecord):
-        record = await add_weights(services, record)
+    # assembled as the Python API assembles it (activations.session.Workbench.record)
+    record = await services.workbench.record(metadata, layer, neuron, query, with_weights)
     if isinstance(record, GluNeuronRecord):  # the server's own paths stay its own
-        shown = shown_metadata(record.dataset, services.settings.expose_paths)
-        record = record.model_copy(update={"dataset": shown})
+        expose = services.settings.expose_paths
+        update: dict = {"dataset": shown_metadata(record.dataset, expose)}
+        if record.weights_note and not expose:
+            update["weights_note"] = hide_paths(record.weights_note)
+        record = record.model_copy(update=update)
     # Built from validated models: dumped here without validating them again on the way out;
     # a record with example text (megabytes) off the event loop, which other requests share
     if query.context or query.all_hooks:
@@ -112,18 +114,3 @@ async def get_neuron_record(
     (`dataset`, `maxActivation`, `topActivations`, `randomSample`)."""
     query = RecordQuery(all_hooks=hooks == "all", context=context, activations=activations)
     return await answer_record(s, request, short_name, dst, layer, neuron, query, weights)
-
-
-async def add_weights(services: Services, record: GluNeuronRecord) -> GluNeuronRecord:
-    """The record with its neuron's weight views, or a note saying why not (yet)."""
-    model = record.dataset.model
-    if not model:
-        return record.model_copy(update={"weights_note": "the dataset names no model"})
-    try:
-        view = await services.pools.cpu.run(
-            services.weights.view, model, record.layer, record.neuron
-        )
-    except Exception as error:  # computing, over the budget, out of the model's range
-        note = str(error) if services.settings.expose_paths else hide_paths(str(error))
-        return record.model_copy(update={"weights_note": note})
-    return record.model_copy(update={"weights": view})

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Path
 
 from activation_server.routes.records import Layer, Name, Neuron
 from activation_server.services import Services, services
-from activations.weights.models import ClassCounts, NeuronWeightView
+from activations.weights.answers import ClassCounts, NeuronWeightView
 
 router = APIRouter(tags=["weights"])
 Model = Annotated[str, Path(max_length=200)]

@@ -14,8 +14,8 @@ import torch
 from activations.collate.accumulator import LayerAccumulator
 from activations.collate.engines import BatchInfo, Engine, choose_engine, make_engine
 from activations.models.adapters import MlpSite, find_mlp_sites, glu_refactor_signs
-from activations.models.capture import Captured, forward_capturing, layout_of
-from activations.records.schema import DEFAULT_TOP_K, RecordLayout
+from activations.models.capture import Captured, forward_capturing
+from activations.records.schema import DEFAULT_TOP_K, GLU_LAYOUT, PLAIN_LAYOUT, RecordLayout
 
 
 @dataclass
@@ -47,7 +47,7 @@ class Collator:
         self.layers = chosen
         self.n_model_layers = len(all_sites)
         self.sites = [all_sites[layer] for layer in chosen]
-        self.layout = layout_of(all_sites)
+        self.layout = GLU_LAYOUT if all_sites[0].is_glu else PLAIN_LAYOUT
         if self.refactor_glu and not self.sites[0].is_glu:
             raise ValueError("--refactor-glu needs a GLU model (gate and in projections)")
         device = next(self.model.parameters()).device

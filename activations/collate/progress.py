@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from activations.records.dataset_files import PARTIAL_SUFFIX
+from activations.io.dataset_files import PARTIAL_SUFFIX
 
 WRITE_EVERY_S = 0.5
 

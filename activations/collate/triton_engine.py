@@ -1,9 +1,15 @@
-"""The GPU engine: one Triton kernel per layer and batch reads each activation once and computes
-every document's per-quadrant token counts, float32 sums of every hook and, for every (quadrant,
-hook) pair, the value of largest |value| with its position as one int64 key (reduction.max_key:
-|value|'s bits, then negative first, then the first position), so that the torch reduction's
-passes over [B, T, N] become one. The running top-k lists are the accumulator's, fed as the
-torch engines feed them, with nothing synchronised with the host per layer.
+"""The GPU engine: one Triton kernel per layer and batch reads each hook's activations once and
+computes every document's per-quadrant token counts, float32 sums of every hook and, for every
+(quadrant, hook) pair, the value of largest |value| with its position as one int64 key
+(reduction.max_key: |value|'s bits, then negative first, then the first position), so that the
+torch reduction's passes over [B, T, N] become one. The running top-k lists are the
+accumulator's, fed as the torch engines feed them, with nothing synchronised with the host per
+layer.
+
+Its quadrants and hooks are the vocabulary's: the layer's sites (capture.site_values: the
+model's own tensors, the vocabulary's computations of the others, --refactor-glu's flips) are
+stacked in the layout's hook order, and the kernel's four sign pairs are mapped onto the
+layout's quadrants by their signs.
 
 It runs where Triton does: on CUDA devices (Triton ships with CUDA builds of torch), and on a
 CPU under Triton's interpreter (TRITON_INTERPRET=1: slow, for tests).
@@ -17,18 +23,20 @@ from collections.abc import Callable
 import torch
 
 from activations.collate.reduction import BatchStats, decode_max_key
+from activations.models.capture import site_values
 from activations.records.schema import GLU_LAYOUT, RecordLayout
-from registry.vocabulary import GATE_HOOK, HOOK_POST, IN_HOOK, SWISH
+from registry.vocabulary import GATE_HOOK, IN_HOOK, QUADRANT_SIGNS
 
 BLOCK_T, BLOCK_N = 16, 64
-# the kernel's order: quadrants by (gate sign, in sign), hooks gate, in, act(gate), act(gate)·in
-KERNEL_QUADRANTS = ("gate+_in+", "gate+_in-", "gate-_in+", "gate-_in-")
-KERNEL_HOOKS = (GATE_HOOK, IN_HOOK, SWISH, HOOK_POST)
+# the kernel's four slots: (gate sign, in sign) in this order (triton_kernels.stats)
+KERNEL_SIGNS = ((1, 1), (1, -1), (-1, 1), (-1, -1))
 
 
 def why_not_available(device: torch.device | str, layout: RecordLayout = GLU_LAYOUT) -> str | None:
     """None where the Triton engine can run; else why not."""
-    if layout != GLU_LAYOUT or set(layout.quadrants) != set(KERNEL_QUADRANTS):
+    signs = [QUADRANT_SIGNS.get(q) for q in layout.quadrants]
+    glu = GATE_HOOK in layout.hooks and IN_HOOK in layout.hooks
+    if not glu or any(s not in KERNEL_SIGNS for s in signs):
         return "the Triton engine reduces GLU layers (gate and in projections)"
     try:
         import triton  # noqa: F401
@@ -46,36 +54,31 @@ def _stats_kernel():
 
 
 def triton_batch_stats(
-    layout: RecordLayout,
-    gate: torch.Tensor,
-    in_: torch.Tensor,
-    act_gate: torch.Tensor,
-    post: torch.Tensor | None,
-    valid: torch.Tensor,
-    sign: torch.Tensor | None,
+    layout: RecordLayout, values: dict[str, torch.Tensor], valid: torch.Tensor
 ) -> BatchStats:
-    """reduction.batch_stats of one GLU layer's [B, T, N] activations in one kernel (post None:
-    act(gate)·in, computed in the kernel; `sign` flips in and post, as --refactor-glu does)."""
-    B, T, N = gate.shape
-    device = gate.device
+    """reduction.batch_stats of one GLU layer's [B, T, N] values of every hook of the layout
+    (`valid` [B, T]: real tokens), in one kernel."""
+    hooks = layout.hooks
+    stacked = torch.stack([values[h] for h in hooks])  # [H, B, T, N], the layout's order
+    H, B, T, N = stacked.shape
+    device = stacked.device
     counts = torch.empty(4, B, N, dtype=torch.int32, device=device)
-    sums = torch.empty(4, 4, B, N, dtype=torch.float32, device=device)
-    keys = torch.empty(16, B, N, dtype=torch.int64, device=device)
+    sums = torch.empty(4, H, B, N, dtype=torch.float32, device=device)
+    keys = torch.empty(4 * H, B, N, dtype=torch.int64, device=device)
     rows = valid.reshape(B, T).to(torch.uint8).contiguous()
-    tensors = [t.contiguous() for t in (gate, in_, act_gate)]
-    post_arg = post.contiguous() if post is not None else tensors[2]
-    sign_arg = sign.float().contiguous() if sign is not None else counts
+    plane = torch.tensor([B * T * N], dtype=torch.int64, device=device)
     grid = (B, (N + BLOCK_N - 1) // BLOCK_N)
     _stats_kernel()[grid](
-        *tensors, post_arg, rows, sign_arg, counts, sums, keys, B, T, N,
-        HAS_POST=post is not None, HAS_SIGN=sign is not None, BLOCK_T=BLOCK_T, BLOCK_N=BLOCK_N,
+        stacked, plane, rows, counts, sums, keys, B, T, N, H,
+        GATE=hooks.index(GATE_HOOK), IN=hooks.index(IN_HOOK),
+        BLOCK_H=max(2, 1 << (H - 1).bit_length()), BLOCK_T=BLOCK_T, BLOCK_N=BLOCK_N,
     )  # fmt: skip
-    q_order = [KERNEL_QUADRANTS.index(q) for q in layout.quadrants]
-    h_order = [KERNEL_HOOKS.index(h) for h in layout.hooks]
-    pairs = [KERNEL_QUADRANTS.index(q) * 4 + KERNEL_HOOKS.index(h) for q, h in layout.max_pairs()]
+    slot = {q: KERNEL_SIGNS.index(QUADRANT_SIGNS[q]) for q in layout.quadrants}
+    pairs = [slot[q] * H + hooks.index(h) for q, h in layout.max_pairs()]
     value, position, present = decode_max_key(keys[pairs])
+    q_order = [slot[q] for q in layout.quadrants]
     return BatchStats(
-        counts=counts[q_order], sums=sums[q_order][:, h_order], values=value,
+        counts=counts[q_order], sums=sums[q_order], values=value,
         positions=position, present=present,
     )  # fmt: skip
 
@@ -88,12 +91,6 @@ class TritonEngine:
         self.act = act
 
     def fold(self, acc, captured, batch, sign) -> None:
-        gate, in_ = captured[GATE_HOOK], captured[IN_HOOK]
-        own_act, post = captured.get(SWISH), captured.get(HOOK_POST)
-        act_gate = own_act if own_act is not None and own_act.shape == gate.shape else None
-        if act_gate is None:
-            act_gate = self.act(gate)
-        if post is not None and post.shape != gate.shape:
-            post = None
-        stats = triton_batch_stats(self.layout, gate, in_, act_gate, post, batch.valid, sign)
+        values = site_values(captured, self.act, sign)
+        stats = triton_batch_stats(self.layout, values, batch.valid)
         acc.add(stats, batch.doc_indices, batch.on_device)

@@ -3,7 +3,13 @@
 A GLU neuron is read from the model's own modules, inside its own forward pass: the gate and in
 values are the outputs of the gate and in projections (or the two halves of one fused projection),
 act(gate) the output of the activation module, and hook_post the input of the output projection.
-Adding a family is one entry of ADAPTERS (tests/activations/test_adapters.py adds one).
+A model's adapter is chosen by its architecture's name (its class, and its config's
+`architectures`) from ARCHITECTURES; a mixture-of-experts model is refused by name or by its
+config (its experts each have gate, in and out projections: read as layers, they would be
+mistaken for several). An architecture the table does not name is matched by its module names,
+where exactly one layout fits and gives one MLP per layer of its config. Adding a family is one
+row of ARCHITECTURES (and an MlpAdapter where its layout is new;
+tests/activations/models/test_adapters.py adds one).
 """
 
 from __future__ import annotations
@@ -66,13 +72,86 @@ ADAPTERS: list[MlpAdapter] = [
 ]
 
 
-def register_mlp_layout(adapter: MlpAdapter) -> MlpAdapter:
+# architecture name (a model class, as config.json's `architectures` names it) -> adapter name
+ARCHITECTURES: dict[str, str] = {
+    **dict.fromkeys(
+        (
+            "LlamaForCausalLM",
+            "OlmoForCausalLM",
+            "Olmo2ForCausalLM",
+            "Qwen2ForCausalLM",
+            "Qwen3ForCausalLM",
+            "MistralForCausalLM",
+            "GemmaForCausalLM",
+            "Gemma2ForCausalLM",
+            "GraniteForCausalLM",
+            "StableLmForCausalLM",
+        ),
+        "gated",
+    ),
+    "Phi3ForCausalLM": "fused-gated",
+    "GPT2LMHeadModel": "gpt2",
+}
+# mixture-of-experts architectures: refused until their experts' neurons are read as such
+MIXTURE_OF_EXPERTS: frozenset[str] = frozenset(
+    {
+        "MixtralForCausalLM",
+        "OlmoeForCausalLM",
+        "Qwen2MoeForCausalLM",
+        "Qwen3MoeForCausalLM",
+        "DeepseekV2ForCausalLM",
+        "DeepseekV3ForCausalLM",
+        "PhimoeForCausalLM",
+        "GraniteMoeForCausalLM",
+        "JambaForCausalLM",
+        "DbrxForCausalLM",
+    }
+)
+# config fields that count a layer's experts (transformers' names for them)
+EXPERT_COUNTS = ("num_local_experts", "num_experts", "n_routed_experts", "moe_num_experts")
+
+
+def register_mlp_layout(adapter: MlpAdapter, architectures: tuple[str, ...] = ()) -> MlpAdapter:
     """Teach the project a model's MLP layout by its module names (a custom architecture, or
     remote code): `register_mlp_layout(MlpAdapter(name="mine", gate="wg", in_="wi", out="wo",
-    act="act"))`, in a --register module. Registered layouts are tried before the built-in ones;
-    the same name again replaces it."""
+    act="act"), architectures=("MineForCausalLM",))`, in a --register module. Registered layouts
+    are tried before the built-in ones; the same name again replaces it."""
     ADAPTERS[:] = [adapter, *(a for a in ADAPTERS if a.name != adapter.name)]
+    ARCHITECTURES.update(dict.fromkeys(architectures, adapter.name))
     return adapter
+
+
+def architecture_names(model: nn.Module) -> list[str]:
+    """The model's class, then the architectures its config names."""
+    config = getattr(model, "config", None)
+    return [type(model).__name__, *(getattr(config, "architectures", None) or [])]
+
+
+def refuse_mixture_of_experts(model: nn.Module) -> None:
+    """A clear error for a mixture-of-experts model, by its architecture's name or its config."""
+    config = getattr(model, "config", None)
+    experts = next(
+        (n for field in EXPERT_COUNTS if isinstance(n := getattr(config, field, None), int)), 0
+    )
+    named = [n for n in architecture_names(model) if n in MIXTURE_OF_EXPERTS]
+    if named or experts > 1:
+        what = named[0] if named else type(model).__name__
+        count = f" ({experts} experts per layer)" if experts > 1 else ""
+        raise ValueError(
+            f"{what} is a mixture-of-experts model{count}: its MLP neurons belong to experts, "
+            "each with its own gate, in and out projections, which this project does not read "
+            "yet; dense GLU and MLP models are supported "
+            f"({', '.join(sorted(ARCHITECTURES))})"
+        )
+
+
+def adapter_for(model: nn.Module) -> MlpAdapter | None:
+    """The adapter the model's architecture names in ARCHITECTURES; None where it names none."""
+    by_name = {a.name: a for a in ADAPTERS}
+    for name in architecture_names(model):
+        if ARCHITECTURES.get(name) in by_name:
+            return by_name[ARCHITECTURES[name]]
+    return None
 
 
 def describe_adapters() -> str:
@@ -141,12 +220,32 @@ class MlpSite:
 
 
 def find_mlp_sites(model: nn.Module) -> list[MlpSite]:
-    """Every MLP, in layer order; raises if the architecture has none an adapter knows."""
+    """Every MLP, in layer order, by the adapter its architecture's name chooses (else the one
+    layout its module names fit); raises for a mixture-of-experts model, and where no adapter
+    fits or the MLPs found are not one per layer of the config."""
+    refuse_mixture_of_experts(model)
+    named = adapter_for(model)
+    candidates = [named] if named is not None else ADAPTERS
     sites: list[MlpSite] = []
     for _, module in model.named_modules():
-        adapter = next((a for a in ADAPTERS if a.matches(module)), None)
+        adapter = next((a for a in candidates if a.matches(module)), None)
         if adapter is not None:
             sites.append(MlpSite(len(sites), module, adapter))
+    layers = getattr(getattr(model, "config", None), "num_hidden_layers", None)
+    if sites and isinstance(layers, int) and len(sites) != layers:
+        raise ValueError(
+            f"{type(model).__name__} has {len(sites)} modules in the "
+            f"{sites[0].adapter.name} MLP layout for {layers} layers: not one MLP per layer; "
+            "name its layout with activations.models.adapters.register_mlp_layout(MlpAdapter("
+            "...), architectures=(...)) in a --register module"
+        )
+    if len({s.adapter.name for s in sites}) > 1:
+        found = sorted({s.adapter.name for s in sites})
+        raise ValueError(
+            f"{type(model).__name__} has MLPs in several layouts ({', '.join(found)}); name its "
+            "architecture's with activations.models.adapters.register_mlp_layout(..., "
+            "architectures=(...))"
+        )
     if not sites:
         raise ValueError(
             f"{type(model).__name__} has no MLP in a layout this project knows "

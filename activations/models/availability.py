@@ -41,7 +41,7 @@ def model_files(metadata: ModelMetadata, patterns: list[str]) -> Path:
         return Path(source)
     from huggingface_hub import snapshot_download
 
-    from activations.records import hub
+    from activations.io import hub
 
     folder = snapshot_download(
         source,

@@ -14,7 +14,6 @@ import torch
 from torch import nn
 
 from activations.models.adapters import MlpSite
-from activations.records.schema import GLU_LAYOUT, PLAIN_LAYOUT, RecordLayout
 from registry.vocabulary import (
     GATE_HOOK,
     GLU_SITES,
@@ -28,10 +27,6 @@ from registry.vocabulary import (
 # (act(gate) where the activation is a plain function, every GLU hook of a plain MLP) is None.
 Captured = dict[str, "torch.Tensor | None"]
 LayerCallback = Callable[[int, Captured], None]
-
-
-def layout_of(sites: list[MlpSite]) -> RecordLayout:
-    return GLU_LAYOUT if sites[0].is_glu else PLAIN_LAYOUT
 
 
 def site_values(

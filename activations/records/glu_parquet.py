@@ -17,13 +17,13 @@ from typing import Any
 
 import pyarrow as pa
 
+from activations.io.byte_cache import ByteCache
+from activations.io.dataset_files import dataset_files
+from activations.io.errors import DatasetLayoutError
+from activations.io.lru import LruCache
+from activations.io.parquet_parts import ParquetPart
 from activations.pools import side_by_side
-from activations.records.byte_cache import ByteCache
-from activations.records.dataset_files import dataset_files
-from activations.records.errors import DatasetLayoutError
 from activations.records.layout import DatasetLayout, assemble
-from activations.records.lru import LruCache
-from activations.records.parquet_parts import ParquetPart
 from activations.records.schema import KEY_COLUMNS
 from registry.paths import local_path
 
@@ -31,9 +31,10 @@ DEFAULT_CACHED_ROW_GROUPS = 64
 DEFAULT_CACHED_BYTES = 512 * 2**20
 
 
-class GluParquetDataset:
-    """GLU quadrant records of one dataset: a .parquet file, a folder of them (or its `data/`),
-    an hf:// dataset repo (its `data/*.parquet`), or an http(s):// URL of one file.
+class GluParquetReader:
+    """The file reader of GLU quadrant records of one dataset: a .parquet file, a folder of
+    them (or its `data/`), an hf:// dataset repo (its `data/*.parquet`), or an http(s):// URL
+    of one file.
 
     Opening is lazy (first use) and reads footers only; `read_record` reads one row group,
     kept in a small LRU cache so neighbouring neurons cost nothing.
@@ -81,7 +82,7 @@ class GluParquetDataset:
             self.close()
         return stamp
 
-    def open(self) -> GluParquetDataset:
+    def open(self) -> GluParquetReader:
         """Read every footer and check the layout; idempotent, and done on first use anyway."""
         self._get_layout()
         return self
@@ -131,7 +132,7 @@ class GluParquetDataset:
             for part in layout.parts:
                 part.close()
 
-    def __enter__(self) -> GluParquetDataset:
+    def __enter__(self) -> GluParquetReader:
         return self.open()
 
     def __exit__(self, *exc: object) -> None:

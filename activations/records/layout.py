@@ -18,13 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from activations.pools import side_by_side
-from activations.records.errors import (
+from activations.io.errors import (
     CorruptDatasetError,
     DatasetLayoutError,
     NeuronOutOfRangeError,
 )
-from activations.records.parquet_parts import ParquetPart, format_ranges
+from activations.io.parquet_parts import ParquetPart, format_ranges
+from activations.pools import side_by_side
 from activations.records.schema import KEY_COLUMNS
 from registry.locations import neurons_home
 

@@ -2,7 +2,8 @@
 
 Columns follow the published OLMo-7B-0424 neuron-activations dataset exactly (names, order,
 dtypes); this project's extensions (max positions, exact float64 sums and counts) come after them.
-The quadrants and hooks themselves are the vocabulary's (registry.vocabulary).
+The quadrants and hooks themselves are the vocabulary's (registry.vocabulary), the column names
+registry.columns's (built and parsed there, for the registry too).
 """
 
 from __future__ import annotations
@@ -11,6 +12,19 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from registry.columns import (  # noqa: F401  (the names, re-exported for the record readers)
+    KEY_COLUMNS,
+    METADATA_KEY,
+    count_column,
+    freq_column,
+    max_indices_column,
+    max_positions_column,
+    max_values_column,
+    mean_column,
+    old_sum_column,
+    parse_column,
+    sum_column,
+)
 from registry.vocabulary import (
     ALL_TOKENS,
     CARD_HOOK_ORDER,
@@ -20,48 +34,11 @@ from registry.vocabulary import (
     has_max,
 )
 
-# Every row's key, sorted by: (layer, neuron).
-KEY_COLUMNS: tuple[str, ...] = ("layer", "neuron")
 DEFAULT_TOP_K = 16
 # 2: totals named {q}_{hook}_total (a reader of the card's names takes a "_sum" for its "sum"
 # statistic); empty top-k slots hold value 0.0 and a real document index, as the published
 # files do (position -1 marks them); version 1 files (_sum, index -1) still read and merge.
 SCHEMA_VERSION = "2"
-METADATA_KEY = b"neurons"
-
-
-def freq_column(quadrant: str) -> str:
-    return f"{quadrant}_freq"
-
-
-def mean_column(quadrant: str, hook: str) -> str:
-    return f"{quadrant}_{hook}_mean"
-
-
-def max_values_column(quadrant: str, hook: str) -> str:
-    return f"{quadrant}_{hook}_max_values"
-
-
-def max_indices_column(quadrant: str, hook: str) -> str:
-    return f"{quadrant}_{hook}_max_indices"
-
-
-def max_positions_column(quadrant: str, hook: str) -> str:
-    return f"{quadrant}_{hook}_max_positions"
-
-
-def count_column(quadrant: str) -> str:
-    return f"{quadrant}_count"
-
-
-def sum_column(quadrant: str, hook: str) -> str:
-    """The exact float64 total of a hook's values over a quadrant's tokens (ours)."""
-    return f"{quadrant}_{hook}_total"
-
-
-def old_sum_column(quadrant: str, hook: str) -> str:
-    """Its name in version 1 files."""
-    return f"{quadrant}_{hook}_sum"
 
 
 @dataclass(frozen=True)

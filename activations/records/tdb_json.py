@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from activations.records.errors import MalformedRecordError
+from activations.io.errors import MalformedRecordError
 
 _TOKEN_PAIRS = "token_pairs"  # validation-context key (registry.vocabulary.TOKEN_PAIR_DSTS)
 

@@ -10,7 +10,7 @@ import asyncio
 import operator
 from typing import Protocol
 
-from activations.records.lru import LruCache
+from activations.io.lru import LruCache
 from activations.records.sizes import deep_bytes
 from activations.records.tdb_json import NeuronRecord, parse_neuron_record
 from registry.paths import join_path
@@ -20,7 +20,7 @@ _PARSE_IN_THREAD_BYTES = 256 * 1024  # larger records are parsed off the event l
 
 
 class BytesReader(Protocol):
-    """What the store reads with: activations.records.storage.SourceReader, or a fake."""
+    """What the store reads with: activations.io.storage.SourceReader, or a fake."""
 
     async def read_bytes(self, path: str) -> bytes: ...
 

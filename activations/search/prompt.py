@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from activations.models.live import LiveRequest, ModelRunner
-from activations.search.models import PromptHit, PromptSearchResult, SearchError
+from activations.search.answers import PromptHit, PromptSearchResult, SearchError
 from registry.vocabulary import DST_TO_HOOK, GATE_HOOK, IN_HOOK, DerivedScalarType, quadrant_of
 
 

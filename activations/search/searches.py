@@ -11,12 +11,11 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+from activations.io.errors import RecordError
 from activations.models.pool import ModelPool
 from activations.pools import Pools
-from activations.records.errors import RecordError
-from activations.records.glu_source import GluSource
-from activations.records.source import RecordSources
-from activations.search.models import (
+from activations.records.file_metadata import CollationMetadata, read_file_metadata
+from activations.search.answers import (
     PromptSearchResult,
     SearchError,
     TokenHit,
@@ -33,10 +32,12 @@ from activations.search.token_index import (
     no_positions,
     write_token_index,
 )
+from activations.sources.catalog import RecordSources
+from activations.sources.glu_source import GluDatasetSource
 from registry import get_neuron_dataset_metadata_by_short_name_and_dst
 from registry.metadata import DatasetFormat, NeuronDatasetMetadata
 from registry.paths import local_path
-from registry.vocabulary import DST_TO_HOOK, HOOK_POST, DerivedScalarType
+from registry.vocabulary import DST_TO_HOOK, DerivedScalarType
 
 
 class Searches:
@@ -101,17 +102,17 @@ class Searches:
 
     def _token(self, metadata, token, token_id, top) -> TokenSearchResult:
         source = self.sources.get(metadata)
-        if not isinstance(source, GluSource):
+        if not isinstance(source, GluDatasetSource):
             raise not_glu(metadata)
         dst = metadata.derived_scalar_type
-        hook = DST_TO_HOOK.get(dst, HOOK_POST)
+        hook = DST_TO_HOOK[dst]  # the registry checked that the format holds it
         try:
             source.dataset.refresh()  # a file replaced under a running server is read anew
             description = source.dataset.describe()
             files = source.dataset.local_files
         except (RecordError, OSError) as error:  # missing: 404; unreadable: 502, as records
             raise source.error(error) from None
-        file_metadata = description.get("metadata") or {}
+        file_metadata = read_file_metadata(description.get("metadata"))
         if not has_positions(description["columns"], hook):
             raise no_positions(f"{metadata.short_name} ({hook})")
         index = self._index(metadata, files, file_metadata)
@@ -129,11 +130,11 @@ class Searches:
 
     def _tokens(self, metadata, file_metadata):
         try:
-            return self.sources.example_text.tokens(metadata, file_metadata)
+            return self.sources.example_text.corpora.tokens(metadata, file_metadata)
         except LookupError as error:
             raise SearchError(f"the token cannot be read without the tokenizer: {error}") from None
 
-    def _index(self, metadata, files: list[str], file_metadata: dict) -> TokenIndex:
+    def _index(self, metadata, files: list[str], file_metadata: CollationMetadata) -> TokenIndex:
         key = metadata.neuron_dataset_path
         held = self._indexes.get(key)
         if held is not None and held.made_from(files):
@@ -160,7 +161,7 @@ class Searches:
         text = self.sources.example_text
 
         def document_ids(indices: list[int]):
-            return text.document_ids(metadata, file_metadata, indices)
+            return text.corpora.document_ids(metadata, file_metadata, indices)
 
         try:
             table = build_token_index(files, document_ids)

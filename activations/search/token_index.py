@@ -30,7 +30,7 @@ from activations.records.schema import (
     max_positions_column,
     max_values_column,
 )
-from activations.search.models import SearchError
+from activations.search.answers import SearchError
 from registry.locations import neurons_home
 
 INDEX_SUFFIX = ".tokens.arrow"

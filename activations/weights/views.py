@@ -9,11 +9,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from activations.io.errors import UpstreamError
 from activations.models.live import LiveRequest, LiveRequestError
 from activations.models.pool import ModelPool
-from activations.records.errors import UpstreamError
+from activations.weights.answers import ClassCounts, NeuronWeightView, TokenScore
 from activations.weights.compute import weight_views
-from activations.weights.models import ClassCounts, NeuronWeightView, TokenScore
 from activations.weights.store import WeightTable, cache_path, write_table
 
 RETRY_AFTER_S = 60.0

@@ -89,7 +89,7 @@ def test_cors_is_off_unless_configured(tiny_dataset):
 
 
 def test_unexpected_errors_are_500_without_traceback(tiny_dataset, monkeypatch):
-    from activations.records import glu_source
+    from activations.sources import glu_source
     from tests.activation_server.conftest import register_tiny
 
     register_tiny(tiny_dataset)
@@ -97,7 +97,7 @@ def test_unexpected_errors_are_500_without_traceback(tiny_dataset, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(glu_source.GluSource, "_summary", broken)
+    monkeypatch.setattr(glu_source.GluDatasetSource, "_summary", broken)
     with TestClient(
         create_app(), raise_server_exceptions=False, base_url="http://127.0.0.1"
     ) as test_client:

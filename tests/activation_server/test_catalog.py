@@ -95,3 +95,26 @@ def test_schema_is_the_vocabulary(client):
     post = next(h for h in schema["hooks"] if h["hook"] == "hook_post")
     assert post["dst"] == "mlp_post_act" and post["flipsWithRefactor"] is True
     assert "mlp_autoencoder_latent" in schema["derivedScalarTypes"]
+
+
+def test_schema_and_file_metadata_are_typed_in_the_openapi(client, tiny_dataset):
+    """The viewer's /schema and a record's fileMetadata are documented field by field."""
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    hook = schemas["HookDescription"]["properties"]
+    assert {"hook", "dst", "label", "cardPosition", "maxGateSigns"} <= set(hook)
+    assert {"name", "gateSign", "inSign", "short"} <= set(
+        schemas["QuadrantDescription"]["properties"]
+    )
+    file_fields = schemas["CollationMetadata"]["properties"]
+    assert {"corpus", "n_documents", "top_k", "bos_token", "partial"} <= set(file_fields)
+    record = client.get("/neuron_record/tiny-llama/mlp_post_act/0/1").json()
+    assert record["fileMetadata"]["top_k"] == 4 and "partial" not in record["fileMetadata"]
+
+
+def test_file_metadata_of_another_writer_is_kept_where_it_types():
+    from activations.records.file_metadata import read_file_metadata
+
+    read = read_file_metadata({"top_k": "many", "corpus": "c.jsonl", "theirs": 1})
+    assert read.top_k is None and read.corpus == "c.jsonl"
+    assert read.model_dump() == {"corpus": "c.jsonl", "theirs": 1}
+    assert read.says("corpus") and not read.says("bos_token")

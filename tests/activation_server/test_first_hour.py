@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 
 import pyarrow.parquet as pq
 import pytest
@@ -86,11 +85,10 @@ def weightless(folder, config) -> str:
 )
 def test_arguments_are_checked_before_the_weights_load(workdir, tiny_models, args, message):
     folder = weightless(workdir / "config-only", registry_config(tiny_models))
-    began = time.monotonic()
     done = collate("--model", folder, *args, "--out", "x.parquet", cwd=workdir)
+    # the folder has no weights: an attempt to load them would be another error than this one
     assert done.returncode == 2 and message in done.stderr, done.stderr
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) <= 2
-    assert time.monotonic() - began < 60
 
 
 def registry_config(tiny_models):

@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import socket
-import time
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -87,9 +86,9 @@ def test_a_chunked_body_over_the_limit_is_413_without_reading_it_all(server):
 
 
 def test_slow_headers_are_cut_off(server):
-    started = time.monotonic()
-    answer = raw(server, b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # never finished
-    assert answer == b"" and time.monotonic() - started < 8
+    # never finished: the server closes the connection (raw's own 10 s wait would raise)
+    answer = raw(server, b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+    assert answer == b""
     silent = socket.create_connection(("127.0.0.1", server.port), timeout=10)
     try:  # a connection that sends nothing at all
         assert silent.recv(10) == b""
@@ -111,12 +110,12 @@ def test_only_the_servers_own_hosts_are_answered(server):
 
 
 def test_an_unexpected_error_is_500_and_the_connection_stays(server, monkeypatch):
-    from activations.records import glu_source
+    from activations.sources import glu_source
 
     def broken(*args, **kwargs):
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(glu_source.GluSource, "_summary", broken)
+    monkeypatch.setattr(glu_source.GluDatasetSource, "_summary", broken)
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
     for _ in range(2):  # the same connection, twice
         conn.request("GET", "/neuron_record/tiny-llama/mlp_post_act/0/0")
@@ -179,10 +178,9 @@ def test_a_model_that_cannot_load_is_502_and_the_failure_is_remembered(server):
     request = {"model": "ghost", "text": "hello", "layer": 0}
     status, first = post(server, "/activations", request)
     assert status == 502 and "model 'ghost' could not be loaded" in first["detail"]
-    started = time.monotonic()
     status, again = post(server, "/activations", request)
+    # answered from memory, not by a second attempt: it says when it will be tried again
     assert status == 502 and "tried again in" in again["detail"]
-    assert time.monotonic() - started < 5  # answered from memory, not by a second attempt
 
 
 def test_a_server_without_range_requests_is_502(server, tiny_dataset, tmp_path):

@@ -13,8 +13,8 @@ import registry
 from activation_server.app import create_app
 from activation_server.settings import ServerSettings
 from activations.pools import DaemonPool
-from activations.records import glu_source
 from activations.records.sizes import deep_bytes
+from activations.sources import glu_source
 from registry.metadata import DatasetFormat
 from tests.activation_server.conftest import register_tiny
 from tests.servers import HangingServer, LiveServer
@@ -110,14 +110,14 @@ def test_a_clients_requests_beyond_its_limit_are_503_and_health_answers(tiny_dat
     register_tiny(tiny_dataset)
     settings = ServerSettings(max_in_flight_per_client=2)
     entered, release = threading.Semaphore(0), threading.Event()
-    real = glu_source.GluSource._summary
+    real = glu_source.GluDatasetSource._summary
 
     def held(self, *args):
         entered.release()
         release.wait(30)
         return real(self, *args)
 
-    glu_source.GluSource._summary = held
+    glu_source.GluDatasetSource._summary = held
     try:
         with LiveServer(create_app(settings), settings) as live, ThreadPoolExecutor(6) as pool:
 
@@ -135,7 +135,7 @@ def test_a_clients_requests_beyond_its_limit_are_503_and_health_answers(tiny_dat
             assert answer.status_code == 503 and answer.headers["retry-after"] == "1"
             assert "2 requests of this client to /neuron_record" in answer.json()["detail"]
     finally:
-        glu_source.GluSource._summary = real
+        glu_source.GluDatasetSource._summary = real
         release.set()
 
 

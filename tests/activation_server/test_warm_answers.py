@@ -12,7 +12,7 @@ import pytest
 import registry
 from activation_server.app import create_app
 from activation_server.settings import ServerSettings
-from activations.records import glu_source
+from activations.sources import glu_source
 from tests.activation_server.conftest import register_tiny
 from tests.servers import LiveServer
 
@@ -31,13 +31,13 @@ def server(tiny_dataset):
 def asked(monkeypatch) -> list[tuple]:
     """Every record a GLU source is asked for."""
     calls: list[tuple] = []
-    real = glu_source.GluSource.record
+    real = glu_source.GluDatasetSource.record
 
     async def counted(self, layer, neuron, query):
         calls.append((self.metadata.short_name, layer, neuron))
         return await real(self, layer, neuron, query)
 
-    monkeypatch.setattr(glu_source.GluSource, "record", counted)
+    monkeypatch.setattr(glu_source.GluDatasetSource, "record", counted)
     return calls
 
 

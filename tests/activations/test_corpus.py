@@ -66,9 +66,9 @@ def test_a_corpus_edited_after_collation_is_not_shown_beside_its_records(home, t
 
 def test_a_corpus_that_failed_is_tried_again_after_a_while(home, tmp_path, tiny_models,
                                                            monkeypatch):  # fmt: skip
-    from activations.records import context
+    from activations.text import corpora
 
-    monkeypatch.setattr(context, "RETRY_CORPUS_AFTER_S", 0.5)
+    monkeypatch.setattr(corpora, "RETRY_CORPUS_AFTER_S", 0.5)
     registry.register_model("tiny-llama", str(tiny_models["llama"]), user_visible_name="T")
     corpus = write_jsonl(tmp_path / "docs.jsonl", random_documents(6, seed=9))
     out = collate(

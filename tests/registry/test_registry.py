@@ -84,7 +84,10 @@ def test_register_same_content_is_noop_and_different_is_refused():
     ],
 )
 def test_supported_schemes(path):
+    """Every supported scheme is registered as written and found again."""
     registry.register_neuron_dataset_metadata("s", "mlp_post_act", "S", path)
+    found = registry.get_neuron_dataset_metadata_by_short_name_and_dst("s", "mlp_post_act")
+    assert found.neuron_dataset_path == path
 
 
 @pytest.mark.parametrize(
@@ -172,3 +175,44 @@ def test_json_accepts_both_spellings_and_writes_camel_case():
     assert set(camel) <= set(a.model_dump(by_alias=True))
     with pytest.raises(ValidationError):
         a.short_name = "y"  # frozen
+
+
+def test_a_format_that_cannot_hold_the_type_is_refused_at_registration():
+    """A GLU quadrant file holds the GLU sites only: another type with it is an error naming
+    the types it holds and the format that holds the one asked for, and nothing is stored."""
+    with pytest.raises(ValueError) as info:
+        registry.register_neuron_dataset_metadata(
+            "mine", "attn_write_norm", "Mine", "/data/mine.parquet", format="glu_parquet"
+        )
+    message = str(info.value)
+    assert "'glu_parquet' holds the derived scalar types mlp_pre_act" in message
+    assert "not 'attn_write_norm'" in message and "'tdb_json'" in message
+    with pytest.raises(registry.UnknownDatasetError):
+        registry.get_neuron_dataset_metadata_by_short_name_and_dst("mine", "attn_write_norm")
+    # the same type in neuron-explainer's format is fine
+    registry.register_neuron_dataset_metadata(
+        "mine", "attn_write_norm", "Mine", "/data/mine", format="tdb_json"
+    )
+
+
+def test_a_glu_file_is_registered_for_the_hooks_its_columns_hold(tmp_path):
+    """hook_pre is a prefix of hook_pre_linear: a file of hook_pre_linear columns alone is not
+    taken for one of hook_pre (one column parser, registry.columns)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from registry.columns import parse_column
+
+    columns = ["layer", "neuron", "gate+_in+_freq", "gate+_in+_hook_pre_linear_mean",
+               "gate+_in+_hook_pre_linear_max_values"]  # fmt: skip
+    path = tmp_path / "in-only.parquet"
+    pq.write_table(pa.table({c: [0] for c in columns}), path)
+    registered = registry.register_glu_dataset("in-only", str(path))
+    assert [m.derived_scalar_type.value for m in registered] == ["mlp_pre_linear"]
+    assert parse_column("gate-_in+_hook_pre_linear_max_values") == (
+        "gate-_in+", "hook_pre_linear", "max_values"
+    )  # fmt: skip
+    assert parse_column("gate-_in+_hook_pre_mean") == ("gate-_in+", "hook_pre", "mean")
+    assert parse_column("all_hook_post_total") == ("all", "hook_post", "total")
+    assert parse_column("gate+_in-_count") == ("gate+_in-", None, "count")
+    assert parse_column("layer") is None and parse_column("gate+_in+_mean") is None

@@ -96,6 +96,7 @@ export async function load(dataset, layer, neuron) {
 }
 
 function renderMeta(dataset, record) {
+  // the file's metadata under the file's own keys (CollationMetadata in the OpenAPI schema)
   const meta = record.fileMetadata || {};
   const parts = [`type ${dataset.derivedScalarType} (${record.hook})`];
   if (dataset.model) parts.push(`model ${dataset.model}`);

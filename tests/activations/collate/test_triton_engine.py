@@ -24,28 +24,18 @@ INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
 DEVICES = ["cpu"] if INTERPRETED else ["cuda"]
 
 
-def run_both(values, valid, docs, k, sign, device, product):
+def run_both(values, valid, docs, k, device):
     from activations.collate.triton_engine import triton_batch_stats
 
     n = values[HOOK_PRE].shape[-1]
     want = LayerAccumulator(GLU_LAYOUT, n, k, torch.device(device))
     got = LayerAccumulator(GLU_LAYOUT, n, k, torch.device(device))
-    flipped = dict(values)
-    if sign is not None:
-        for hook in (HOOK_PRE_LINEAR, HOOK_POST):
-            flipped[hook] = values[hook] * sign
     for first in range(0, values[HOOK_PRE].shape[0], 2):
         rows = slice(first, first + 2)
-        part = {h: v[rows].to(device) for h, v in flipped.items()}
+        part = {h: v[rows].to(device) for h, v in values.items()}
         mask = valid[rows].to(device)
         want.add(batch_stats(GLU_LAYOUT, part, mask.unsqueeze(-1)), docs[rows])
-        raw = {h: v[rows].to(device) for h, v in values.items()}
-        post = None if product else raw[HOOK_POST]
-        stats = triton_batch_stats(
-            GLU_LAYOUT, raw[HOOK_PRE], raw[HOOK_PRE_LINEAR], raw[SWISH], post, mask,
-            None if sign is None else sign.to(device),
-        )  # fmt: skip
-        got.add(stats, docs[rows])
+        got.add(triton_batch_stats(GLU_LAYOUT, part, mask), docs[rows])
     want.settle()
     got.settle()
     return want, got
@@ -53,27 +43,31 @@ def run_both(values, valid, docs, k, sign, device, product):
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize(("b", "t", "n", "k", "seed"), [(5, 20, 70, 4, 0), (3, 7, 5, 16, 1)])
-@pytest.mark.parametrize("product", [False, True])
-def test_the_kernel_gives_the_torch_reduction(device, b, t, n, k, seed, product):
+def test_the_kernel_gives_the_torch_reduction(device, b, t, n, k, seed):
     """Exact lists (ties on a coarse grid, a BOS-like first token, exact zeros), fewer
-    documents than k, padding, and the product computed in the kernel."""
+    documents than k, padding and a partial block of neurons."""
     g = torch.Generator().manual_seed(seed)
     values = activations(g, b, t, n)
     valid = torch.rand(b, t, generator=g) > 0.2
     valid[:, 0] = True
     docs = torch.arange(10, 10 + b)
-    want, got = run_both(values, valid, docs, k, None, device, product)
+    want, got = run_both(values, valid, docs, k, device)
     assert_same_totals(want, got)
 
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_sign_flips_follow_the_refactoring(device):
+    """The engine folds the sites capture.site_values gives: --refactor-glu's flips included."""
+    from activations.models.capture import site_values
+
     g = torch.Generator().manual_seed(3)
-    values = activations(g, 4, 9, 33)
+    raw = activations(g, 4, 9, 33)
     sign = torch.where(torch.rand(33, generator=g) > 0.5, 1.0, -1.0)
-    values[HOOK_POST] = F.silu(values[HOOK_PRE]) * values[HOOK_PRE_LINEAR]
-    want, got = run_both(values, torch.ones(4, 9, dtype=torch.bool), torch.arange(4), 3, sign,
-                         device, product=True)  # fmt: skip
+    captured = {HOOK_PRE: raw[HOOK_PRE], HOOK_PRE_LINEAR: raw[HOOK_PRE_LINEAR], SWISH: None,
+                HOOK_POST: None}  # fmt: skip
+    values = site_values(captured, F.silu, sign)
+    assert torch.equal(values[HOOK_PRE_LINEAR], raw[HOOK_PRE_LINEAR] * sign)
+    want, got = run_both(values, torch.ones(4, 9, dtype=torch.bool), torch.arange(4), 3, device)
     assert_same_totals(want, got)
 
 

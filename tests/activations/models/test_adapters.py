@@ -101,3 +101,55 @@ def test_fused_gate_and_in_are_the_two_halves(tiny_models):
     signs = glu_refactor_signs(sites[0])
     expected = torch.where((fused[:20] * fused[20:]).sum(dim=1) < 0, -1.0, 1.0)
     assert torch.equal(signs, expected)
+
+
+def test_the_adapter_is_chosen_by_the_architectures_name(tiny_models, monkeypatch):
+    """The table names each family's layout: a model of a registered architecture is read by
+    its adapter alone, even where another layout's module names also fit."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    with torch.device("meta"):
+        llama = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(tiny_models["llama"]))
+    assert adapters.adapter_for(llama).name == "gated"
+    assert {s.adapter.name for s in find_mlp_sites(llama)} == {"gated"}
+
+    monkeypatch.setattr(adapters, "ADAPTERS", list(adapters.ADAPTERS))
+    monkeypatch.setattr(adapters, "ARCHITECTURES", dict(adapters.ARCHITECTURES))
+    adapters.register_mlp_layout(TOY, architectures=("ToyModel",))
+    assert adapters.adapter_for(ToyModel()) is TOY
+    assert [s.adapter for s in find_mlp_sites(ToyModel())] == [TOY, TOY]
+
+
+def test_a_mixture_of_experts_is_refused_by_name_and_by_config(monkeypatch):
+    from transformers import AutoModelForCausalLM, MixtralConfig
+
+    config = MixtralConfig(hidden_size=16, intermediate_size=8, num_hidden_layers=2,
+                           num_attention_heads=2, num_key_value_heads=2, num_local_experts=4,
+                           vocab_size=32)  # fmt: skip
+    with torch.device("meta"):
+        mixtral = AutoModelForCausalLM.from_config(config)
+    with pytest.raises(ValueError) as info:
+        find_mlp_sites(mixtral)
+    message = str(info.value)
+    assert "MixtralForCausalLM is a mixture-of-experts model (4 experts per layer)" in message
+    assert "LlamaForCausalLM" in message  # what is supported
+
+    class Experts(nn.Module):  # an unnamed MoE block: each expert a GLU of known names
+        def __init__(self) -> None:
+            super().__init__()
+            self.experts = nn.ModuleList([ToyMlp(), ToyMlp(), ToyMlp()])
+
+    class UnnamedMoe(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.config = type("Config", (), {"num_hidden_layers": 2, "architectures": None})()
+            self.layers = nn.ModuleList([Experts(), Experts()])
+
+    monkeypatch.setattr(adapters, "ADAPTERS", [*adapters.ADAPTERS, TOY])  # by module names
+    with pytest.raises(ValueError, match="6 modules in the toy MLP layout for 2 layers"):
+        find_mlp_sites(UnnamedMoe())  # three experts per layer are not three layers
+    moe_config = type("Config", (), {"num_experts": 8, "num_hidden_layers": 2})()
+    model = UnnamedMoe()
+    model.config = moe_config
+    with pytest.raises(ValueError, match="UnnamedMoe is a mixture-of-experts model"):
+        find_mlp_sites(model)

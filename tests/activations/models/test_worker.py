@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 from activations.models.live import LiveRequest
 from activations.models.worker import ModelWorker
-from activations.records.glu_source import GluSource, one_pass_each
+from activations.sources.glu_source import GluDatasetSource, one_pass_each
 
 
 class Runner:
@@ -68,7 +68,7 @@ def test_a_record_whose_client_left_runs_no_more_passes():
             return [{"hook_post": []}]
 
     models = Models()
-    source = GluSource.__new__(GluSource)
+    source = GluDatasetSource.__new__(GluDatasetSource)
     source.metadata = SimpleNamespace(model="stand-in")
     source.shared = SimpleNamespace(models=models)
     record = SimpleNamespace(layer=0, neuron=1, file_metadata={})

@@ -1,28 +1,23 @@
 """The GLU Parquet reader against pyarrow's full read, on small files written here: ours (with
-metadata), the published dataset's shape (card columns, no metadata), split files, broken files,
+metadata), the published dataset's shape (card columns, no metadata), split files
 and a remote file served over HTTP with ranged reads."""
 
 from __future__ import annotations
 
 import json
 import math
-import os
-import re
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from activations.records import parquet_parts
-from activations.records.errors import (
-    CorruptDatasetError,
-    DatasetLayoutError,
+from activations.io import parquet_parts
+from activations.io.errors import (
     NeuronOutOfRangeError,
 )
-from activations.records.glu_parquet import GluParquetDataset
+from activations.records.glu_parquet import GluParquetReader
 from activations.records.schema import GLU_LAYOUT, METADATA_KEY
 from tests.servers import RangeServer
 
@@ -99,7 +94,7 @@ def same(a, b) -> bool:
     return a == b
 
 
-def assert_reads_everything(dataset: GluParquetDataset, expected: pa.Table) -> None:
+def assert_reads_everything(dataset: GluParquetReader, expected: pa.Table) -> None:
     rows = expected.to_pylist()
     for row in rows:
         record = dataset.read_record(row["layer"], row["neuron"])
@@ -126,14 +121,14 @@ def published(tmp_path):
 @pytest.mark.parametrize("cached_row_groups", [0, 2, 64])
 def test_every_record_of_our_file(ours, cached_row_groups):
     path, table = ours
-    dataset = GluParquetDataset(str(path), cached_row_groups=cached_row_groups)
+    dataset = GluParquetReader(str(path), cached_row_groups=cached_row_groups)
     assert_reads_everything(dataset, pq.read_table(path))
     assert_reads_everything(dataset, table)
 
 
 def test_every_record_of_a_published_like_file(published):
     path, table = published
-    dataset = GluParquetDataset(str(path))
+    dataset = GluParquetReader(str(path))
     assert dataset.layers == LAYERS and dataset.n_neurons == N
     assert_reads_everything(dataset, pq.read_table(path))
     assert set(dataset.columns) == {f.name for f in GLU_LAYOUT.card_fields()}
@@ -142,7 +137,7 @@ def test_every_record_of_a_published_like_file(published):
 def test_file_without_statistics_reads_its_edges(tmp_path):
     table = random_table(layers=[3, 4, 5, 6], seed=2)
     path = write(table, tmp_path / "nostats.parquet", statistics=False, rows_per_group=7)
-    dataset = GluParquetDataset(str(path))
+    dataset = GluParquetReader(str(path))
     assert dataset.layers == [3, 4, 5, 6] and dataset.n_neurons == N
     assert_reads_everything(dataset, table)
 
@@ -152,7 +147,7 @@ def test_folder_of_two_files_split_mid_layer(tmp_path):
     # Named so that sorting by name would put them in the wrong order.
     write(table.slice(0, 50), tmp_path / "ds" / "b.parquet", statistics=True)
     write(table.slice(50), tmp_path / "ds" / "a.parquet", statistics=True)
-    dataset = GluParquetDataset(str(tmp_path / "ds"))
+    dataset = GluParquetReader(str(tmp_path / "ds"))
     assert dataset.describe()["n_files"] == 2
     assert_reads_everything(dataset, table)
 
@@ -161,7 +156,7 @@ def test_folder_of_files_each_with_its_own_metadata(tmp_path):
     table = random_table(layers=[0, 1, 2, 3], seed=4)
     write(table.slice(0, 2 * N), tmp_path / "ds" / "part-0.parquet", metadata_for([0, 1]))
     write(table.slice(2 * N), tmp_path / "ds" / "part-1.parquet", metadata_for([2, 3]))
-    dataset = GluParquetDataset(str(tmp_path / "ds"))
+    dataset = GluParquetReader(str(tmp_path / "ds"))
     assert dataset.layers == [0, 1, 2, 3]
     assert_reads_everything(dataset, table)
 
@@ -169,17 +164,17 @@ def test_folder_of_files_each_with_its_own_metadata(tmp_path):
 def test_local_folder_with_a_data_subfolder(tmp_path):
     table = random_table(seed=6)
     write(table, tmp_path / "clone" / "data" / "train-00000-of-00001.parquet")
-    assert_reads_everything(GluParquetDataset(str(tmp_path / "clone")), table)
+    assert_reads_everything(GluParquetReader(str(tmp_path / "clone")), table)
 
 
 def test_file_url(ours):
     path, table = ours
-    assert GluParquetDataset(path.as_uri()).read_record(2, 39)["neuron"] == 39
+    assert GluParquetReader(path.as_uri()).read_record(2, 39)["neuron"] == 39
 
 
 def test_concurrent_reads_from_many_threads(ours):
     path, table = ours
-    dataset = GluParquetDataset(str(path), cached_row_groups=2)
+    dataset = GluParquetReader(str(path), cached_row_groups=2)
     rows = table.to_pylist() * 3
     with ThreadPoolExecutor(max_workers=8) as pool:
         records = list(pool.map(lambda r: dataset.read_record(r["layer"], r["neuron"]), rows))
@@ -187,14 +182,14 @@ def test_concurrent_reads_from_many_threads(ours):
 
 
 def test_opening_is_lazy_and_reopens_after_close(ours, tmp_path):
-    GluParquetDataset(str(tmp_path / "missing.parquet"))  # nothing read yet
+    GluParquetReader(str(tmp_path / "missing.parquet"))  # nothing read yet
     with pytest.raises(FileNotFoundError):
-        GluParquetDataset(str(tmp_path / "missing.parquet")).describe()
+        GluParquetReader(str(tmp_path / "missing.parquet")).describe()
     with pytest.raises(FileNotFoundError, match="no parquet files"):
         (tmp_path / "empty").mkdir()
-        GluParquetDataset(str(tmp_path / "empty")).describe()
+        GluParquetReader(str(tmp_path / "empty")).describe()
     path, _ = ours
-    with GluParquetDataset(str(path)) as dataset:
+    with GluParquetReader(str(path)) as dataset:
         dataset.read_record(0, 0)
     assert dataset.read_record(1, 1)["neuron"] == 1
 
@@ -203,7 +198,7 @@ def test_opening_is_lazy_and_reopens_after_close(ours, tmp_path):
 
 
 def test_out_of_range_errors_say_the_valid_ranges(ours):
-    dataset = GluParquetDataset(str(ours[0]))
+    dataset = GluParquetReader(str(ours[0]))
     with pytest.raises(NeuronOutOfRangeError) as info:
         dataset.read_record(40, 0)
     assert str(info.value) == "layer 40 is out of range: valid layers are 0-2; neurons 0-39"
@@ -218,7 +213,7 @@ def test_out_of_range_errors_say_the_valid_ranges(ours):
 def test_layers_not_contiguous_come_from_the_metadata(tmp_path):
     table = random_table(layers=[0, 5, 6, 9], seed=7)
     path = write(table, tmp_path / "some.parquet", metadata_for([0, 5, 6, 9]))
-    dataset = GluParquetDataset(str(path))
+    dataset = GluParquetReader(str(path))
     assert_reads_everything(dataset, table)
     with pytest.raises(NeuronOutOfRangeError, match=r"valid layers are 0, 5-6, 9; neurons 0-39"):
         dataset.read_record(3, 0)
@@ -226,7 +221,7 @@ def test_layers_not_contiguous_come_from_the_metadata(tmp_path):
 
 def test_column_subset_reads_only_those_columns(ours, monkeypatch):
     path, table = ours
-    dataset = GluParquetDataset(str(path))
+    dataset = GluParquetReader(str(path))
     dataset.open()
     asked = []
     real = parquet_parts.ParquetPart.read_group
@@ -247,7 +242,7 @@ def test_column_subset_reads_only_those_columns(ours, monkeypatch):
 
 
 def test_cache_serves_neighbours_without_reading(ours, monkeypatch):
-    dataset = GluParquetDataset(str(ours[0]))
+    dataset = GluParquetReader(str(ours[0]))
     dataset.read_record(0, 0)
     calls = []
     real = parquet_parts.ParquetPart.read_group
@@ -265,95 +260,18 @@ def test_cache_serves_neighbours_without_reading(ours, monkeypatch):
 
 
 def test_describe(ours, published):
-    description = GluParquetDataset(str(ours[0])).describe()
+    description = GluParquetReader(str(ours[0])).describe()
     assert description["layers"] == LAYERS
     assert description["n_neurons"] == N and description["n_rows"] == 3 * N
     assert description["top_k"] == K
     assert description["metadata"] == metadata_for(LAYERS)
     assert description["columns"] == GLU_LAYOUT.arrow_schema().names
-    description = GluParquetDataset(str(published[0])).describe()
+    description = GluParquetReader(str(published[0])).describe()
     assert description["top_k"] == K and description["metadata"] is None
     assert description["columns"] == [f.name for f in GLU_LAYOUT.card_fields()]
 
 
 # -- broken files ---------------------------------------------------------------------------------
-
-
-def test_corrupted_footer(ours):
-    path, _ = ours
-    data = bytearray(path.read_bytes())
-    data[-200:] = bytes(200)
-    path.write_bytes(bytes(data))
-    with pytest.raises(CorruptDatasetError, match=re.escape(str(path))):
-        GluParquetDataset(str(path)).describe()
-
-
-@pytest.mark.parametrize("keep", [0.5, 0.0])
-def test_truncated_file(ours, keep):
-    path, _ = ours
-    data = path.read_bytes()
-    path.write_bytes(data[: int(len(data) * keep)])
-    with pytest.raises(CorruptDatasetError, match=re.escape(str(path))) as info:
-        GluParquetDataset(str(path)).read_record(0, 0)
-    assert isinstance(info.value, ValueError)
-
-
-def test_corrupted_data_pages_fail_on_their_row_group_only(tmp_path):
-    table = random_table(seed=8)
-    path = write(table, tmp_path / "bad.parquet", write_page_checksum=True)
-    chunk = pq.ParquetFile(path).metadata.row_group(3).column(5)
-    middle = chunk.data_page_offset + chunk.total_compressed_size // 2
-    data = bytearray(path.read_bytes())
-    data[middle : middle + 8] = b"\xff" * 8
-    path.write_bytes(bytes(data))
-    dataset = GluParquetDataset(str(path))
-    with pytest.raises(CorruptDatasetError, match=re.escape(str(path)) + ".*row group 3"):
-        dataset.read_record(1, 3 * ROWS_PER_GROUP - N)  # row 48: row group 3
-    assert dataset.read_record(0, 0)["neuron"] == 0
-
-
-def test_rows_in_any_order_are_read_through_a_key_index(tmp_path):
-    """Rows not sorted by (layer, neuron): every record still reads, through an index built
-    once from the key columns and kept under $NEURONS_HOME/indexes."""
-    table = random_table(seed=9)
-    order = list(range(3 * N))
-    order[45], order[46] = order[46], order[45]  # the statistics cannot tell
-    rng = np.random.default_rng(3)
-    shuffled = rng.permutation(3 * N).tolist()  # the statistics tell at once
-    indexes = Path(os.environ["NEURONS_HOME"]) / "indexes"
-    for name, rows in (("swapped", order), ("shuffled", shuffled)):
-        path = write(table.take(rows), tmp_path / f"{name}.parquet")
-        before = set(indexes.glob("*.npz")) if indexes.exists() else set()
-        assert_reads_everything(GluParquetDataset(str(path)), table)
-        assert len(set(indexes.glob("*.npz")) - before) == 1  # kept for the next open
-
-
-def test_metadata_disagreeing_with_the_rows_gives_way_to_the_rows(tmp_path):
-    path = write(random_table(), tmp_path / "lies.parquet", metadata_for([0, 1, 2, 3]))
-    dataset = GluParquetDataset(str(path))
-    assert dataset.describe()["layers"] == [0, 1, 2]
-    with pytest.raises(NeuronOutOfRangeError, match="valid layers are 0-2"):
-        dataset.read_record(3, 0)
-
-
-def test_missing_rows_are_out_of_range(tmp_path):
-    table = random_table(seed=10)
-    write(table.slice(0, 40), tmp_path / "ds" / "0.parquet")
-    write(table.slice(60), tmp_path / "ds" / "1.parquet")
-    dataset = GluParquetDataset(str(tmp_path / "ds"))
-    assert dataset.read_record(1, 25)["neuron"] == 25
-    with pytest.raises(NeuronOutOfRangeError, match="layer 1 neuron 5 is not in the dataset"):
-        dataset.read_record(1, 5)
-
-
-def test_a_key_twice_is_a_layout_error(tmp_path):
-    table = random_table(seed=12)
-    path = write(pa.concat_tables([table, table.slice(0, 1)]), tmp_path / "twice.parquet")
-    with pytest.raises(DatasetLayoutError, match="layer 0 neuron 0 has more than one row"):
-        GluParquetDataset(str(path)).describe()
-
-
-# -- remote ---------------------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -371,7 +289,7 @@ def remote(tmp_path):
 
 def test_remote_reads_are_ranged(remote):
     table, data, server = remote
-    dataset = GluParquetDataset(server.url("/remote.parquet"))
+    dataset = GluParquetReader(server.url("/remote.parquet"))
     assert dataset.describe()["layers"] == [0, 1, 2, 3]
     footer_bytes = server.bytes_sent
     expected = table.to_pylist()
@@ -395,27 +313,10 @@ def test_remote_reads_are_ranged(remote):
 def test_remote_row_groups_over_the_limit_are_read_by_columns(remote, monkeypatch):
     monkeypatch.setattr(parquet_parts, "WHOLE_GROUP_BYTES", 0)
     table, data, server = remote
-    dataset = GluParquetDataset(server.url("/remote.parquet"))
+    dataset = GluParquetReader(server.url("/remote.parquet"))
     dataset.describe()  # opens: the footer
     before = server.bytes_sent
     record = dataset.read_record(3, 255, columns=["gate+_in+_freq"])
     assert same(record["gate+_in+_freq"], table.to_pylist()[-1]["gate+_in+_freq"])
     assert server.bytes_sent - before < len(data) / 100  # three small column chunks
     dataset.close()
-
-
-def test_remote_corrupted_file_names_the_url(tmp_path):
-    server = RangeServer({"/junk.parquet": b"not parquet at all" * 100})
-    try:
-        url = server.url("/junk.parquet")
-        with pytest.raises(CorruptDatasetError, match=re.escape(url)):
-            GluParquetDataset(url).describe()
-    finally:
-        server.close()
-
-
-def test_metadata_that_is_not_json(tmp_path):
-    table = random_table().replace_schema_metadata({METADATA_KEY: b"{not json"})
-    path = write(table, tmp_path / "badmeta.parquet")
-    with pytest.raises(CorruptDatasetError, match=re.escape(str(path)) + ".*not JSON"):
-        GluParquetDataset(str(path)).describe()

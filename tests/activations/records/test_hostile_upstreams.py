@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from activations.records.byte_cache import ByteCache
-from activations.records.errors import CorruptDatasetError, UpstreamError, UpstreamTimeoutError
-from activations.records.glu_parquet import GluParquetDataset
+from activations.io.byte_cache import ByteCache
+from activations.io.errors import CorruptDatasetError, UpstreamError, UpstreamTimeoutError
+from activations.records.glu_parquet import GluParquetReader
 from tests.activations.records.test_glu_parquet import metadata_for, random_table, same, write
 from tests.servers import RangeServer
 
@@ -27,8 +27,8 @@ def upstream(tmp_path):
         server.close()
 
 
-def opened(server: RangeServer, cache: ByteCache, timeout_s: float = 10.0) -> GluParquetDataset:
-    return GluParquetDataset(server.url("/remote.parquet"), byte_cache=cache, timeout_s=timeout_s)
+def opened(server: RangeServer, cache: ByteCache, timeout_s: float = 10.0) -> GluParquetReader:
+    return GluParquetReader(server.url("/remote.parquet"), byte_cache=cache, timeout_s=timeout_s)
 
 
 def assert_kept_bytes_are_the_files(root, data: bytes) -> None:
@@ -78,7 +78,7 @@ def test_kept_hub_bytes_that_do_not_decode_are_fetched_again(olmo_hub, olmo_repl
     from registry.locations import neurons_home
 
     path = "hf://datasets/sjgerstner/replica-large"
-    first = GluParquetDataset(path)
+    first = GluParquetReader(path)
     first.read_record(3, 1024)
     first.close()
     kept = [f for f in (neurons_home() / "remote").rglob("*") if f.is_file()]
@@ -86,12 +86,12 @@ def test_kept_hub_bytes_that_do_not_decode_are_fetched_again(olmo_hub, olmo_repl
     for file in kept:  # what shifted answers left on disk before this was mended
         data = file.read_bytes()
         file.write_bytes(data[-1:] + data[:-1])
-    again = GluParquetDataset(path)  # as after a restart
+    again = GluParquetReader(path)  # as after a restart
     record = again.read_record(3, 1024)
     assert (record["layer"], record["neuron"]) == (3, 1024)
     assert again.read_record(3, 1025)["neuron"] == 1025
     again.close()
-    third = GluParquetDataset(path)  # what was kept the second time decodes
+    third = GluParquetReader(path)  # what was kept the second time decodes
     before = len(olmo_hub.log)
     assert third.read_record(3, 1024)["neuron"] == 1024
     assert not [e for e in olmo_hub.log[before:] if "/resolve/" in e[1]]

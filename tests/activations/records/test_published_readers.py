@@ -14,7 +14,7 @@ import pytest
 import registry
 from activations.collate import CollateConfig, collate
 from activations.collate.merge import merge_files
-from activations.records.glu_parquet import GluParquetDataset
+from activations.records.glu_parquet import GluParquetReader
 from activations.records.schema import METADATA_KEY
 from tests.tiny import random_documents, write_jsonl
 
@@ -82,7 +82,7 @@ def test_their_reader_reads_our_file_right(ours):
     meta = json.loads(pq.read_schema(ours).metadata[METADATA_KEY])
     assert meta["schema_version"] == "2" and meta["all_layers"] is True
     d_mlp = meta["n_neurons"]
-    dataset = GluParquetDataset(str(ours))
+    dataset = GluParquetReader(str(ours))
     for layer, neuron in [(0, 0), (0, 5), (1, 23), (1, 7)]:
         parsed = gluscope_reader(rows, layer, neuron, d_mlp)
         assert parsed["row"] == (layer, neuron)  # row = layer * d_mlp + neuron holds
@@ -147,8 +147,8 @@ def test_version_1_files_still_read_and_merge(tmp_path, tiny_models):
     first = collate(CollateConfig(out=str(tmp_path / "a.parquet"), doc_range=(0, 4), **settings))
     second = collate(CollateConfig(out=str(tmp_path / "b.parquet"), doc_range=(4, 9), **settings))
     as_version_1(first, tmp_path / "a1.parquet")
-    old = GluParquetDataset(str(tmp_path / "a1.parquet")).read_record(1, 3)
-    new = GluParquetDataset(str(first)).read_record(1, 3)
+    old = GluParquetReader(str(tmp_path / "a1.parquet")).read_record(1, 3)
+    new = GluParquetReader(str(first)).read_record(1, 3)
     assert old["gate+_in+_hook_post_max_values"] == new["gate+_in+_hook_post_max_values"]
     merged = merge_files([tmp_path / "a1.parquet", second], tmp_path / "merged.parquet")
     got, want = pq.read_table(merged), pq.read_table(whole)

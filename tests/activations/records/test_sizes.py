@@ -8,7 +8,7 @@ import tracemalloc
 
 import orjson
 
-from activations.records.models import GluNeuronRecord
+from activations.records.answers import GluNeuronRecord
 from activations.records.sizes import deep_bytes
 
 

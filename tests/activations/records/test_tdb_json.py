@@ -14,8 +14,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from activations.records.models import neuron_record_response
-from activations.records.storage import SourceNotFoundError, SourceReader
+from activations.io.storage import SourceNotFoundError, SourceReader
+from activations.records.answers import neuron_record_response
 from activations.records.tdb_json import (
     MalformedRecordError,
     NeuronRecord,

@@ -9,7 +9,7 @@ from transformers import AutoModelForCausalLM
 
 import registry
 from activations.models.live import LiveRequestError, ModelRunner
-from activations.search.models import SearchError
+from activations.search.answers import SearchError
 from activations.search.prompt import search_prompt
 from tests.activations.reference import QUADRANT_TESTS, full_activations
 from tests.tiny import random_documents

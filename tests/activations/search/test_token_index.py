@@ -15,7 +15,7 @@ import registry
 from activations.api import Session
 from activations.collate import CollateConfig, collate
 from activations.models.tokens import Tokens
-from activations.search.models import SearchError
+from activations.search.answers import SearchError
 from activations.search.token_index import INDEX_SUFFIX, TokenIndex
 from registry.locations import neurons_home
 from registry.vocabulary import DST_TO_HOOK, GLU_HOOKS, QUADRANTS, has_max

@@ -3,12 +3,11 @@ the wire): GLU quadrant records, and neuron-explainer's shape for its own datase
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import ConfigDict, Field
 
+from activations.records.file_metadata import CollationMetadata
 from activations.records.tdb_json import ActivationRecord, NeuronRecord
-from activations.weights.models import NeuronWeightView
+from activations.weights.answers import NeuronWeightView
 from registry.metadata import CamelModel, NeuronDatasetMetadata
 
 
@@ -40,7 +39,8 @@ class GluNeuronRecord(CamelModel):
     neuron: int
     hook: str
     quadrants: list[GluQuadrant]
-    file_metadata: dict[str, Any] = Field(default_factory=dict)
+    file_metadata: CollationMetadata = Field(default_factory=CollationMetadata)
+    """What the file says of its collation, under the file's own keys (those it has)."""
     context_note: str | None = None
     """Why examples carry no text, when they don't."""
     weights: NeuronWeightView | None = None

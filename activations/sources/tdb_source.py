@@ -3,31 +3,32 @@ protocol, answered in neuron-explainer's shape."""
 
 from __future__ import annotations
 
+from activations.io.errors import RecordError, RecordNotFoundError, UpstreamError, in_context
+from activations.io.storage import SourceReader
 from activations.pools import Pools
-from activations.records.errors import RecordError, RecordNotFoundError, UpstreamError, in_context
+from activations.records.answers import NeuronRecordResponse, neuron_record_response
 from activations.records.explainer import (
     ExplainerAttentionRecord,
     ExplainerRecord,
     attention_record,
     from_activation_records,
 )
-from activations.records.models import NeuronRecordResponse, neuron_record_response
-from activations.records.source import (
+from activations.records.tdb_json import NeuronRecord
+from activations.records.tdb_store import TdbRecordStore
+from activations.sources.source import (
     NOT_KEPT,
     DatasetShape,
     RecordQuery,
     SourceSettings,
     public_name,
 )
-from activations.records.storage import SourceReader
-from activations.records.tdb_json import NeuronRecord
-from activations.records.tdb_store import TdbRecordStore
 from registry.metadata import NeuronDatasetMetadata
 from registry.vocabulary import TOKEN_PAIR_DSTS
 
 
-class TdbRecords:
-    """What every neuron-explainer source shares: one reader (one aiohttp session) and one LRU
+class TdbJsonFormat:
+    """neuron-explainer's JSON format: it opens a source per registered dataset of its format;
+    what every neuron-explainer source shares: one reader (one aiohttp session) and one LRU
     of parsed records."""
 
     def __init__(self, settings: SourceSettings, pools: Pools) -> None:
@@ -36,14 +37,16 @@ class TdbRecords:
             self.reader, cache_size=settings.cache_size, cache_bytes=settings.cache_bytes
         )
 
-    def source(self, metadata: NeuronDatasetMetadata) -> TdbSource:
-        return TdbSource(metadata, self.store)
+    def source(self, metadata: NeuronDatasetMetadata) -> TdbDatasetSource:
+        return TdbDatasetSource(metadata, self.store)
 
     async def close(self) -> None:
         await self.reader.close()
 
 
-class TdbSource:
+class TdbDatasetSource:
+    """One registered neuron-explainer dataset's records (a RecordSource)."""
+
     NO_SHAPE = "a neuron-explainer dataset: one file per neuron, and no index of them"
 
     def __init__(self, metadata: NeuronDatasetMetadata, store: TdbRecordStore) -> None:

@@ -18,8 +18,8 @@ from typing import Any
 
 import aiohttp
 
+from activations.io.errors import RecordNotFoundError, UpstreamError, UpstreamTimeoutError
 from activations.pools import PoolBusyError, Pools, PoolTimeoutError
-from activations.records.errors import RecordNotFoundError, UpstreamError, UpstreamTimeoutError
 from registry.errors import UnsupportedPathError
 from registry.paths import local_path, path_scheme, validate_path
 

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from activations.corpus import Corpus
+from activations.io.byte_cache import ByteCache
+from activations.io.dataset_files import dataset_files
+from activations.io.lru import LruCache
+from activations.io.parquet_parts import ParquetPart
 from activations.pools import side_by_side
-from activations.records.byte_cache import ByteCache
-from activations.records.dataset_files import dataset_files
-from activations.records.lru import LruCache
-from activations.records.parquet_parts import ParquetPart
 from activations.records.sizes import deep_bytes
 
 IDS_COLUMN = "input_ids"

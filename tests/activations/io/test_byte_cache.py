@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from activations.records.byte_cache import ByteCache
+from activations.io.byte_cache import ByteCache
 
 
 def test_kept_bytes_are_read_before_and_after_they_are_written(tmp_path):

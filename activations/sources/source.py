@@ -4,14 +4,12 @@ record. The server, the Python API and the viewer's catalog read every format th
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from typing import Protocol
 
-from activations.pools import Pools
+from activations.records.answers import GluNeuronRecord, NeuronRecordResponse
 from activations.records.explainer import ExplainerAttentionRecord, ExplainerRecord
-from activations.records.models import GluNeuronRecord, NeuronRecordResponse
-from registry.metadata import CamelModel, DatasetFormat, NeuronDatasetMetadata
+from registry.metadata import CamelModel, NeuronDatasetMetadata
 from registry.paths import local_path
 
 
@@ -60,7 +58,7 @@ class RecordSource(Protocol):
         """The shape, opening the dataset if needed (None where the format has none)."""
 
     async def record(self, layer: int, neuron: int, query: RecordQuery) -> Record:
-        """One neuron's record; raises the errors of activations.records.errors."""
+        """One neuron's record; raises the errors of activations.io.errors."""
 
     def version(self) -> object:
         """What its answers depend on beyond the registry entry (a local file's identity and
@@ -103,43 +101,3 @@ class SourceSettings:
     max_example_tokens: int = 32_768
     """Tokens the model runs for one record's example values, at most (longer documents and
     more examples say so instead): bounds the time and memory of one request."""
-
-
-class RecordSources:
-    """A source per registered dataset, made on first use; datasets of one file share it."""
-
-    def __init__(
-        self,
-        models: ModelProvider,
-        settings: SourceSettings | None = None,
-        pools: Pools | None = None,
-    ) -> None:
-        from activations.records.glu_source import GluRecords
-        from activations.records.tdb_source import TdbRecords
-
-        settings = settings or SourceSettings()
-        self.pools = pools or Pools()
-        self._formats = {
-            DatasetFormat.GLU_PARQUET: GluRecords(models, settings, self.pools),
-            DatasetFormat.TDB_JSON: TdbRecords(settings, self.pools),
-        }
-        self._sources: dict[tuple, RecordSource] = {}
-        self._lock = threading.Lock()
-
-    @property
-    def example_text(self):
-        """The corpora and tokenizers GLU records read their examples' text with
-        (context.ExampleText), shared with the searches."""
-        return self._formats[DatasetFormat.GLU_PARQUET].text
-
-    def get(self, metadata: NeuronDatasetMetadata) -> RecordSource:
-        key = (metadata.key, metadata)
-        with self._lock:
-            source = self._sources.get(key)
-            if source is None:
-                source = self._sources[key] = self._formats[metadata.format].source(metadata)
-            return source
-
-    async def close(self) -> None:
-        for records in self._formats.values():
-            await records.close()

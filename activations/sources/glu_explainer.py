@@ -5,21 +5,37 @@ corpus, no model) is said in the answer's `note`."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
-from activations.records.errors import UpstreamError
+from activations.io.errors import UpstreamError
+from activations.records.answers import GluNeuronRecord
 from activations.records.explainer import ExplainerRecord, explainer_record
-from activations.records.source import RecordQuery, public_name
-
-if TYPE_CHECKING:
-    from activations.records.glu_source import GluSource
+from activations.sources.source import RecordQuery, public_name
+from registry.metadata import NeuronDatasetMetadata
 
 CONTEXT = 32  # tokens on each side of an example's max: sequences of up to 65 tokens
 RANDOM_DOCUMENTS = 5
 RANDOM_TOKENS = 64
 
 
-async def glu_explainer_record(source: GluSource, layer: int, neuron: int) -> ExplainerRecord:
+class GluDatasetSource(Protocol):
+    """What this reads of a GLU source (glu_source.GluDatasetSource): its records, example text and
+    the neuron's values on token ids."""
+
+    metadata: NeuronDatasetMetadata
+    hook: str
+    shared: Any
+
+    async def record(self, layer: int, neuron: int, query: RecordQuery) -> GluNeuronRecord: ...
+
+    async def neuron_values(
+        self, record: GluNeuronRecord, id_lists: list[list[int]], hooks: list[str]
+    ) -> list[dict[str, list[float]]]: ...
+
+
+async def glu_explainer_record(
+    source: GluDatasetSource, layer: int, neuron: int
+) -> ExplainerRecord:
     record = await source.record(layer, neuron, RecordQuery(context=CONTEXT, activations=True))
     hook = source.hook
     examples = [e for q in record.quadrants for e in q.examples.get(hook, [])]
@@ -42,13 +58,13 @@ async def glu_explainer_record(source: GluSource, layer: int, neuron: int) -> Ex
     return explainer_record(public_name(source.metadata), top, random, "; ".join(notes) or None)
 
 
-async def _random_sample(source: GluSource, record, hook: str) -> tuple[list, str | None]:
+async def _random_sample(source: GluDatasetSource, record, hook: str) -> tuple[list, str | None]:
     """The openings of a few documents drawn at random, with the neuron's values."""
     text = source.shared.text
     seed = record.layer * 1_000_003 + record.neuron
     try:
         tokens, ids = await source.shared.pools.cpu.run(
-            text.random_documents,
+            text.corpora.random_documents,
             source.metadata,
             record.file_metadata,
             seed,

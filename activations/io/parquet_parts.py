@@ -18,9 +18,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from activations.records.dataset_files import DatasetFile
-from activations.records.errors import CorruptDatasetError, RecordError
-from activations.records.schema import KEY_COLUMNS, METADATA_KEY
+from activations.io.dataset_files import DatasetFile
+from activations.io.errors import CorruptDatasetError, RecordError
+from registry.columns import KEY_COLUMNS, METADATA_KEY
 
 # A remote row group up to this size is fetched whole (one range): its neighbours and the other
 # derived scalars of its neurons are then local. Larger ones are fetched by column chunks.

@@ -20,9 +20,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from activations.io.byte_cache import ByteCache
+from activations.io.errors import UpstreamError, UpstreamTimeoutError
 from activations.pools import side_by_side
-from activations.records.byte_cache import ByteCache
-from activations.records.errors import UpstreamError, UpstreamTimeoutError
 
 TAIL_BYTES = 64 * 1024  # the first read of a file: its footer, usually whole
 _PART_HEAD_BYTES = 512  # a multipart/byteranges part's boundary and headers, at most

@@ -9,12 +9,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from activations.records.errors import (
+from activations.io.errors import (
     RecordError,
     UpstreamError,
     UpstreamTimeoutError,
 )
-from activations.records.remote import Transport
+from activations.io.remote import Transport
 
 
 def endpoint() -> str:
@@ -69,7 +69,7 @@ def warm_up() -> None:
     (about 0.4 s on a first request otherwise), and the HTTP clients."""
     from huggingface_hub import get_session
 
-    from activations.records.remote import http_session
+    from activations.io.remote import http_session
 
     api()
     get_session()  # with its TLS context, made once per process

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import pyarrow.parquet as pq
 
-from activations.records import hub
-from activations.records.byte_cache import ByteCache
-from activations.records.errors import RecordNotFoundError, UpstreamError
-from activations.records.remote import RemoteFile, Transport
+from activations.io import hub
+from activations.io.byte_cache import ByteCache
+from activations.io.errors import RecordNotFoundError, UpstreamError
+from activations.io.remote import RemoteFile, Transport
 from registry.paths import local_path, path_scheme
 
 PARTIAL_SUFFIX = ".partial.parquet"  # activations.collate.progress.partial_path

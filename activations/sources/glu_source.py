@@ -11,18 +11,19 @@ import math
 import threading
 from typing import Any
 
-from activations.pools import PoolBusyError, Pools, PoolTimeoutError
-from activations.records import hub
-from activations.records.context import ExampleText, refactored
-from activations.records.errors import (
+from activations.io import hub
+from activations.io.errors import (
     RecordError,
     RecordNotFoundError,
     UpstreamError,
     UpstreamTimeoutError,
 )
-from activations.records.glu_parquet import GluParquetDataset
-from activations.records.lru import LruCache
-from activations.records.models import GluExample, GluNeuronRecord, GluQuadrant
+from activations.io.lru import LruCache
+from activations.io.storage import StorageError, classify_error
+from activations.pools import PoolBusyError, Pools, PoolTimeoutError
+from activations.records.answers import GluExample, GluNeuronRecord, GluQuadrant
+from activations.records.file_metadata import read_file_metadata
+from activations.records.glu_parquet import GluParquetReader
 from activations.records.schema import (
     RecordLayout,
     count_column,
@@ -35,17 +36,19 @@ from activations.records.schema import (
     mean_column,
 )
 from activations.records.sizes import deep_bytes
-from activations.records.source import (
+from activations.sources.glu_explainer import glu_explainer_record
+from activations.sources.source import (
     DatasetShape,
     ModelProvider,
     RecordQuery,
     SourceSettings,
 )
-from activations.records.storage import StorageError, classify_error
+from activations.text.corpora import Corpora
+from activations.text.example_text import ExampleText, refactored
 from registry import find_model
 from registry.metadata import NeuronDatasetMetadata
 from registry.paths import local_path
-from registry.vocabulary import DST_TO_HOOK, GLU_HOOKS, HOOK_POST
+from registry.vocabulary import DST_TO_HOOK, GLU_HOOKS
 
 
 def describe_source(metadata: NeuronDatasetMetadata) -> str:
@@ -88,32 +91,33 @@ def _float(value: Any) -> float | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
 
-class GluRecords:
-    """What every GLU source shares: one reader per file path, one cache of answers, the pools
+class GluParquetFormat:
+    """The GLU Parquet format: it opens a source per registered dataset of its format; what
+    every GLU source shares: one reader per file path, one cache of answers, the pools
     that read, and the corpora and model used for example text."""
 
     def __init__(self, models: ModelProvider, settings: SourceSettings, pools: Pools) -> None:
         self.settings = settings
         self.models = models
         self.pools = pools
-        self.text = ExampleText(models, settings.upstream_timeout_s)
+        self.text = ExampleText(Corpora(models, settings.upstream_timeout_s))
         self.cache: LruCache[tuple, GluNeuronRecord] = LruCache(
             settings.cache_size, max_weight=settings.cache_bytes
         )
-        self._datasets: dict[tuple[str, str | None], GluParquetDataset] = {}
+        self._datasets: dict[tuple[str, str | None], GluParquetReader] = {}
         self._lock = threading.Lock()
 
-    def dataset(self, path: str, revision: str | None = None) -> GluParquetDataset:
+    def dataset(self, path: str, revision: str | None = None) -> GluParquetReader:
         """One reader per (path, revision), shared by every dst of that dataset."""
         with self._lock:
             key = (path, revision)
             if key not in self._datasets:
                 timeout = self.settings.upstream_timeout_s
-                self._datasets[key] = GluParquetDataset(path, timeout_s=timeout, revision=revision)
+                self._datasets[key] = GluParquetReader(path, timeout_s=timeout, revision=revision)
             return self._datasets[key]
 
-    def source(self, metadata: NeuronDatasetMetadata) -> GluSource:
-        return GluSource(metadata, self)
+    def source(self, metadata: NeuronDatasetMetadata) -> GluDatasetSource:
+        return GluDatasetSource(metadata, self)
 
     async def close(self) -> None:
         with self._lock:
@@ -122,25 +126,28 @@ class GluRecords:
             dataset.close()
 
 
-class GluSource:
-    def __init__(self, metadata: NeuronDatasetMetadata, shared: GluRecords) -> None:
+class GluDatasetSource:
+    """One registered GLU dataset's records (a RecordSource), read by its format's file
+    reader."""
+
+    def __init__(self, metadata: NeuronDatasetMetadata, shared: GluParquetFormat) -> None:
         self.metadata = metadata
         self.shared = shared
-        self.hook = DST_TO_HOOK.get(metadata.derived_scalar_type, HOOK_POST)
+        self.hook = DST_TO_HOOK[metadata.derived_scalar_type]  # the registry checked it
 
     @property
-    def dataset(self) -> GluParquetDataset:
+    def dataset(self) -> GluParquetReader:
         return self.shared.dataset(self.metadata.neuron_dataset_path, self.metadata.revision)
 
     def _shape(self, description: dict[str, Any]) -> DatasetShape:
-        file_metadata = description.get("metadata") or {}
+        file_metadata = read_file_metadata(description.get("metadata"))
         layout = layout_of_columns(description["columns"])
         return DatasetShape(
             layers=description["layers"],
             neurons_per_layer=description["n_neurons"],
             top_k=description["top_k"],
             hooks=list(layout.hooks),
-            corpus=file_metadata.get("corpus") or self.metadata.corpus,
+            corpus=file_metadata.corpus or self.metadata.corpus,
         )
 
     def known_shape(self) -> tuple[DatasetShape | None, str | None]:
@@ -211,7 +218,7 @@ class GluSource:
         file_metadata = record.file_metadata
         budget = self.shared.settings.max_example_tokens
         try:
-            if text.is_remote(metadata, file_metadata):  # documents by ranged reads
+            if text.corpora.is_remote(metadata, file_metadata):  # documents by ranged reads
                 fetched = await self._in_pool(text.documents, record, metadata, file_metadata)
             else:
                 fetched = await pools.cpu.run(text.documents, record, metadata, file_metadata)
@@ -250,7 +257,7 @@ class GluSource:
         metadata says so or, where it says nothing (the published files), where the model's
         registry entry does; the model gives them as its entry says."""
         layer, neuron = record.layer, record.neuron
-        said = record.file_metadata.get("refactor_glu")
+        said = record.file_metadata.refactor_glu
 
         def values(chunk):
             def run(runner):
@@ -275,8 +282,6 @@ class GluSource:
         return out
 
     async def explainer_record(self, layer: int, neuron: int):
-        from activations.records.glu_explainer import glu_explainer_record
-
         return await glu_explainer_record(self, layer, neuron)
 
     async def attention_record(self, layer: int, neuron: int):
@@ -333,7 +338,7 @@ class GluSource:
     def _summary(self, layer: int, neuron: int, all_hooks: bool) -> GluNeuronRecord:
         """The record without example text: one row read."""
         row, description = self._read(layer, neuron, None if all_hooks else [self.hook])
-        file_metadata = description.get("metadata") or {}
+        file_metadata = read_file_metadata(description.get("metadata"))
         layout: RecordLayout = layout_of_columns(list(row))
         hooks = [h for h in layout.hooks if all_hooks or h == self.hook]
         quadrants = []

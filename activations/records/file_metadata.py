@@ -1,0 +1,93 @@
+"""The file-level metadata `neurons collate` writes into a GLU quadrant file (key `neurons`),
+typed: what collated it, over what, and how far it got.
+
+Every field is optional (the published files carry none; older versions wrote fewer), and keys
+of other writers are kept. On the wire (a record's `fileMetadata`) it is what the file says,
+under the file's own keys, those it has and no others: the file format's names, which its
+readers (ours, and tools reading the Parquet metadata) share.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+)
+
+
+class PartialProgress(BaseModel):
+    """A file written while its collation is under way (records over the documents so far)."""
+
+    documents_done: int
+    documents_total: int
+
+
+class CollationMetadata(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True, protected_namespaces=())
+
+    version: str | None = None
+    """This package's version that wrote the file."""
+    schema_version: str | None = None
+    model: str | None = None
+    """The registered short name of the model collated."""
+    model_path: str | None = None
+    gguf_file: str | None = None
+    revision: str | None = None
+    architecture: str | None = None
+    hidden_act: str | None = None
+    corpus: str | None = None
+    """What the records' document indices point into (a corpus spec, `@N`: N tokens kept)."""
+    corpus_sha256: dict[str, str] | None = None
+    """Per document range `start-stop`, the corpus's fingerprint, to refuse an edited corpus."""
+    documents: list[int] | None = None
+    """The document range(s) collated, as [start, stop, start, stop, ...]."""
+    documents_this_run: int | None = None
+    n_documents: int | None = None
+    n_tokens: int | None = None
+    top_k: int | None = None
+    max_tokens: int | None = None
+    """Tokens kept per document."""
+    layers: list[int] | None = None
+    model_layers: int | None = None
+    all_layers: bool | None = None
+    layers_note: str | None = None
+    n_neurons: int | None = None
+    layout: str | None = None
+    """"glu" (quadrant records) or "plain" (one pseudo-quadrant of every token)."""
+    refactor_glu: bool | None = None
+    """Whether the values are GLUScope's refactored ones; None: the file does not say."""
+    bos_token: str | None = None
+    """The token put before each document where the tokenizer adds none (None: none)."""
+    dtype: str | None = None
+    batch_size: int | None = None
+    world_size: int | None = None
+    load_seconds: float | None = None
+    partial: PartialProgress | None = None
+
+    def says(self, field: str) -> bool:
+        """Whether the file has this key at all (`bos_token: null` says "none")."""
+        return field in self.model_fields_set
+
+    # no return annotation: the schema on the wire stays this model's fields
+    @model_serializer(mode="wrap")
+    def _as_written(self, handler: SerializerFunctionWrapHandler):  # noqa: ANN202
+        data = handler(self)
+        kept = self.model_fields_set | set(self.model_extra or {})
+        return {key: value for key, value in data.items() if key in kept}
+
+
+def read_file_metadata(raw: dict[str, Any] | None) -> CollationMetadata:
+    """A file's metadata as typed; a key whose value is not of its type (another writer's) is
+    left out, not the whole: a record is served whatever its file's metadata says."""
+    raw = dict(raw or {})
+    try:
+        return CollationMetadata.model_validate(raw)
+    except ValidationError as error:
+        for problem in error.errors():
+            raw.pop(str(problem["loc"][0]), None)
+    return CollationMetadata.model_validate(raw)

@@ -1,0 +1,114 @@
+"""The composition root: the models, pools, record sources, searches and weight views that the
+server and the Python API share, built in one place from one settings model with one set of
+defaults, closed in one way. A record, a search, a weight view is the same object from HTTP and
+from Python because both ask this for it.
+
+    workbench = Workbench(SessionSettings(device="cuda"))
+    record = await workbench.record(metadata, 3, 1024, RecordQuery(context=8), with_weights=True)
+    await workbench.close()
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from activations.models.pool import ModelPool
+from activations.pools import Pools
+from activations.records.answers import GluNeuronRecord
+from activations.search.searches import Searches
+from activations.sources.catalog import RecordSources
+from activations.sources.source import Record, RecordQuery, SourceSettings
+from activations.weights.views import WeightViews
+from registry.metadata import NeuronDatasetMetadata
+
+
+class SessionSettings(BaseModel):
+    """What the models, sources and searches are built with (the server's settings add its
+    own: ServerSettings extends this)."""
+
+    device: str = "cpu"
+    max_tokens_per_request: int = 1024
+    """Tokens of one live text, at most (longer: refused, 413 from the server)."""
+    live_queue_size: int = 64
+    """Live requests waiting for a model beyond this are refused (503 from the server)."""
+    micro_batch_size: int = 8
+    micro_batch_wait_s: float = 0.005
+    record_cache_size: int = 4096
+    record_cache_mb: float = 256.0
+    """Memory (MB) that each in-memory cache of answers may take: the records of each format,
+    and the answers' bytes sent again; the least recently used go first beyond it."""
+    max_context: int = 64
+    """Tokens shown on each side of an example's max (?context=N)."""
+    max_example_tokens: int = 32_768
+    """Tokens the model runs for one record's example values (?activations=true), at most."""
+    upstream_timeout_s: float = 10.0
+    max_model_gb: float = 4.0
+    """Models up to this size (float32 weights) run for example values and to locate maxima
+    the file does not store; a larger one (OLMo-7B: 28 GB) runs only when asked live."""
+
+    @property
+    def record_cache_bytes(self) -> int:
+        """record_cache_mb in bytes, as the caches count them."""
+        return int(self.record_cache_mb * 2**20)
+
+    def source_settings(self) -> SourceSettings:
+        return SourceSettings(
+            cache_size=self.record_cache_size,
+            cache_bytes=self.record_cache_bytes,
+            max_context=self.max_context,
+            upstream_timeout_s=self.upstream_timeout_s,
+            max_example_tokens=self.max_example_tokens,
+        )
+
+
+class Workbench:
+    """Models (each with its one worker thread, loaded on first use), the pools of blocking
+    work, a record source per dataset, the searches and the weight views."""
+
+    def __init__(self, settings: SessionSettings | None = None) -> None:
+        self.settings = settings = settings or SessionSettings()
+        self.models = ModelPool(
+            settings.device,
+            settings.max_tokens_per_request,
+            queue_size=settings.live_queue_size,
+            micro_batch_size=settings.micro_batch_size,
+            micro_batch_wait_s=settings.micro_batch_wait_s,
+            max_model_bytes=int(settings.max_model_gb * 2**30),
+        )
+        self.pools = Pools()
+        self.sources = RecordSources(self.models, settings.source_settings(), self.pools)
+        self.searches = Searches(self.models, self.sources, self.pools)
+        self.weight_views = WeightViews(self.models)
+
+    async def record(
+        self,
+        metadata: NeuronDatasetMetadata,
+        layer: int,
+        neuron: int,
+        query: RecordQuery,
+        with_weights: bool = False,
+    ) -> Record:
+        """One neuron's record, with its weight views where asked (or a note why not)."""
+        record = await self.sources.get(metadata).record(layer, neuron, query)
+        if with_weights and isinstance(record, GluNeuronRecord):
+            record = await self.add_weights(record)
+        return record
+
+    async def add_weights(self, record: GluNeuronRecord) -> GluNeuronRecord:
+        """The record with its neuron's weight views, or a note saying why not (yet)."""
+        model = record.dataset.model
+        if not model:
+            return record.model_copy(update={"weights_note": "the dataset names no model"})
+        try:
+            view = await self.pools.cpu.run(
+                self.weight_views.view, model, record.layer, record.neuron
+            )
+        except Exception as error:  # computing, over the budget, out of the model's range
+            return record.model_copy(update={"weights_note": str(error)})
+        return record.model_copy(update={"weights": view})
+
+    async def close(self) -> None:
+        """Without waiting on work that hangs: queued work fails, threads are daemons."""
+        self.models.stop()
+        self.pools.shutdown()
+        await self.sources.close()
