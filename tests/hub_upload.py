@@ -34,7 +34,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import yaml
 
-from tests.hub import FakeHub, _Handler, _sha40
+from tests.hub import FakeHub
+from tests.hub.handler import Handler as _Handler
+from tests.hub.repos import sha40 as _sha40
 
 LFS_SUFFIXES = (".parquet", ".arrow")
 LFS_MIN_BYTES = 10 * 2**20  # the Hub's rule: larger files go through LFS whatever their name

@@ -29,6 +29,7 @@ ROOMS: list[tuple[str, ...]] = [
     ("sources",),  # a record source per dataset format, and the catalog of them
     ("search",),  # prompt and token search
     ("collate",),  # collation: engines, accumulators, writer
+    ("publish",),  # a collated file to the Hub in the published layout, with its card
     # the composition root (what the server and the Python API share), and every error the
     # package raises to its callers
     ("session", "errors"),

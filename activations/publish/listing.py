@@ -8,9 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from activations.io import hub
 from activations.publish.names import HUB_TAG
 from activations.publish.upload import HubPushError, push_error
-from activations.records import hub
 
 LIMIT = 200  # per owner: a listing of the tag on the whole Hub stays one page
 

@@ -15,10 +15,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from activations.io import hub
 from activations.publish.card import card_text
 from activations.publish.names import DEFAULT_LICENSE
 from activations.publish.shards import DATA_DIR, PublishError, stage_shards
-from activations.records import hub
 from activations.search.token_index import INDEX_SUFFIX
 
 EXPLANATIONS_SUFFIX = ".explanations"  # <file>.explanations/{layer}/{neuron}.jsonl

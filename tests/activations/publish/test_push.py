@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from activations.publish import HubPushError, PublishError, push
-from activations.records.glu_parquet import GluParquetDataset
+from activations.records.glu_parquet import GluParquetReader
 from activations.records.schema import METADATA_KEY
 from tests.activations.records.test_published_readers import as_version_1
 
@@ -34,7 +34,7 @@ def identical(a, b) -> bool:
 def assert_same_records(path: str, local) -> None:
     table = pq.read_table(local)
     n_neurons = json.loads(table.schema.metadata[METADATA_KEY])["n_neurons"]
-    dataset = GluParquetDataset(path)
+    dataset = GluParquetReader(path)
     assert dataset.describe()["n_rows"] == table.num_rows
     for row in range(table.num_rows):
         want = table.slice(row, 1).to_pylist()[0]
