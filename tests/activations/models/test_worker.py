@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 from activations.models.live import LiveRequest
 from activations.models.worker import ModelWorker
+from activations.records.file_metadata import CollationMetadata
 from activations.sources.glu_source import GluDatasetSource, one_pass_each
 
 
@@ -71,7 +72,7 @@ def test_a_record_whose_client_left_runs_no_more_passes():
     source = GluDatasetSource.__new__(GluDatasetSource)
     source.metadata = SimpleNamespace(model="stand-in")
     source.shared = SimpleNamespace(models=models)
-    record = SimpleNamespace(layer=0, neuron=1, file_metadata={})
+    record = SimpleNamespace(layer=0, neuron=1, file_metadata=CollationMetadata())
     documents = [[1] * 5000 for _ in range(4)]  # four passes' worth
 
     async def ask() -> None:
