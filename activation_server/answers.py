@@ -15,7 +15,7 @@ from typing import Any
 from activations.io.lru import LruCache
 
 PREFIX = "/neuron_record/"
-MAX_BYTES = 256 * 2**20
+MAX_BYTES = 256 * 2**20  # the default of ServerSettings.record_cache_mb
 
 
 def _key(scope: dict) -> tuple[str, bytes]:
@@ -25,9 +25,9 @@ def _key(scope: dict) -> tuple[str, bytes]:
 class WarmAnswers:
     """Answer bytes by request path and query, each with a check that it still holds."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, max_bytes: int = MAX_BYTES) -> None:
         self._cache: LruCache[tuple[str, bytes], tuple[bytes, Callable[[], bool]]] = LruCache(
-            size, max_weight=MAX_BYTES
+            size, max_weight=max_bytes
         )
 
     def put(self, scope: dict, body: bytes, still_holds: Callable[[], bool]) -> None:

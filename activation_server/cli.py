@@ -117,6 +117,13 @@ def _server_options(parser: argparse.ArgumentParser) -> None:
         help="answer 504 when a remote source gives no complete answer within this",
     )
     parser.add_argument(
+        "--cache-mb",
+        type=float,
+        default=ServerSettings.model_fields["record_cache_mb"].default,
+        metavar="MB",
+        help="memory each in-memory cache of answers may take (records, answers' bytes)",
+    )
+    parser.add_argument(
         "--max-model-gb",
         type=float,
         default=ServerSettings.model_fields["max_model_gb"].default,
@@ -248,6 +255,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_tokens_per_request=args.max_tokens,
         upstream_timeout_s=args.upstream_timeout,
         max_model_gb=args.max_model_gb,
+        record_cache_mb=args.cache_mb,
     )
     print(f"serving on http://{args.host}:{args.port}/  (API docs: /docs; Ctrl-C stops)")
     serve(create_app(settings), settings)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -35,13 +36,17 @@ class _Refused(Exception):
         self.detail = detail
 
 
+# host[:port] or [IPv6]:port, whole: anything else is compared as it is (and refused), so that
+# `[::1]evil.com` or `localhost:x` is not taken for an allowed host
+_HOST_PORT = re.compile(r"(\[[0-9a-f:.]+\]|[^:\[\]]+)(?::[0-9]{1,5})?")
+
+
 def _host_of(scope: dict) -> str:
     for name, value in scope.get("headers", []):
         if name == b"host":
             host = value.decode("latin-1").strip().lower()
-            if host.startswith("["):  # [::1]:8000
-                return host.split("]")[0] + "]"
-            return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+            match = _HOST_PORT.fullmatch(host)
+            return match.group(1) if match else host
     return ""
 
 

@@ -26,7 +26,11 @@ class Services:
 
     @classmethod
     def create(cls, settings: ServerSettings) -> Services:
-        return cls(settings, Workbench(settings), WarmAnswers(settings.record_cache_size))
+        return cls(
+            settings,
+            Workbench(settings),
+            WarmAnswers(settings.record_cache_size, settings.record_cache_bytes),
+        )
 
     @property
     def models(self) -> ModelPool:

@@ -35,3 +35,6 @@ class ServerSettings(SessionSettings):
     """Idle keep-alive connections are closed after this (clients' pools keep them up to it)."""
     max_texts_per_request: int = 16
     max_body_bytes: int = 1_000_000
+    max_in_flight_per_client: int = 32
+    """Requests of one client (address) to one group of routes at a time; more are answered
+    503 with Retry-After at once (0: no limit)."""

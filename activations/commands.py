@@ -8,7 +8,9 @@ import sys
 
 from registry.plugins import PluginError, load_register_modules
 
-EXPECTED_ERRORS = (PluginError, LookupError, ValueError, FileExistsError, FileNotFoundError)
+# OSError: what the system refuses of a path given (too long, not permitted, a full disk): said
+# as the system says it
+EXPECTED_ERRORS = (PluginError, LookupError, ValueError, OSError)
 
 
 def run_command(args: argparse.Namespace) -> int:

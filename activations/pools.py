@@ -97,14 +97,18 @@ class DaemonPool:
 
 @dataclass
 class Pools:
-    """The server's pools: local file reads, remote reads, and CPU work such as tokenizing."""
+    """The server's pools: local file reads, remote reads, CPU work such as tokenizing example
+    text, and budgets of their own for live requests' checks and for token searches, so that
+    heavy records' text work never holds up a live request."""
 
     local: DaemonPool = field(default_factory=lambda: DaemonPool("local read", 4))
     remote: DaemonPool = field(default_factory=lambda: DaemonPool("remote read", 8, 64))
     cpu: DaemonPool = field(default_factory=lambda: DaemonPool("tokenizing", 2))
+    live: DaemonPool = field(default_factory=lambda: DaemonPool("live tokenizing", 2))
+    search: DaemonPool = field(default_factory=lambda: DaemonPool("token search", 2))
 
     def shutdown(self) -> None:
-        for pool in (self.local, self.remote, self.cpu):
+        for pool in (self.local, self.remote, self.cpu, self.live, self.search):
             pool.shutdown()
 
 

@@ -34,6 +34,9 @@ class SessionSettings(BaseModel):
     micro_batch_size: int = 8
     micro_batch_wait_s: float = 0.005
     record_cache_size: int = 4096
+    record_cache_mb: float = 256.0
+    """Memory (MB) that each in-memory cache of answers may take: the records of each format,
+    and the answers' bytes sent again; the least recently used go first beyond it."""
     max_context: int = 64
     """Tokens shown on each side of an example's max (?context=N)."""
     max_example_tokens: int = 32_768
@@ -43,9 +46,15 @@ class SessionSettings(BaseModel):
     """Models up to this size (float32 weights) run for example values and to locate maxima
     the file does not store; a larger one (OLMo-7B: 28 GB) runs only when asked live."""
 
+    @property
+    def record_cache_bytes(self) -> int:
+        """record_cache_mb in bytes, as the caches count them."""
+        return int(self.record_cache_mb * 2**20)
+
     def source_settings(self) -> SourceSettings:
         return SourceSettings(
             cache_size=self.record_cache_size,
+            cache_bytes=self.record_cache_bytes,
             max_context=self.max_context,
             upstream_timeout_s=self.upstream_timeout_s,
             max_example_tokens=self.max_example_tokens,

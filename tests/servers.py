@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 LOCAL = "http://127.0.0.1"  # the base URL of test clients: a Host the server answers
@@ -10,7 +11,13 @@ LOCAL = "http://127.0.0.1"  # the base URL of test clients: a Host the server an
 
 class RangeServer:
     """Serves files from memory over HTTP with Range support (one range, or several answered
-    multipart/byteranges), counting the body bytes sent and the Range headers asked."""
+    multipart/byteranges), counting the body bytes sent and the Range headers asked.
+
+    Hostile answers, for tests: `shift` answers that many ranges of data (not a file's tail,
+    `bytes=-N`) with every byte moved one place (right length, wrong bytes); `extra` sends that
+    many bytes more than asked after each answer (declared in Content-Length where
+    `declare_extra`), counting in `extra_sent` those the client took; `dribble_s` sends each
+    answer's body a byte at a time, that many seconds apart, counting in `dribbled`."""
 
     def __init__(
         self, files: dict[str, bytes], ranges: bool = True, multi_range: bool = True
@@ -18,6 +25,13 @@ class RangeServer:
         self.files = files
         self.bytes_sent = 0
         self.requests: list[str | None] = []
+        self.shift = 0
+        self.extra = 0
+        self.declare_extra = True
+        self.extra_sent = 0
+        self.dribble_s = 0.0
+        self.dribbled = 0
+        self.hung_up = threading.Event()  # a client left during an answer
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -56,6 +70,13 @@ class RangeServer:
                 self.answer(status, data[start : end + 1], kind, content_range, body, parts, spec)
 
             def answer(self, status, out, kind, content_range, body, parts, spec) -> None:
+                if body and spec and not spec.startswith("bytes=-") and server.shift > 0:
+                    with lock:
+                        server.shift -= 1
+                    out = out[-1:] + out[:-1]
+                extra = server.extra if body else 0
+                if extra and not server.declare_extra:
+                    self.close_connection = True
                 self.send_response(status)
                 if kind:
                     self.send_header("Content-Type", kind)
@@ -63,13 +84,34 @@ class RangeServer:
                     self.send_header("Accept-Ranges", "bytes")
                 if content_range:
                     self.send_header("Content-Range", content_range)
-                self.send_header("Content-Length", str(len(out)))
+                if server.declare_extra or not extra:
+                    self.send_header("Content-Length", str(len(out) + extra))
                 self.end_headers()
                 if body:
                     with lock:
                         server.bytes_sent += sum(end - start + 1 for start, end in parts)
                         server.requests.append(spec)
+                    try:
+                        self.send_body(out, extra)
+                    except OSError:
+                        server.hung_up.set()
+
+            def send_body(self, out: bytes, extra: int) -> None:
+                if server.dribble_s:
+                    for i in range(len(out)):
+                        self.wfile.write(out[i : i + 1])
+                        self.wfile.flush()
+                        with lock:
+                            server.dribbled += 1
+                        time.sleep(server.dribble_s)
+                else:
                     self.wfile.write(out)
+                chunk = bytes(1 << 16)
+                while extra > 0:
+                    self.wfile.write(chunk[: min(extra, len(chunk))])
+                    with lock:
+                        server.extra_sent += min(extra, len(chunk))
+                    extra -= len(chunk)
 
         lock = threading.Lock()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -101,8 +143,6 @@ class LiveServer:
     ephemeral loopback port in a background thread."""
 
     def __init__(self, app, settings) -> None:
-        import time
-
         import uvicorn
 
         from activation_server.cli import server_config

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
@@ -20,16 +21,18 @@ from registry.vocabulary import DST_TO_HOOK
 router = APIRouter(tags=["live"])
 
 
-async def check_token_limits(s: Services, runner: ModelRunner, texts: list[str]) -> None:
-    """413 for a text over the server's token limit (a cheap bound on characters first)."""
+async def check_token_limits(s: Services, runner: ModelRunner, texts: list[str]) -> list[int]:
+    """413 for a text over the server's token limit (a cheap bound on characters first);
+    returns each text's tokens."""
     limit = s.settings.max_tokens_per_request
     for i, text in enumerate(texts):
         if len(text) > limit * 64:  # cheap bound before tokenizing huge inputs
             raise TooManyTokensError(f"text {i} is over the limit of {limit} tokens")
-    counts = await s.pools.cpu.run(lambda: [runner.count_tokens(t) for t in texts])
+    counts = await s.pools.live.run(lambda: [runner.count_tokens(t) for t in texts])
     for i, n in enumerate(counts):
         if n > limit:
             raise TooManyTokensError(f"text {i} has {n} tokens; the limit is {limit}")
+    return counts
 
 
 @router.post("/activations", response_model=ActivationsResponse)
@@ -52,8 +55,9 @@ async def activations(
         neurons=tuple(body.neurons) if body.neurons is not None else None,
         top_neurons=body.top_neurons,
     )
-    await s.pools.cpu.run(runner.validate, request)
-    await check_token_limits(s, runner, texts)
+    await s.pools.live.run(runner.validate, request)
+    counts = await check_token_limits(s, runner, texts)
+    request = dataclasses.replace(request, n_tokens=sum(counts))
     traces = await s.models.live(body.model, request)
     return ActivationsResponse(
         model=body.model,

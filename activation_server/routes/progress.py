@@ -4,16 +4,19 @@ opened before its records exist says how long they will take."""
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter
 from pydantic import Field
 
 from activation_server.errors import hide_paths
-from activations.collate.progress import read_progress
+from activations.collate.progress import progress_path, read_progress
 from registry import get_all_neuron_dataset_metadata
 from registry.metadata import CamelModel
 from registry.paths import local_path
 
 router = APIRouter(tags=["catalog"])
+log = logging.getLogger("activation_server")
 
 
 class CollationProgress(CamelModel):
@@ -41,22 +44,34 @@ async def progress() -> list[CollationProgress]:
             by_path.setdefault(local, []).append(metadata.short_name)
     found = []
     for path, names in by_path.items():
-        fields = read_progress(path)
-        if fields is None:
+        try:
+            entry = _entry(path, names)
+        except ValueError as error:  # a file that is not a collation's: skipped, and named
+            shown = hide_paths(str(progress_path(path)))
+            reason = hide_paths(str(error)).splitlines()[0]
+            log.warning("GET /progress skips %s, not a collation's progress: %s", shown, reason)
             continue
-        found.append(
-            CollationProgress(
-                short_names=names,
-                path=hide_paths(path),
-                state=fields.get("state", "collating"),
-                model=fields.get("model"),
-                corpus=fields.get("corpus"),
-                documents_done=fields.get("documents_done"),
-                documents_total=fields.get("documents_total"),
-                tokens_per_s=fields.get("tokens_per_s"),
-                seconds_left=fields.get("seconds_left"),
-                partial=fields.get("partial", False),
-                why=fields.get("why"),
-            )
-        )
+        if entry is not None:
+            found.append(entry)
     return found
+
+
+def _entry(path: str, names: list[str]) -> CollationProgress | None:
+    """The progress of one path's collation; ValueError where its file is not one (pydantic's
+    ValidationError is one too)."""
+    fields = read_progress(path)
+    if fields is None:
+        return None
+    return CollationProgress(
+        short_names=names,
+        path=hide_paths(path),
+        state=fields.get("state", "collating"),
+        model=fields.get("model"),
+        corpus=fields.get("corpus"),
+        documents_done=fields.get("documents_done"),
+        documents_total=fields.get("documents_total"),
+        tokens_per_s=fields.get("tokens_per_s"),
+        seconds_left=fields.get("seconds_left"),
+        partial=fields.get("partial", False),
+        why=fields.get("why"),
+    )

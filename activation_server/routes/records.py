@@ -3,6 +3,7 @@ source. (neuron-explainer's POST /neuron_record is routes/neuron_explainer.py's.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Annotated
 
@@ -47,6 +48,10 @@ def json_response(content: object) -> Response:
     )
 
 
+def _dumped(record: RecordAnswer) -> Response:
+    return json_response(record.model_dump(mode="json", by_alias=True))
+
+
 async def answer_record(
     services: Services,
     request: Request,
@@ -68,8 +73,12 @@ async def answer_record(
         if record.weights_note and not expose:
             update["weights_note"] = hide_paths(record.weights_note)
         record = record.model_copy(update=update)
-    # Built from validated models: dumped here without validating them again on the way out.
-    response = json_response(record.model_dump(mode="json", by_alias=True))
+    # Built from validated models: dumped here without validating them again on the way out;
+    # a record with example text (megabytes) off the event loop, which other requests share
+    if query.context or query.all_hooks:
+        response = await asyncio.to_thread(_dumped, record)
+    else:
+        response = _dumped(record)
     notes = (getattr(record, "context_note", None), getattr(record, "weights_note", None))
     if version is not NOT_KEPT and notes == (None, None):
         model = find_model(metadata.model)  # example text and values are the model's

@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from activation_server.routes.live import check_token_limits
+from activation_server.routes.records import Digits
 from activation_server.schemas import PromptSearchRequest
 from activation_server.services import Services, services
 from activations.search.answers import PromptSearchResult, TokenSearchResult
@@ -39,8 +40,8 @@ async def search_token(
     dst: str,
     s: Annotated[Services, Depends(services)],
     token: Annotated[str | None, Query(max_length=200, description="one token's text")] = None,
-    token_id: Annotated[int | None, Query(alias="tokenId", ge=0)] = None,
-    top: Annotated[int, Query(ge=1, le=1000)] = 20,
+    token_id: Annotated[Digits | None, Query(alias="tokenId", ge=0)] = None,
+    top: Annotated[Digits, Query(ge=1, le=1000)] = 20,
 ) -> TokenSearchResult:
     """The neurons of a dataset whose stored top examples peak on the token (given as text,
     e.g. ` king`, or as `tokenId`), most such examples first, then by largest |value|. Needs

@@ -19,6 +19,8 @@ from activations.records.schema import DEFAULT_TOP_K
 # names without importing torch.
 ENGINES: tuple[str, ...] = ("auto", "kernel", "triton", "compiled", "eager")
 DTYPES = ("float32", "bfloat16", "float16")
+DEFAULT_TEXT_COLUMN = "text"
+MAX_TOP_K = 10_000  # examples per neuron, quadrant and hook; 10^8 asked 8.6 TB of memory
 DEFAULT_ROWS_PER_GROUP = 128  # divides 1536 and 11008: a group never spans two layers
 
 
@@ -29,6 +31,11 @@ def parse_layers(text: str) -> list[int]:
         for part in text.split(","):
             if "-" in part.strip()[1:]:
                 low, high = part.split("-", 1)
+                if int(high) < int(low):
+                    raise argparse.ArgumentTypeError(
+                        f"invalid layers {text!r}: the range {part.strip()} runs backwards; "
+                        f"write it low-high ({int(high)}-{int(low)})"
+                    )
                 layers.extend(range(int(low), int(high) + 1))
             elif part.strip():
                 layers.append(int(part))
@@ -98,7 +105,9 @@ class CollateConfig:
         "auto: kernel where it fits, else compiled",
         choices=ENGINES,
     )
-    text_column: str = _option("text", "the corpus's text column (.jsonl, .parquet, hf:)")
+    text_column: str = _option(
+        DEFAULT_TEXT_COLUMN, "the corpus's text column (.jsonl, .parquet, hf:)"
+    )
     distributed: bool = _option(
         False, "shard documents over torchrun's ranks (implied when started by torchrun)"
     )
@@ -114,6 +123,8 @@ class CollateConfig:
         for name in ("top_k", "max_tokens", "batch_size", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.top_k > MAX_TOP_K:  # kept per neuron, quadrant and hook, all in memory
+            raise ValueError(f"--top-k must be at most {MAX_TOP_K}, not {self.top_k}")
         if self.max_docs is not None and self.max_docs < 1:
             raise ValueError("--max-docs must be at least 1 (leave it out for every document)")
 

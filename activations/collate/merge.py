@@ -32,7 +32,7 @@ def merge_files(
     """Merge files of the same model and corpus. Files over the same layers must cover disjoint
     documents (their totals add); files over disjoint layers of the same documents are joined."""
     out = Path(out)
-    check_output(out, overwrite)
+    check_output(out, overwrite, inputs=paths)
     if len(paths) < 2:
         raise ValueError("merge needs at least two files")
     metadatas = []

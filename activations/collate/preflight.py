@@ -9,7 +9,7 @@ import importlib.util
 import re
 from pathlib import Path
 
-from activations.collate.config import CollateConfig
+from activations.collate.config import DEFAULT_TEXT_COLUMN, CollateConfig
 from activations.corpus import CORPUS_SUFFIXES, HF_PREFIX, SHAKESPEARE
 from registry import model_for
 from registry.metadata import ModelMetadata
@@ -42,6 +42,36 @@ def check_corpus(spec: str) -> None:
     )
 
 
+def check_device(name: str) -> None:
+    """A device torch knows, and that this machine has."""
+    import torch
+
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ValueError(
+            f"unknown device {name!r}: use cpu, cuda, cuda:N (or another torch device)"
+        ) from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: this machine has no CUDA device; use --device cpu")
+    if device.type == "cuda" and device.index is not None:
+        count = torch.cuda.device_count()
+        if device.index >= count:
+            raise ValueError(f"--device {name}: this machine has {count} CUDA device(s)")
+
+
+def check_text_column(spec: str, column: str) -> None:
+    """--text-column names a column of a table corpus; elsewhere it would be ignored."""
+    if column == DEFAULT_TEXT_COLUMN:
+        return
+    tables = spec.startswith(HF_PREFIX) or Path(spec).suffix.lower() in (".jsonl", ".parquet")
+    if not tables:
+        raise ValueError(
+            f"--text-column {column!r} does not apply to corpus {spec!r} (its documents have "
+            "no columns): it names the text of .jsonl, .parquet and hf: corpora"
+        )
+
+
 def model_layout(metadata: ModelMetadata) -> tuple[int, bool] | None:
     """(MLP layers, whether they are GLUs) from the model's config alone; None for a GGUF file
     not converted yet (its config is inside the file)."""
@@ -69,8 +99,10 @@ def model_layout(metadata: ModelMetadata) -> tuple[int, bool] | None:
 def preflight(config: CollateConfig) -> ModelMetadata:
     """The model to collate (registered on the fly where it is a folder or a Hub id), after
     every check that needs no weights."""
-    metadata = model_for(config.model)
+    check_device(config.device)
     check_corpus(config.corpus)
+    check_text_column(config.corpus, config.text_column)
+    metadata = model_for(config.model)
     layout = model_layout(metadata)
     if layout is not None and config.layers:
         n_layers = layout[0]

@@ -64,11 +64,21 @@ class ProgressFile:
 
 def read_progress(out: str | os.PathLike) -> dict[str, Any] | None:
     """A collation's progress; its state says "stopped" where its process is gone before the
-    end (a restart resumes it)."""
+    end (a restart resumes it). None where there is none; ValueError naming the file where
+    it is not one of ours (not JSON, not an object)."""
+    path = progress_path(out)
     try:
-        fields = json.loads(progress_path(out).read_text())
-    except (OSError, ValueError):
+        text = path.read_text()
+    except FileNotFoundError:
         return None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} cannot be read: {error}") from None
+    try:
+        fields = json.loads(text)
+    except ValueError as error:
+        raise ValueError(f"{path} is not JSON: {error}") from None
+    if not isinstance(fields, dict):
+        raise ValueError(f"{path} is not a progress file (a JSON object)")
     if fields.get("state") not in ("failed",) and not _alive(fields.get("pid")):
         fields["state"] = "stopped"
     fields["partial"] = partial_path(out).exists()
@@ -76,7 +86,9 @@ def read_progress(out: str | os.PathLike) -> dict[str, Any] | None:
 
 
 def _alive(pid: object) -> bool:
-    if not isinstance(pid, int):
+    """Whether the process still runs. 0 and negative numbers name process groups to the
+    kernel, not a process: never a collation's."""
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
         return False
     try:
         os.kill(pid, 0)

@@ -73,7 +73,7 @@ def collate(config: CollateConfig, on_batch: Callable[[int], None] | None = None
     """
     rank = init_distributed(config.device) if config.distributed else None
     out = Path(config.out)
-    check_output(out, config.overwrite)
+    check_output(out, config.overwrite, inputs=[config.corpus])
     main = rank is None or rank.is_main
     progress = ProgressFile(out, config.model, config.corpus) if main else None
     try:

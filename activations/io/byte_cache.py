@@ -51,6 +51,7 @@ class ByteCache:
         self._ranges: dict[str, list[tuple[int, int]]] = {}  # key -> [(start, end)], end exclusive
         self._total: int | None = None  # bytes stored, counted once, then kept up to date
         self._pending: dict[tuple[str, int, int], bytes | memoryview] = {}  # kept, not written yet
+        self._discarded: set[tuple[str, int, int]] = set()  # dropped while being written
         self._writes: list[Future] = []
 
     @staticmethod
@@ -129,8 +130,9 @@ class ByteCache:
     def _write_kept(self, entry: tuple[str, int, int]) -> None:
         with self._lock:
             data = self._pending.get(entry)
-        if data is None:  # kept twice (two answers fetched it): written once already
-            return
+            if data is None:  # kept twice (written once already), or discarded before
+                self._discarded.discard(entry)
+                return
         try:
             self.write(entry[0], entry[1], data)
         except OSError:
@@ -138,6 +140,10 @@ class ByteCache:
         finally:
             with self._lock:
                 self._pending.pop(entry, None)
+                dropped = entry in self._discarded
+                self._discarded.discard(entry)
+        if dropped:  # discarded while it was written: what was written goes too
+            self.discard(entry[0], [(entry[1], entry[2])])
 
     def flush(self) -> None:
         """Wait for the background writes of this cache."""
@@ -163,6 +169,36 @@ class ByteCache:
                     self._total += end - start
         if self._stored() > self.limit_bytes:
             self._evict()
+
+    def discard(self, key: str, ranges: list[tuple[int, int]] | None = None) -> int:
+        """Drop what is kept of a file (of it all: None), in memory and on disk, where it
+        overlaps these ranges: bytes that did not decode are never read from here again.
+        Returns the number of ranges dropped."""
+
+        def overlaps(a: int, b: int) -> bool:
+            return ranges is None or any(a < end and start < b for start, end in ranges)
+
+        dropped = 0
+        with self._lock:
+            for entry in [e for e in self._pending if e[0] == key and overlaps(e[1], e[2])]:
+                del self._pending[entry]
+                self._discarded.add(entry)  # a write under way removes its file afterwards
+                dropped += 1
+        for a, b in self._known(key):
+            if not overlaps(a, b):
+                continue
+            path = self._folder(key) / f"{a}-{b}"
+            try:
+                size = path.stat().st_size
+                path.unlink()
+            except OSError:
+                size = 0
+            self._forget(key, (a, b))
+            with self._lock:
+                if self._total is not None:
+                    self._total = max(0, self._total - size)
+            dropped += 1
+        return dropped
 
     def _forget(self, key: str, found: tuple[int, int]) -> None:
         with self._lock:

@@ -47,6 +47,16 @@ class LruCache(Generic[K, V]):
                 _, (_, dropped) = self._items.popitem(last=False)
                 self._weight -= dropped
 
+    def values(self) -> list[V]:
+        """What is kept now, least recently used first."""
+        with self._lock:
+            return [value for value, _ in self._items.values()]
+
+    @property
+    def weight(self) -> int:
+        """The weight (bytes) of what is kept now."""
+        return self._weight
+
     def clear(self) -> None:
         with self._lock:
             self._items.clear()

@@ -77,15 +77,17 @@ class ParquetPart:
         self._idle: list[pq.ParquetFile] = []
         self._lock = threading.Lock()
         try:
-            reader = file.open(None)
-        except RecordError:
-            raise
-        except Exception as exc:
-            if is_corruption(exc):
-                raise CorruptDatasetError(
-                    f"{self.name}: not a readable Parquet file: {exc}"
-                ) from exc
-            raise
+            reader = self._open_footer()
+        except CorruptDatasetError:
+            if file.remote is None:
+                raise
+            # what was kept of it may be what did not decode: dropped, and read once more
+            file.remote.forget()
+            try:
+                reader = self._open_footer()
+            except CorruptDatasetError:
+                file.remote.forget()  # nothing that does not decode stays
+                raise
         self._idle.append(reader)
         self.metadata: pq.FileMetaData = reader.metadata
         self.schema: pa.Schema = reader.schema_arrow
@@ -99,6 +101,18 @@ class ParquetPart:
         # Set when the dataset is assembled: position in it, and global row of the first row.
         self.index = 0
         self.start = 0
+
+    def _open_footer(self) -> pq.ParquetFile:
+        try:
+            return self.file.open(None)
+        except RecordError:
+            raise
+        except Exception as exc:
+            if is_corruption(exc):
+                raise CorruptDatasetError(
+                    f"{self.name}: not a readable Parquet file: {exc}"
+                ) from exc
+            raise
 
     def _neurons_metadata(self) -> dict[str, Any] | None:
         raw = (self.metadata.metadata or {}).get(METADATA_KEY)
@@ -188,6 +202,23 @@ class ParquetPart:
         return ranges
 
     def read_group(self, group: int, columns: list[str] | None) -> pa.Table:
+        """A row group's columns. A remote one that does not decode (an upstream that sent
+        wrong bytes once) is dropped from the disk cache and read once more: bytes are kept
+        only while they decode, and one bad answer poisons nothing."""
+        try:
+            return self._read_group(group, columns)
+        except CorruptDatasetError:
+            remote = self.file.remote
+            if remote is None:
+                raise
+            remote.forget(self.chunk_ranges(group, None))
+            try:
+                return self._read_group(group, columns)
+            except CorruptDatasetError:
+                remote.forget(self.chunk_ranges(group, None))
+                raise
+
+    def _read_group(self, group: int, columns: list[str] | None) -> pa.Table:
         try:
             remote = self.file.remote
             if remote is not None:  # one request for every chunk the read needs

@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import re
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -24,6 +25,8 @@ from activations.io.errors import UpstreamError, UpstreamTimeoutError
 from activations.pools import side_by_side
 
 TAIL_BYTES = 64 * 1024  # the first read of a file: its footer, usually whole
+_PART_HEAD_BYTES = 512  # a multipart/byteranges part's boundary and headers, at most
+_READ_BYTES = 1 << 20  # one read of an answer's body: the deadline is checked between reads
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
 Range = tuple[int, int]  # [start, end): end exclusive
@@ -99,7 +102,9 @@ class RemoteFile:
             if cached is not None:
                 self._tail, self._tail_start = cached, start
                 return self
-        response, body = self._request({"Range": f"bytes=-{TAIL_BYTES}"}, expect_ranges=True)
+        response, body = self._request(
+            {"Range": f"bytes=-{TAIL_BYTES}"}, expect_ranges=True, limit=TAIL_BYTES
+        )
         match = _CONTENT_RANGE.fullmatch(response.headers.get("content-range", ""))
         if response.status_code == 206 and match and match.group(3) != "*":
             self.size, start = int(match.group(3)), int(match.group(1))
@@ -112,6 +117,14 @@ class RemoteFile:
         self._tail, self._tail_start = body, start
         self.cache.keep(self.key, start, body)
         return self
+
+    def forget(self, ranges: list[Range] | None = None) -> None:
+        """Drop what is kept of these ranges (of the whole file: None), where they did not
+        decode: the next read fetches them again."""
+        if ranges is None:
+            self._tail, self._tail_start = b"", 0
+        if self.key:
+            self.cache.discard(self.key, ranges)
 
     def reader(self) -> io.RawIOBase:
         """A file object for pyarrow, served from the tail, the disk cache, or a fetch;
@@ -147,19 +160,37 @@ class RemoteFile:
 
     def _fetch_one(self, wanted: Range) -> None:
         start, end = wanted
-        response, body = self._request({"Range": f"bytes={start}-{end - 1}"}, expect_ranges=True)
-        if response.status_code != 206 or len(body) != end - start:
+        response, body = self._request(
+            {"Range": f"bytes={start}-{end - 1}"}, expect_ranges=True, limit=end - start
+        )
+        if response.status_code != 206:
             raise UpstreamError(
                 f"{self.url} does not answer byte ranges (HTTP Range requests), which reading "
                 "a remote Parquet file needs"
+            )
+        said = response.headers.get("content-range", "")
+        match = _CONTENT_RANGE.fullmatch(said)
+        if match is None or (int(match.group(1)), int(match.group(2)) + 1) != (start, end):
+            raise UpstreamError(
+                f"{self.url} answered bytes {start}-{end - 1} with Content-Range {said!r}"
+            )
+        if len(body) != end - start:
+            raise UpstreamError(
+                f"{self.url} sent {len(body)} bytes for the {end - start} of bytes "
+                f"{start}-{end - 1}"
             )
         self.cache.keep(self.key, start, body)
 
     def _fetch_together(self, wanted: list[Range]) -> bool:
         """One multi-range request; False where the server does not support it."""
         spec = ",".join(f"{a}-{b - 1}" for a, b in wanted)
+        # the parts and their heads, or one range from the first start to the last end
+        parts = sum(b - a for a, b in wanted) + _PART_HEAD_BYTES * (len(wanted) + 1)
+        limit = max(parts, wanted[-1][1] - wanted[0][0])
         try:
-            response, body = self._request({"Range": f"bytes={spec}"}, expect_ranges=True)
+            response, body = self._request(
+                {"Range": f"bytes={spec}"}, expect_ranges=True, limit=limit
+            )
         except UpstreamTimeoutError:
             raise
         except UpstreamError:  # a server that fails on several ranges: ask one at a time
@@ -168,20 +199,31 @@ class RemoteFile:
         kind = response.headers.get("content-type", "")
         if response.status_code == 206 and kind.startswith("multipart/byteranges"):
             self.transport.multi_range = True
-            for start, data in _parts(body, kind):
+            for start, data in _parts(body, kind, wanted, self.url):
                 self.cache.keep(self.key, start, data)
             return True
         match = _CONTENT_RANGE.fullmatch(response.headers.get("content-range", ""))
         if response.status_code == 206 and match:  # one range covering them all
-            self.cache.keep(self.key, int(match.group(1)), body)
+            first, last = int(match.group(1)), int(match.group(2)) + 1
+            if first > wanted[0][0] or last < wanted[-1][1] or len(body) != last - first:
+                raise UpstreamError(
+                    f"{self.url} answered bytes {spec} with bytes {first}-{last - 1} "
+                    f"({len(body)} bytes sent)"
+                )
+            self.cache.keep(self.key, first, body)
             return True
         self.transport.multi_range = False
         return False
 
-    def _request(self, extra: dict[str, str], expect_ranges: bool) -> tuple[object, bytes]:
-        """One GET; a 200 where a range was asked is not read (it would be the whole file)."""
+    def _request(
+        self, extra: dict[str, str], expect_ranges: bool, limit: int
+    ) -> tuple[object, bytes]:
+        """One GET whose body is at most `limit` bytes (what was asked): a longer one is not
+        read past it; and within the transport's timeout in all (a server that dribbles its
+        answer is left then). A 200 where a range was asked is not read (the whole file)."""
         transport = self.transport
         headers = {**transport.headers(), **extra}
+        deadline = time.monotonic() + transport.timeout_s
         try:
             with transport.client().get(
                 self.url, headers=headers, timeout=transport.timeout_s, stream=True
@@ -192,12 +234,15 @@ class RemoteFile:
                 if status == 200 and expect_ranges and extra.get("Range", "").count(",") > 0:
                     return response, b""
                 length = response.headers.get("content-length")
-                if status == 200 and expect_ranges and not (length and int(length) <= TAIL_BYTES):
+                declared = int(length) if length and length.isdigit() else None
+                if status == 200 and expect_ranges and not (declared and declared <= TAIL_BYTES):
                     raise UpstreamError(
                         f"{self.url} does not answer byte ranges (HTTP Range requests), which "
                         "reading a remote Parquet file needs"
                     )
-                body = response.raw.read(decode_content=True)
+                if declared is not None and declared > limit:
+                    raise UpstreamError(self._too_much(declared, limit))
+                body = self._body(response, limit, deadline)
         except UpstreamError:
             raise
         except Exception as error:
@@ -207,10 +252,36 @@ class RemoteFile:
             transport.stats["bytes"] += len(body)
         return response, body
 
+    def _too_much(self, sent: int, limit: int) -> str:
+        more = "or more " if sent == limit + 1 else ""
+        return f"{self.url} sent {sent} bytes {more}where {limit} were asked for"
 
-def _parts(body: bytes, content_type: str) -> list[tuple[int, memoryview]]:
+    def _body(self, response, limit: int, deadline: float) -> bytes:
+        """At most limit + 1 bytes of the body, read as they come (each read returns what has
+        arrived), before the deadline."""
+        raw, chunks, got = response.raw, [], 0
+        while got <= limit:
+            if time.monotonic() > deadline:
+                raise UpstreamTimeoutError(
+                    f"{self.transport.describe(self.url, None)}: no complete answer within "
+                    f"{self.transport.timeout_s:g} s ({got} bytes came)"
+                )
+            chunk = raw.read1(min(_READ_BYTES, limit + 1 - got), decode_content=True)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            got += len(chunk)
+        if got > limit:
+            raise UpstreamError(self._too_much(got, limit))
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _parts(
+    body: bytes, content_type: str, wanted: list[Range], url: str
+) -> list[tuple[int, memoryview]]:
     """(start, bytes) of each part of a multipart/byteranges body: views of it, not copies (a
-    first copy of fresh memory is what costs most in a cold neuron's answer on some VMs)."""
+    first copy of fresh memory is what costs most in a cold neuron's answer on some VMs). Each
+    part must be whole and one of the ranges asked for."""
     boundary = content_type.split("boundary=", 1)[1].strip().strip('"').encode()
     parts, at, view = [], 0, memoryview(body)
     while True:
@@ -221,10 +292,16 @@ def _parts(body: bytes, content_type: str) -> list[tuple[int, memoryview]]:
         head = body[at:head_end].decode("latin-1")
         match = re.search(r"(?i)content-range:\s*bytes (\d+)-(\d+)/", head)
         if match is None:
-            raise UpstreamError("a multipart/byteranges part without Content-Range")
+            raise UpstreamError(f"{url}: a multipart/byteranges part without Content-Range")
         start, end = int(match.group(1)), int(match.group(2)) + 1
         data_start = head_end + 4
-        parts.append((start, view[data_start : data_start + end - start]))
+        data = view[data_start : data_start + end - start]
+        if len(data) != end - start or start < wanted[0][0] or end > wanted[-1][1]:
+            raise UpstreamError(
+                f"{url} answered a part of bytes {start}-{end - 1} ({len(data)} bytes sent), "
+                "not one of the ranges asked for"
+            )
+        parts.append((start, data))
         at = data_start + end - start
 
 

@@ -12,13 +12,14 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import time
 from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 
 from activations.io.errors import RecordNotFoundError, UpstreamError, UpstreamTimeoutError
-from activations.pools import Pools, PoolTimeoutError
+from activations.pools import PoolBusyError, Pools, PoolTimeoutError
 from registry.errors import UnsupportedPathError
 from registry.paths import local_path, path_scheme, validate_path
 
@@ -104,10 +105,26 @@ def classify_error(path: str, error: Exception) -> StorageError:
     return SourceUnavailableError(path, reason)
 
 
-def _read_limited(opener: Callable[[], Any], path: str, max_bytes: int) -> bytes:
-    """Read at most max_bytes from a file-like object; one byte more means too large."""
+def _read_limited(
+    opener: Callable[[], Any], path: str, max_bytes: int, budget_s: float | None = None
+) -> bytes:
+    """Read at most max_bytes from a file-like object; one byte more means too large. With a
+    budget, read a chunk at a time and give up once it is spent: a source that dribbles its
+    bytes does not keep the pool's thread after its caller got its 504."""
+    deadline = None if budget_s is None else time.monotonic() + budget_s
+    chunks, got = [], 0
     with opener() as f:
-        data = f.read(max_bytes + 1)
+        while got <= max_bytes:
+            if deadline is not None and time.monotonic() > deadline:
+                raise SourceTimeoutError(
+                    path, f"no complete read within {budget_s:g} s ({got} bytes came)"
+                )
+            chunk = f.read(min(_CHUNK, max_bytes + 1 - got))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            got += len(chunk)
+    data = b"".join(chunks)
     if len(data) > max_bytes:
         raise SourceUnavailableError(path, _too_large(len(data), max_bytes))
     return data
@@ -259,13 +276,13 @@ class SourceReader:
         """On a daemon thread of the pool for this kind of path, within the whole budget: a
         thread cannot be cancelled, so one we stop waiting for finishes in the background
         (bounded by max_bytes), its outcome dropped, and holds up no shutdown."""
-        budget = self.timeout_s * (self.retries + 1)
+        budget = self._budget()
         pool = self.pools.local if local_path(path) is not None else self.pools.remote
         try:
             return await pool.run(read, *args, timeout=budget)
         except PoolTimeoutError:
             raise SourceTimeoutError(path, f"no complete read within {budget:g} s") from None
-        except StorageError:
+        except (StorageError, PoolBusyError):
             raise
         except Exception as error:
             raise classify_error(path, error) from error
@@ -279,7 +296,8 @@ class SourceReader:
                 retry_limit=self.retries, connect_timeout=seconds, read_timeout=seconds
             )
         ctx = self._blob_context
-        return _read_limited(lambda: ctx.BlobFile(path, "rb", streaming=True), path, self.max_bytes)
+        opener = lambda: ctx.BlobFile(path, "rb", streaming=True)  # noqa: E731
+        return _read_limited(opener, path, self.max_bytes, self._budget())
 
     def _read_hf(self, path: str) -> bytes:
         if self._hf_fs is None:
@@ -288,4 +306,9 @@ class SourceReader:
             self._hf_fs = HfFileSystem()
         fs = self._hf_fs
         # block_size=0 streams the file in one request instead of ranged block reads.
-        return _read_limited(lambda: fs.open(path, "rb", block_size=0), path, self.max_bytes)
+        opener = lambda: fs.open(path, "rb", block_size=0)  # noqa: E731
+        return _read_limited(opener, path, self.max_bytes, self._budget())
+
+    def _budget(self) -> float:
+        """The whole budget of a read by a library that retries on its own."""
+        return self.timeout_s * (self.retries + 1)

@@ -80,9 +80,12 @@ class ModelPool:
         """A live request, batched with others waiting for the same model."""
         return await asyncio.wrap_future(self.worker(short_name).submit_live(request))
 
-    async def run(self, short_name: str, work: Callable[[ModelRunner], T]) -> T:
-        """work(runner) on the model's thread, after what waits before it."""
-        return await asyncio.wrap_future(self.worker(short_name).submit(work))
+    async def run(
+        self, short_name: str, work: Callable[[ModelRunner], T], background: bool = False
+    ) -> T:
+        """work(runner) on the model's thread, after what waits before it; background work
+        (keep each job to one pass) after every live request and search that waits."""
+        return await asyncio.wrap_future(self.worker(short_name).submit(work, background))
 
     def loaded(self) -> list[str]:
         with self._lock:

@@ -23,6 +23,7 @@ class LiveRequest:
     dst: DerivedScalarType = DerivedScalarType.MLP_POST_ACT
     neurons: tuple[int, ...] | None = None
     top_neurons: int | None = None  # those of largest max |value| over the texts, if no neurons
+    n_tokens: int = 0  # its texts' tokens, where counted: what it adds to a micro-batch's work
 
 
 @dataclass

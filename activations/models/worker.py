@@ -5,6 +5,10 @@ a second pass would feed its tensors to the first one's hooks. Every user of a m
 requests, example values of records, searches) submits its work here. Live requests waiting
 together are answered in one pass (micro-batching); work whose caller has gone (its future
 cancelled) is dropped before it runs.
+
+Background work (a record's example values, one bounded pass per job) waits in a queue of its
+own, taken only when no live request or search waits: a heavy record holds a live request up for
+one pass at most, not for all the passes queued before it.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ class _Job:
     run: Callable[..., Any] | None  # None: a live request, batched with its neighbours
     live: LiveRequest | None = None
     future: Future = field(default_factory=Future)
+    background: bool = False
 
 
 class ModelWorker:
@@ -40,12 +45,15 @@ class ModelWorker:
         queue_size: int = 64,
         micro_batch_size: int = 8,
         micro_batch_wait_s: float = 0.005,
+        batch_tokens: int = ModelRunner.MAX_BATCH_TOKENS,
     ) -> None:
         self.runner = runner
+        self.batch_tokens = batch_tokens
         self.queue_size = queue_size
         self.micro_batch_size = micro_batch_size
         self.micro_batch_wait_s = micro_batch_wait_s
         self._queue: deque[_Job] = deque()
+        self._background: deque[_Job] = deque()
         self._ready = threading.Condition()
         self._stopped = False
         self.batches_run = 0
@@ -60,19 +68,21 @@ class ModelWorker:
         """A live request; its future's result is its list of TextTrace."""
         return self._put(_Job(run=None, live=request))
 
-    def submit(self, run: Callable[[ModelRunner], Any]) -> Future:
-        """Any other work on the model: run(runner) on the model's thread."""
-        return self._put(_Job(run=run))
+    def submit(self, run: Callable[[ModelRunner], Any], background: bool = False) -> Future:
+        """Any other work on the model: run(runner) on the model's thread; background work
+        after every live request and search that waits."""
+        return self._put(_Job(run=run, background=background))
 
     def waiting(self) -> int:
         with self._ready:
-            return len(self._queue)
+            return len(self._queue) + len(self._background)
 
     def stop(self) -> None:
         """Fail what waits and end the thread after the job it is running."""
         with self._ready:
             self._stopped = True
-            jobs, self._queue = list(self._queue), deque()
+            jobs = [*self._queue, *self._background]
+            self._queue, self._background = deque(), deque()
             self._ready.notify_all()
         for job in jobs:
             if job.future.set_running_or_notify_cancel():
@@ -82,31 +92,35 @@ class ModelWorker:
         with self._ready:
             if self._stopped:
                 raise ModelBusyError("the server is shutting down")
-            if len(self._queue) >= self.queue_size:
+            if len(self._queue) + len(self._background) >= self.queue_size:
                 name = self.runner.metadata.short_name
                 raise ModelBusyError(
                     f"the queue of model {name!r} is full ({self.queue_size} waiting); "
                     "retry shortly"
                 )
-            self._queue.append(job)
+            (self._background if job.background else self._queue).append(job)
             self._ready.notify()
         return job.future
 
     def _next(self) -> list[_Job] | None:
         """The next job, or several live requests to answer in one pass."""
         with self._ready:
-            while not self._queue and not self._stopped:
+            while not self._queue and not self._background and not self._stopped:
                 self._ready.wait()
             if self._stopped:
                 return None
-            first = self._queue.popleft()
+            first = (self._queue or self._background).popleft()
         if first.run is not None:
             return [first]
         time.sleep(self.micro_batch_wait_s)  # let neighbours arrive
-        jobs = [first]
-        with self._ready:
+        jobs, tokens = [first], first.live.n_tokens
+        with self._ready:  # a batch of about one pass: a request queued next waits no longer
             while len(jobs) < self.micro_batch_size and self._queue and self._queue[0].run is None:
+                more = self._queue[0].live.n_tokens
+                if tokens + more > self.batch_tokens:
+                    break
                 jobs.append(self._queue.popleft())
+                tokens += more
         return jobs
 
     def _work(self) -> None:

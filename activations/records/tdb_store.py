@@ -11,6 +11,7 @@ import operator
 from typing import Protocol
 
 from activations.io.lru import LruCache
+from activations.records.sizes import deep_bytes
 from activations.records.tdb_json import NeuronRecord, parse_neuron_record
 from registry.paths import join_path
 
@@ -47,12 +48,20 @@ class TdbRecordStore:
     """Reads `tdb_json` records through a reader and caches the parsed ones (LRU, `cache_size`
     records; 0 turns caching off but still shares concurrent fetches)."""
 
-    def __init__(self, reader: BytesReader, *, cache_size: int = DEFAULT_CACHE_SIZE):
+    def __init__(
+        self,
+        reader: BytesReader,
+        *,
+        cache_size: int = DEFAULT_CACHE_SIZE,
+        cache_bytes: int | None = None,
+    ):
         if cache_size < 0:
             raise ValueError(f"cache_size must be ≥ 0, got {cache_size}")
         self.reader = reader
         self.cache_size = cache_size
-        self._cache: LruCache[tuple[str, bool], NeuronRecord] = LruCache(cache_size)
+        self._cache: LruCache[tuple[str, bool], NeuronRecord] = LruCache(
+            cache_size, max_weight=cache_bytes
+        )
         self._pending: dict[tuple[str, bool], asyncio.Future[NeuronRecord]] = {}
 
     async def get(
@@ -87,7 +96,8 @@ class TdbRecordStore:
         if done.cancelled():
             return
         if done.exception() is None:  # also marks the error as retrieved
-            self._cache.put(key, done.result())
+            record = done.result()
+            self._cache.put(key, record, weight=deep_bytes(record))
 
     def clear(self) -> None:
         """Forget every cached record (fetches under way still finish and are cached)."""

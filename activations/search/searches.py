@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+from activations.io.errors import RecordError
 from activations.models.pool import ModelPool
 from activations.pools import Pools
 from activations.records.file_metadata import CollationMetadata, read_file_metadata
@@ -34,7 +35,8 @@ from activations.search.token_index import (
 from activations.sources.catalog import RecordSources
 from activations.sources.glu_source import GluDatasetSource
 from registry import get_neuron_dataset_metadata_by_short_name_and_dst
-from registry.metadata import NeuronDatasetMetadata
+from registry.metadata import DatasetFormat, NeuronDatasetMetadata
+from registry.paths import local_path
 from registry.vocabulary import DST_TO_HOOK, DerivedScalarType
 
 
@@ -89,28 +91,30 @@ class Searches:
         """The neurons of a dataset whose top examples (of its type's hook) peak on a token."""
         if top < 1:
             raise SearchError(f"top must be at least 1, not {top}")
-        return await self.pools.cpu.run(self._token, metadata, token, token_id, top)
-
-    def _token(self, metadata, token, token_id, top) -> TokenSearchResult:
-        source = self.sources.get(metadata)
-        if not isinstance(source, GluDatasetSource):
-            raise SearchError(
-                f"token search reads GLU quadrant datasets; {metadata.short_name} is "
-                f"{metadata.format.value} (neuron-explainer's records store no token ids)"
-            )
-        dst = metadata.derived_scalar_type
-        hook = DST_TO_HOOK[dst]  # the registry checked that the format holds it
-        source.dataset.refresh()  # a file replaced under a running server is read anew
-        description = source.dataset.describe()
-        file_metadata = read_file_metadata(description.get("metadata"))
-        if not has_positions(description["columns"], hook):
-            raise no_positions(f"{metadata.short_name} ({hook})")
-        files = source.dataset.local_files
-        if not files:
+        if metadata.format is not DatasetFormat.GLU_PARQUET:
+            raise not_glu(metadata)
+        if local_path(metadata.neuron_dataset_path) is None:  # said before anything is read
             raise SearchError(
                 f"token search reads local files; {metadata.short_name} is remote: download its "
                 "files and register the local copy"
             )
+        return await self.pools.search.run(self._token, metadata, token, token_id, top)
+
+    def _token(self, metadata, token, token_id, top) -> TokenSearchResult:
+        source = self.sources.get(metadata)
+        if not isinstance(source, GluDatasetSource):
+            raise not_glu(metadata)
+        dst = metadata.derived_scalar_type
+        hook = DST_TO_HOOK[dst]  # the registry checked that the format holds it
+        try:
+            source.dataset.refresh()  # a file replaced under a running server is read anew
+            description = source.dataset.describe()
+            files = source.dataset.local_files
+        except (RecordError, OSError) as error:  # missing: 404; unreadable: 502, as records
+            raise source.error(error) from None
+        file_metadata = read_file_metadata(description.get("metadata"))
+        if not has_positions(description["columns"], hook):
+            raise no_positions(f"{metadata.short_name} ({hook})")
         index = self._index(metadata, files, file_metadata)
         tokens = self._tokens(metadata, file_metadata)
         token_id, token = resolve_token(tokens.tokenizer, token, token_id)
@@ -167,6 +171,13 @@ class Searches:
             ) from None
         written = write_token_index(table, local)
         return TokenIndex.open(written) if written is not None else TokenIndex(table)
+
+
+def not_glu(metadata: NeuronDatasetMetadata) -> SearchError:
+    return SearchError(
+        f"token search reads GLU quadrant datasets; {metadata.short_name} is "
+        f"{metadata.format.value} (neuron-explainer's records store no token ids)"
+    )
 
 
 def resolve_token(tokenizer, token: str | None, token_id: int | None) -> tuple[int, str]:

@@ -20,7 +20,7 @@ from activations.io.errors import (
 )
 from activations.io.lru import LruCache
 from activations.io.storage import StorageError, classify_error
-from activations.pools import Pools, PoolTimeoutError
+from activations.pools import PoolBusyError, Pools, PoolTimeoutError
 from activations.records.answers import GluExample, GluNeuronRecord, GluQuadrant
 from activations.records.file_metadata import read_file_metadata
 from activations.records.glu_parquet import GluParquetReader
@@ -35,6 +35,7 @@ from activations.records.schema import (
     max_values_column,
     mean_column,
 )
+from activations.records.sizes import deep_bytes
 from activations.sources.glu_explainer import glu_explainer_record
 from activations.sources.source import (
     DatasetShape,
@@ -71,6 +72,21 @@ def _unlocated_note(windows, why: str | None) -> str | None:
     )
 
 
+def one_pass_each(id_lists: list[list[int]], budget: int) -> list[list[list[int]]]:
+    """Consecutive documents grouped so that each group pads to at most `budget` tokens."""
+    groups: list[list[list[int]]] = []
+    width = 0
+    for ids in id_lists:
+        wider = max(width, len(ids))
+        if groups and wider * (len(groups[-1]) + 1) <= budget:
+            groups[-1].append(ids)
+            width = wider
+        else:
+            groups.append([ids])
+            width = len(ids)
+    return groups
+
+
 def _float(value: Any) -> float | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
@@ -85,7 +101,9 @@ class GluParquetFormat:
         self.models = models
         self.pools = pools
         self.text = ExampleText(Corpora(models, settings.upstream_timeout_s))
-        self.cache: LruCache[tuple, GluNeuronRecord] = LruCache(settings.cache_size)
+        self.cache: LruCache[tuple, GluNeuronRecord] = LruCache(
+            settings.cache_size, max_weight=settings.cache_bytes
+        )
         self._datasets: dict[tuple[str, str | None], GluParquetReader] = {}
         self._lock = threading.Lock()
 
@@ -167,7 +185,7 @@ class GluDatasetSource:
             record = await self._in_pool(self._summary, layer, neuron, query.all_hooks)
         if context:
             record.context_note = await self._add_text(record, context, activations)
-        self.shared.cache.put(key, record)
+        self.shared.cache.put(key, record, weight=deep_bytes(record))
         return record
 
     def _decoded_summary(self, layer: int, neuron: int, all_hooks: bool) -> GluNeuronRecord | None:
@@ -190,6 +208,8 @@ class GluDatasetSource:
             return await pool.run(fn, *args, timeout=deadline)
         except PoolTimeoutError as error:
             raise UpstreamTimeoutError(f"{describe_source(self.metadata)}: {error}") from None
+        except PoolBusyError:
+            raise  # the pool is full, not the source: 503, ask again shortly
         except (RecordError, OSError) as error:
             raise self._error(error) from None
         except Exception as error:
@@ -252,15 +272,27 @@ class GluDatasetSource:
         layer, neuron = record.layer, record.neuron
         said = record.file_metadata.refactor_glu
 
-        def values(runner):
-            found = runner.neuron_values(id_lists, layer, neuron, hooks)
-            model_refactored = runner.metadata.refactor_glu
-            file_refactored = model_refactored if said is None else bool(said)
-            differ = file_refactored != model_refactored
-            sign = runner.refactor_sign(layer, neuron) if differ else 1.0
-            return [refactored(one, sign) for one in found]
+        def values(chunk):
+            def run(runner):
+                found = runner.neuron_values(chunk, layer, neuron, hooks)
+                model_refactored = runner.metadata.refactor_glu
+                file_refactored = model_refactored if said is None else bool(said)
+                differ = file_refactored != model_refactored
+                sign = runner.refactor_sign(layer, neuron) if differ else 1.0
+                return [refactored(one, sign) for one in found]
 
-        return await self.shared.models.run(self.metadata.model, values)
+            return run
+
+        # one pass's worth per job, in the background: live requests and searches go between
+        # them, and a client that leaves drops the passes not begun (the model runs: torch is
+        # imported already)
+        from activations.models.live import ModelRunner
+
+        out: list[dict[str, list[float]]] = []
+        for chunk in one_pass_each(id_lists, ModelRunner.MAX_BATCH_TOKENS):
+            model = self.metadata.model
+            out += await self.shared.models.run(model, values(chunk), background=True)
+        return out
 
     async def explainer_record(self, layer: int, neuron: int):
         return await glu_explainer_record(self, layer, neuron)
@@ -273,6 +305,10 @@ class GluDatasetSource:
 
     async def close(self) -> None:
         self.dataset.close()
+
+    def error(self, error: Exception) -> RecordError:
+        """A file-system or reader error of this dataset as a record error (404, 502, 504)."""
+        return self._error(error)
 
     def _error(self, error: Exception) -> RecordError:
         """A file-system or reader error, with the dataset and what to do; the record errors

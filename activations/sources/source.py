@@ -86,13 +86,15 @@ class ModelProvider(Protocol):
     def why_not_run(self, short_name: str) -> str | None:
         """None where it may run for example values; else why not."""
 
-    async def run(self, short_name: str, work): ...
+    async def run(self, short_name: str, work, background: bool = False): ...
 
 
 @dataclass(frozen=True)
 class SourceSettings:
     cache_size: int = 4096
-    """Records kept in memory, per format."""
+    """Records kept in memory, per format, at most."""
+    cache_bytes: int = 256 * 2**20
+    """Memory the records kept take, per format, at most (sizes.deep_bytes of each)."""
     max_context: int = 64
     """Tokens shown on each side of an example's max, at most."""
     upstream_timeout_s: float = 10.0

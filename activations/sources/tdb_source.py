@@ -33,7 +33,9 @@ class TdbJsonFormat:
 
     def __init__(self, settings: SourceSettings, pools: Pools) -> None:
         self.reader = SourceReader(timeout_s=settings.upstream_timeout_s, pools=pools)
-        self.store = TdbRecordStore(self.reader, cache_size=settings.cache_size)
+        self.store = TdbRecordStore(
+            self.reader, cache_size=settings.cache_size, cache_bytes=settings.cache_bytes
+        )
 
     def source(self, metadata: NeuronDatasetMetadata) -> TdbDatasetSource:
         return TdbDatasetSource(metadata, self.store)

@@ -23,6 +23,7 @@ from activations.io.dataset_files import dataset_files
 from activations.io.lru import LruCache
 from activations.io.parquet_parts import ParquetPart
 from activations.pools import side_by_side
+from activations.records.sizes import deep_bytes
 
 IDS_COLUMN = "input_ids"
 SPLIT = "train"
@@ -75,6 +76,7 @@ class HubDocuments:
         text_column: str = "text",
         timeout_s: float = 10.0,
         cached_documents: int = 4096,
+        cached_bytes: int = 128 * 2**20,
     ) -> None:
         self.name = name
         self.path = path
@@ -84,7 +86,7 @@ class HubDocuments:
         self._starts: list[int] = []
         self._column = text_column
         self._lock = threading.Lock()
-        self._documents: LruCache[int, Document] = LruCache(cached_documents)
+        self._documents: LruCache[int, Document] = LruCache(cached_documents, cached_bytes)
 
     def _open(self) -> list[ParquetPart]:
         with self._lock:
@@ -165,7 +167,7 @@ class HubDocuments:
         for p, (documents, error) in zip(order, outcomes, strict=True):
             if error is None:
                 for index, document in documents.items():
-                    self._documents.put(index, document)
+                    self._documents.put(index, document, weight=deep_bytes(document))
                 found.update(documents)
             else:
                 why = f"{type(error).__name__}: {error}".splitlines()[0][:300]

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 
 from activations.io.errors import UpstreamError
-from activations.models.live import LiveRequestError
+from activations.models.live import LiveRequest, LiveRequestError
 from activations.models.pool import ModelPool
 from activations.weights.answers import ClassCounts, NeuronWeightView, RawCosines, TokenScore
 from activations.weights.compute import TOP_K, Vocabulary, neuron_views, table_metadata
@@ -137,6 +137,12 @@ class WeightViews:
     def view(self, model: str, layer: int, neuron: int, wait: bool = False) -> NeuronWeightView:
         """From the model's table where it exists (`wait`: once it does), else from the
         neuron's own vectors at once, the model's table then being computed meanwhile."""
+        runner = self.models.get(model)
+        if runner.is_loaded:  # its shape is known: out of range is said at once, not 503
+            try:
+                runner.validate(LiveRequest(texts=(), layer=layer, neurons=(neuron,)))
+            except LiveRequestError as error:
+                raise LiveRequestError(f"{model}: {error}") from None
         try:
             table = self.table(model, wait)
         except WeightsPendingError:

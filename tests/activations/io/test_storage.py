@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import socket
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -235,7 +236,26 @@ class FakeBlobContext:
             raise self.outcome
         if self.outcome == "slow":
             time.sleep(0.3)
+        if self.outcome == "dribble":
+            return Dribble()
         return io.BytesIO(b'{"blob": 1}')
+
+
+class Dribble(io.RawIOBase):
+    """A blob that sends a byte every 20 ms, for ever; `left` is set once its reader closes it."""
+
+    left = threading.Event()
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        time.sleep(0.02)
+        return b"x"
+
+    def close(self) -> None:
+        Dribble.left.set()
+        super().close()
 
 
 @pytest.mark.parametrize(
@@ -261,6 +281,20 @@ def test_blob_paths_read_in_a_thread(outcome, expected):
         with pytest.raises(expected, match="az://acct/c/0/1.json"):
             asyncio.run(main())
     assert fake.opened == ["az://acct/c/0/1.json"]
+
+
+def test_a_dribbling_blob_is_left_at_the_deadline():
+    fake = FakeBlobContext("dribble")
+
+    async def main() -> bytes:
+        async with reader(timeout_s=0.2, retries=0) as source:
+            source._blob_context = fake
+            return await source.read_bytes("az://acct/c/0/1.json")
+
+    Dribble.left.clear()
+    with pytest.raises(SourceTimeoutError, match="az://acct/c/0/1.json"):
+        asyncio.run(main())
+    assert Dribble.left.wait(30)  # the pool's thread stopped reading and closed it
 
 
 def test_hf_offline_is_unavailable_naming_the_path():
