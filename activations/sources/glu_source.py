@@ -37,12 +37,7 @@ from activations.records.schema import (
 )
 from activations.records.sizes import deep_bytes
 from activations.sources.glu_explainer import glu_explainer_record
-from activations.sources.source import (
-    DatasetShape,
-    ModelProvider,
-    RecordQuery,
-    SourceSettings,
-)
+from activations.sources.source import DatasetShape, ModelProvider, RecordQuery, SourceSettings
 from activations.text.corpora import Corpora
 from activations.text.example_text import ExampleText, refactored
 from registry import find_model
