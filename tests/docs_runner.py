@@ -9,6 +9,11 @@ runs in the background (as if it ended with `&`), and the next line waits for it
 address of that port that a block names (in its comments too) is fetched while its servers run,
 and `curl` fails on an HTTP error. The script runs in a network namespace of its own where the
 system allows it, so that port 8000 is this page's alone.
+
+A page that names `olmo-7b`, or a local Hub (`HF_ENDPOINT=http://127.0.0.1:PORT`), runs with a
+local Hub stand-in (tests/docs_hub.py) started before its blocks and `HF_ENDPOINT` at it: the
+published dataset on port 18080, or the page's own port, where pushes land and the token the
+page exports (`export HF_TOKEN=...`) may write.
 """
 
 from __future__ import annotations
@@ -41,6 +46,9 @@ SERVERS = {
     ".venv/bin/neurons run": 8000,
     "npm start": 1234,
 }
+HUB_PORT = 18080  # the stand-in of the published dataset, for pages that name olmo-7b
+LOCAL_HUB = re.compile(r"\bHF_ENDPOINT=http://127\.0\.0\.1:(\d+)")
+EXPORTED_TOKEN = re.compile(r"^export HF_TOKEN=([\w.-]+)$", re.M)
 LOCAL_URL = re.compile(r"https?://(?:127\.0\.0\.1|localhost):(\d+)(?:[^\s`'\"),]*[^\s`'\"),.;:])?")
 
 PRELUDE = r"""
@@ -161,6 +169,33 @@ def sandbox(folder: Path, model: Path) -> None:
     for name in (".venv", "Makefile", "setup.py"):
         (folder / name).symlink_to(ROOT / name)
     shutil.copytree(model, folder / "my-model")
+
+
+def local_hub(page: Page, env: dict[str, str], storage: Path, published: Path | None) -> str:
+    """The prelude that starts the page's local Hub (repos pushed kept under `storage`,
+    `published` served as the OLMo dataset), with `env` pointed at it; "" where none is named.
+    Where the page names its address it pushes there: online, uploads through LFS (the
+    stand-in speaks no Xet), and the token the page exports may write."""
+    script = "\n".join(page.script)
+    named = LOCAL_HUB.search(script)
+    if named is None and published is None:
+        return ""
+    port = int(named.group(1)) if named else HUB_PORT
+    args = [str(port), str(storage)] + (["--published", str(published)] if published else [])
+    env["HF_ENDPOINT"] = f"http://127.0.0.1:{port}"
+    env.pop("HF_TOKEN", None)  # the page's own, if any
+    if named:
+        for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):  # a push is refused offline
+            env.pop(name, None)
+        env.update(HF_HUB_DISABLE_XET="1", HF_HUB_DISABLE_PROGRESS_BARS="1")
+        for token in dict.fromkeys(EXPORTED_TOKEN.findall(script)):
+            args += ["--write-token", token]
+    return (
+        f".venv/bin/python -m tests.docs_hub {shlex.join(args)} >hub.log 2>&1 &\n"
+        "HUB=$!; disown; trap 'stop_jobs; kill $HUB 2>/dev/null || true' EXIT\n"
+        f"for _ in $(seq 150); do command curl -so /dev/null 127.0.0.1:{port} && break; "
+        "sleep 0.2; done\n"
+    )
 
 
 def isolated() -> list[str]:

@@ -8,10 +8,8 @@ import re
 
 import pytest
 
-from tests.docs_runner import NOT_RUN, PAGES, ROOT, blocks, build, run, sandbox
+from tests.docs_runner import NOT_RUN, PAGES, ROOT, blocks, build, local_hub, run, sandbox
 from tests.tiny import random_documents, write_jsonl
-
-HUB_PORT = 18080
 
 
 @pytest.fixture(scope="session")
@@ -61,19 +59,12 @@ def test_the_page_runs_as_written(path, tmp_path, tiny_models, shared_models, re
         "HF_HUB_DISABLE_TELEMETRY": "1",
     }  # fmt: skip
     env.pop("NEURONS_REGISTER", None)
-    prelude = ""
     if tdb := os.environ.get("NEURONS_DOCS_TDB"):
         (folder / "neuron_viewer").symlink_to(os.path.join(tdb, "neuron_viewer"))
+    published = None
     if any(re.search(r"\bolmo-7b\b", line) for line in page.script):
-        replica, _ = request.getfixturevalue("olmo_replicas")["large"]
-        env["HF_ENDPOINT"] = f"http://127.0.0.1:{HUB_PORT}"
-        env.pop("HF_TOKEN", None)
-        prelude = (
-            f".venv/bin/python -m tests.docs_hub {replica} {HUB_PORT} >hub.log 2>&1 &\n"
-            "HUB=$!; disown; trap 'stop_jobs; kill $HUB 2>/dev/null || true' EXIT\n"
-            f"for _ in $(seq 150); do command curl -so /dev/null 127.0.0.1:{HUB_PORT} && break; "
-            "sleep 0.2; done\n"
-        )
+        published, _ = request.getfixturevalue("olmo_replicas")["large"]
+    prelude = local_hub(page, env, tmp_path / "hub-storage", published)
     output = run(page, folder, env, timeout=1500, prelude=prelude)
     assert "Traceback" not in output, output[-4000:]
     for name in page.files:
