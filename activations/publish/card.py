@@ -9,6 +9,8 @@ it with `datasets`, GLUScope's row rule and this project.
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -26,6 +28,7 @@ from activations.records.schema import (
     mean_column,
     sum_column,
 )
+from registry.paths import local_path
 from registry.vocabulary import (
     ALL_TOKENS,
     GLU_SITES,
@@ -99,6 +102,29 @@ def _dataset_info(shards: Shards):
     )  # fmt: skip
 
 
+def published_path(value: Any) -> Any:
+    """A path on the pushing machine's disk (absolute, relative to where it ran, or file://)
+    names nothing a reader can open and tells the world how that disk is laid out: only its
+    last part is published. Hub ids and remote URLs are kept."""
+    if not isinstance(value, str):
+        return value
+    try:
+        path = local_path(value)
+    except ValueError:
+        return value
+    if path is None:
+        return value
+    if os.path.isabs(path) or os.path.exists(path) or value.startswith((".", "~", "file:")):
+        return Path(path).name or value
+    return value
+
+
+def published_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
+    """The file's metadata as the card shows it: its model and corpus paths cut as above."""
+    cut = {k: published_path(metadata[k]) for k in ("model_path", "corpus") if k in metadata}
+    return {**metadata, **cut}
+
+
 def card_fields(m: dict[str, Any]) -> dict[str, Any]:
     """What a reader needs to register the dataset, in the YAML header (`neurons datasets
     --hub` reads it from the Hub's listing)."""
@@ -116,7 +142,7 @@ def card_text(shards: Shards, repo_id: str, license: str = DEFAULT_LICENSE,
     from datasets.utils.metadata import MetadataConfigs
     from huggingface_hub import DatasetCardData
 
-    m = shards.metadata
+    m = published_metadata(shards.metadata)
     model = m.get("model_path") or m.get("model") or "an unnamed model"
     data = DatasetCardData(
         license=license,
@@ -170,7 +196,7 @@ def _provenance(m: dict[str, Any]) -> list[tuple[str, Any]]:
 
 
 def _body(shards: Shards, repo_id: str, model: str, beside: dict[str, str]) -> str:
-    m = shards.metadata
+    m = published_metadata(shards.metadata)
     n_neurons = m.get("n_neurons")
     lines = [
         f"# Neuron activations of {model}",

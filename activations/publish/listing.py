@@ -44,7 +44,8 @@ def hub_datasets(
         if following:
             owners += [user.username for user in api.list_user_following(following)]
         listed = []
-        for owner in owners or [None]:
+        # no owner named: anyone's; owners named (or followed) but none found: nobody's
+        for owner in owners if (authors or following) else [None]:
             listed += api.list_datasets(
                 filter=HUB_TAG, author=owner, search=search, limit=LIMIT,
                 expand=["cardData", "lastModified", "tags"],

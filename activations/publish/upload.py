@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from activations.io import hub
-from activations.publish.card import card_text
+from activations.publish.card import card_text, published_path
 from activations.publish.names import DEFAULT_LICENSE
 from activations.publish.shards import DATA_DIR, PublishError, stage_shards
 from activations.search.token_index import INDEX_SUFFIX
@@ -132,7 +132,8 @@ def push(
             *(CommitOperationDelete(p) for p in stale),
         ]
         message = commit_message or (
-            f"neurons push: {shards.metadata.get('model')} over {shards.metadata.get('corpus')}"
+            f"neurons push: {shards.metadata.get('model')} over "
+            f"{published_path(shards.metadata.get('corpus'))}"
         )
         commit = api.create_commit(
             repo_id, operations, commit_message=message, repo_type="dataset",

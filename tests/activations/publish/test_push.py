@@ -80,7 +80,13 @@ def test_the_card_is_valid_and_lists_every_feature(upload_hub, collated):
     assert data["dataset_info"]["splits"][0]["num_examples"] == 48
     meta = json.loads(schema.metadata[METADATA_KEY])
     text = card.text
-    facts = [meta["model_path"], meta["corpus"], meta["corpus_sha256"]["0-20"],
+    # the pushing machine's paths are published as their last part only
+    for local in (meta["model_path"], meta["corpus"]):
+        assert os.path.isabs(local) and local not in text and local not in card.content
+    model_dir, corpus = os.path.basename(meta["model_path"]), os.path.basename(meta["corpus"])
+    assert data["glu_neurons"]["model_path"] == model_dir
+    assert data["glu_neurons"]["corpus"] == corpus
+    facts = [model_dir, corpus, meta["corpus_sha256"]["0-20"],
              str(meta["n_tokens"]), "BOS rule", "refactored", "gate+_in-",
              'neuron_dataset_path="hf://datasets/me/card"', 'load_dataset("me/card"']  # fmt: skip
     for fact in facts:
@@ -234,3 +240,14 @@ def test_a_file_in_the_layout_is_its_own_shard_byte_for_byte(upload_hub, collate
     root = upload_hub.repos[("dataset", "me/as-it-is")].root
     with open(f"{root}/data/train-00000-of-00001.parquet", "rb") as pushed:
         assert pushed.read() == collated.read_bytes()
+
+
+def test_datasets_of_the_users_followed_by_one_who_follows_nobody_are_none(upload_hub, collated):
+    from activations.publish.listing import hub_datasets
+
+    push(collated, "me/listed")
+    upload_hub.following["loner"] = []
+    assert [d.repo_id for d in hub_datasets(following="loner")] == []
+    upload_hub.following["fan"] = ["me"]
+    assert [d.repo_id for d in hub_datasets(following="fan")] == ["me/listed"]
+    assert "me/listed" in [d.repo_id for d in hub_datasets()]  # no owner named: anyone's
