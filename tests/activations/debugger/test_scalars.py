@@ -1,0 +1,197 @@
+"""Every derived scalar of a debugger pass against a brute force written here on a tiny Llama
+(grouped-query attention: 4 heads, 2 key/value heads): plain hooks and eager attention's own
+probabilities, torch.autograd.grad of the logit difference through a final norm whose scale is
+held fixed by hand, direct effects as write · scale · γ ⊙ (W_U[target] − W_U[distractor]),
+ablations and traces done by hand."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+import registry
+from activations.debugger.engine import engine_of
+from activations.debugger.nodes import Node, output_token_scores, top_nodes, values_of
+from activations.debugger.passes import Ablation, Trace, Variant
+from activations.models.live import ModelRunner
+from registry.debugger_vocabulary import NODE_TABLE_GROUPS, NodeType, TdbScalar
+
+IDS = (2, 7, 12, 9, 30, 41, 5, 18)
+TARGET, DISTRACTOR = 20, 33
+
+
+@pytest.fixture(scope="module")
+def runner(tiny_models):
+    metadata = registry.register_model("debug-llama", str(tiny_models["llama"]))
+    return ModelRunner(metadata)
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_models):
+    model = AutoModelForCausalLM.from_pretrained(tiny_models["llama"], attn_implementation="eager")
+    return model.eval()
+
+
+def brute_force(model, ablate=None, trace=None):
+    """Hooks written here: each layer's act(gate)·in, gate, value vectors and final residual;
+    eager attention's probabilities; the final RMSNorm's scale detached by hand."""
+    posts, gates, values, final = {}, {}, {}, {}
+    handles = []
+    for i, layer in enumerate(model.model.layers):
+
+        def pre(module, args, i=i):
+            x = args[0]
+            if ablate is not None and ablate[0] == i:
+                x = x.clone()
+                x[0, ablate[1], ablate[2]] = ablate[3]
+            posts[i] = x
+            return (x,)
+
+        handles.append(layer.mlp.down_proj.register_forward_pre_hook(pre))
+        handles.append(
+            layer.mlp.gate_proj.register_forward_hook(lambda m, a, o, i=i: gates.__setitem__(i, o))
+        )
+        handles.append(
+            layer.self_attn.v_proj.register_forward_hook(
+                lambda m, a, o, i=i: values.__setitem__(i, o)
+            )
+        )
+    norm = model.model.norm
+
+    def fixed_scale(module, args, output):
+        x = args[0]
+        final["x"] = x
+        scale = torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + module.variance_epsilon)
+        return module.weight * (x * scale.detach())
+
+    handles.append(norm.register_forward_hook(fixed_scale))
+    try:
+        out = model(input_ids=torch.tensor([IDS]), output_attentions=True, use_cache=False)
+    finally:
+        for h in handles:
+            h.remove()
+    logits = out.logits[0]
+    loss = logits[-1, TARGET] - logits[-1, DISTRACTOR]
+    probs = list(out.attentions)
+    n = len(posts)
+    explained = loss if trace is None else gates[trace[0]][0, trace[1], trace[2]]
+    inputs = [posts[i] for i in range(n)] + probs + [final["x"]]
+    grads = torch.autograd.grad(explained, inputs, allow_unused=True)
+    grads = [torch.zeros_like(x) if g is None else g for x, g in zip(inputs, grads, strict=True)]
+    return {
+        "logits": logits.detach(),
+        "loss": float(loss.detach()),
+        "post": [posts[i][0].detach() for i in range(n)],
+        "post_grad": [g[0] for g in grads[:n]],
+        "probs": [p[0].detach() for p in probs],
+        "probs_grad": [g[0] for g in grads[n : 2 * n]],
+        "values": [values[i][0].detach() for i in range(n)],
+        "final_x": final["x"][0].detach(),
+    }
+
+
+def close(a, b):
+    return torch.testing.assert_close(a.float(), b.float(), rtol=1e-4, atol=1e-5)
+
+
+def test_activations_gradients_and_direct_effects_equal_the_brute_force(runner, reference):
+    store = engine_of(runner).run(Variant(IDS, (TARGET,), (DISTRACTOR,)))
+    ref = brute_force(reference)
+    assert store.result.loss == pytest.approx(ref["loss"], abs=1e-5)
+    close(store.result.logits, ref["logits"])
+    model = reference
+    direction = model.lm_head.weight[TARGET] - model.lm_head.weight[DISTRACTOR]
+    x = ref["final_x"]
+    scale = torch.rsqrt(x.pow(2).mean(-1) + model.model.norm.variance_epsilon)
+    # the gradient at the final residual: zero except at the last token
+    final_grad = torch.zeros_like(x)
+    final_grad[-1] = scale[-1] * model.model.norm.weight * direction
+    for layer, block in enumerate(model.model.layers):
+        post = ref["post"][layer]
+        w_out = block.mlp.down_proj.weight.T  # [N, D]
+        close(store.get(TdbScalar.MLP_POST_ACT, layer), post)
+        close(store.get(TdbScalar.MLP_ACT_TIMES_GRAD, layer), post * ref["post_grad"][layer])
+        close(store.get(TdbScalar.MLP_WRITE_NORM, layer), post.abs() * w_out.norm(dim=1))
+        direct = post * (final_grad @ w_out.T)
+        close(store.get(TdbScalar.MLP_WRITE_TO_FINAL_RESIDUAL_GRAD, layer), direct)
+        probs = ref["probs"][layer]  # [H, T, S]
+        close(store.get(TdbScalar.ATTN_QK_PROBS, layer), probs.permute(1, 2, 0))
+        close(
+            store.get(TdbScalar.UNFLATTENED_ATTN_ACT_TIMES_GRAD, layer),
+            (probs * ref["probs_grad"][layer]).permute(1, 2, 0),
+        )
+        # per head and token pair: p(t,s) · v(s) of the head's key/value group · W_O[h]
+        attn = block.self_attn
+        v = ref["values"][layer].view(len(IDS), -1, attn.head_dim)  # [S, KV, d]
+        w_o = attn.o_proj.weight  # [D, H * d]
+        n_heads = w_o.shape[1] // attn.head_dim
+        for head in range(n_heads):
+            kv = head // attn.num_key_value_groups
+            writes = v[:, kv] @ w_o[:, head * attn.head_dim : (head + 1) * attn.head_dim].T
+            p = probs[head]  # [T, S]
+            norm = store.get(TdbScalar.UNFLATTENED_ATTN_WRITE_NORM, layer)[..., head]
+            close(norm, p * writes.norm(dim=-1)[None, :])
+            effect = store.get(TdbScalar.UNFLATTENED_ATTN_WRITE_TO_FINAL_RESIDUAL_GRAD, layer)
+            close(effect[..., head], p * (final_grad @ writes.T))
+    assert store.get(TdbScalar.MLP_ACT_TIMES_GRAD, 1).abs().sum() > 0
+
+
+def test_an_ablation_equals_the_same_hook_done_by_hand(runner, reference):
+    store = engine_of(runner).run(
+        Variant(IDS, (TARGET,), (DISTRACTOR,), ablations=(Ablation("mlp", 0, 3, 5, 0.0),))
+    )
+    ref = brute_force(reference, ablate=(0, 3, 5, 0.0))
+    plain = brute_force(reference)
+    assert store.result.loss == pytest.approx(ref["loss"], abs=1e-5)
+    assert ref["loss"] != pytest.approx(plain["loss"], abs=1e-6)
+    close(store.result.logits, ref["logits"])
+    assert float(store.get(TdbScalar.MLP_POST_ACT, 0)[3, 5]) == 0.0
+
+
+def test_a_head_ablation_zeroes_its_row_and_changes_what_follows(runner, reference):
+    engine = engine_of(runner)
+    plain = engine.run(Variant(IDS, (TARGET,), (DISTRACTOR,)))
+    store = engine.run(
+        Variant(IDS, (TARGET,), (DISTRACTOR,), ablations=(Ablation("attention", 0, 6, 3, 0.0),))
+    )
+    probs = store.get(TdbScalar.ATTN_QK_PROBS, 0)
+    assert probs[6, :, 3].abs().sum() == 0
+    close(probs[:6], plain.get(TdbScalar.ATTN_QK_PROBS, 0)[:6])
+    assert store.result.loss != pytest.approx(plain.result.loss, abs=1e-6)
+
+
+def test_a_traced_neuron_equals_autograd_of_its_gate(runner, reference):
+    store = engine_of(runner).run(Variant(IDS, trace=Trace("mlp", 1, 5, 7)))
+    ref = brute_force(reference, trace=(1, 5, 7))
+    close(store.get(TdbScalar.MLP_ACT_TIMES_GRAD, 0), ref["post"][0] * ref["post_grad"][0])
+    assert store.get(TdbScalar.MLP_ACT_TIMES_GRAD, 0)[:6].abs().sum() > 0
+    # nothing after the traced token or layer contributes
+    assert store.get(TdbScalar.MLP_ACT_TIMES_GRAD, 0)[6:].abs().sum() == 0
+    assert store.get(TdbScalar.MLP_ACT_TIMES_GRAD, 1).abs().sum() == 0
+
+
+def test_top_nodes_rank_every_layer_and_type_as_tdb_does(runner):
+    store = engine_of(runner).run(Variant(IDS, (TARGET,), (DISTRACTOR,)))
+    nodes = top_nodes(store, NODE_TABLE_GROUPS, 3)
+    grads = values_of(store, NODE_TABLE_GROUPS[next(iter(NODE_TABLE_GROUPS))], nodes)
+    assert len(grads) == len(nodes) == len(set(nodes))
+    every = []
+    for scalar in NODE_TABLE_GROUPS[list(NODE_TABLE_GROUPS)[1]]:  # act × grad
+        for layer in store.layers(scalar):
+            every += store.get(scalar, layer).reshape(-1).tolist()
+    best = sorted(every, reverse=True)[:3]
+    by_node = values_of(store, NODE_TABLE_GROUPS[list(NODE_TABLE_GROUPS)[1]], nodes)
+    for value in best:
+        assert any(v == pytest.approx(value) for v in by_node)
+    wider = {n.node_type for n in top_nodes(store, NODE_TABLE_GROUPS, 40)}
+    assert wider == {NodeType.MLP_NEURON, NodeType.ATTENTION_HEAD, NodeType.LAYER}
+
+
+def test_a_neurons_output_tokens_are_its_write_through_the_unembedding(runner, reference):
+    store = engine_of(runner).run(Variant(IDS, (TARGET,), (DISTRACTOR,)))
+    node = Node(NodeType.MLP_NEURON, 1, (4, 9))
+    scores = output_token_scores(store, [node])[0]
+    write = store.result.post[1][4, 9] * reference.model.layers[1].mlp.down_proj.weight[:, 9]
+    logits = (reference.lm_head.weight * reference.model.norm.weight) @ write
+    close(scores, logits - logits.mean())
