@@ -103,6 +103,9 @@ def _server_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--max-tokens", type=int, default=1024, help="per live text")
     parser.add_argument(
+        "--debugger-model", default="smollm2-135m", help="the model TDB's routes at / debug"
+    )
+    parser.add_argument(
         "--upstream-timeout",
         type=float,
         default=ServerSettings.model_fields["upstream_timeout_s"].default,
@@ -241,6 +244,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_tokens_per_request=args.max_tokens,
         upstream_timeout_s=args.upstream_timeout,
         max_model_gb=args.max_model_gb,
+        debugger_model=args.debugger_model,
     )
     print(f"serving on http://{args.host}:{args.port}/  (API docs: /docs; Ctrl-C stops)")
     serve(create_app(settings), settings)

@@ -16,6 +16,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from activations.debugger.engine import DebuggerInputError
+from activations.debugger.parts import DebuggerUnsupportedError
 from activations.models.live import LiveRequestError
 from activations.models.worker import ModelBusyError
 from activations.pools import PoolBusyError, PoolTimeoutError
@@ -39,6 +41,8 @@ STATUS: list[tuple[type[BaseException], int]] = [
     (RecordNotFoundError, 404),
     (LiveRequestError, 404),
     (SearchError, 422),
+    (DebuggerInputError, 422),
+    (DebuggerUnsupportedError, 422),
     (TooManyTokensError, 413),
     (ModelBusyError, 503),
     (WeightsPendingError, 503),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from registry.builtin import EMBEDDED_MODEL
+
 # Host headers of this machine's own addresses ("0.0.0.0" is what neuron-explainer's viewer
 # calls by default); DNS rebinding needs a name the attacker controls, which these are not.
 LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "[::1]", "::1", "0.0.0.0"]
@@ -46,3 +48,5 @@ class ServerSettings(BaseModel):
     """Models up to this size (float32 weights) run for example values and to locate maxima
     the file does not store; a larger one (OLMo-7B: 28 GB) runs only when asked live."""
     device: str = "cpu"
+    debugger_model: str = EMBEDDED_MODEL
+    """The model TDB's inference routes at the root debug (/tdb/{short_name}/... name any)."""

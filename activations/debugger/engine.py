@@ -19,6 +19,11 @@ class DebuggerRequestError(LiveRequestError):
     """A node, layer, head or token the model does not have (said with what exists)."""
 
 
+class DebuggerInputError(ValueError):
+    """A request the debugger cannot answer as asked (a target that is not one token, a token
+    index outside the prompt, a trace or loss it does not compute); says what is valid."""
+
+
 class Engine:
     def __init__(self, runner: ModelRunner) -> None:
         self.runner = runner

@@ -33,7 +33,13 @@ def reference(tiny_models):
     return model.eval()
 
 
-def brute_force(model, ablate=None, trace=None):
+def brute_force_on(folder, ids, target, distractor, ablate=None):
+    """The brute force on a saved model's folder (for the routes' tests)."""
+    model = AutoModelForCausalLM.from_pretrained(folder, attn_implementation="eager").eval()
+    return brute_force(model, ablate, ids=tuple(ids), target=target, distractor=distractor)
+
+
+def brute_force(model, ablate=None, trace=None, ids=IDS, target=TARGET, distractor=DISTRACTOR):
     """Hooks written here: each layer's act(gate)·in, gate, value vectors and final residual;
     eager attention's probabilities; the final RMSNorm's scale detached by hand."""
     posts, gates, values, final = {}, {}, {}, {}
@@ -67,12 +73,12 @@ def brute_force(model, ablate=None, trace=None):
 
     handles.append(norm.register_forward_hook(fixed_scale))
     try:
-        out = model(input_ids=torch.tensor([IDS]), output_attentions=True, use_cache=False)
+        out = model(input_ids=torch.tensor([ids]), output_attentions=True, use_cache=False)
     finally:
         for h in handles:
             h.remove()
     logits = out.logits[0]
-    loss = logits[-1, TARGET] - logits[-1, DISTRACTOR]
+    loss = logits[-1, target] - logits[-1, distractor]
     probs = list(out.attentions)
     n = len(posts)
     explained = loss if trace is None else gates[trace[0]][0, trace[1], trace[2]]
