@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import threading
 import weakref
+from dataclasses import replace
 
 import torch
 
 from activations.debugger.parts import ModelParts, find_parts
-from activations.debugger.passes import PassResult, Variant, run_pass
+from activations.debugger.passes import Ablation, PassResult, Variant, run_pass
 from activations.debugger.scalars import Scalars, Weights
 from activations.models.adapters import glu_refactor_signs
 from activations.models.live import LiveRequestError, ModelRunner
@@ -57,17 +58,22 @@ class Engine:
                 f"token {token} is out of range: the prompt has {n_tokens} tokens"
             )
 
+    def _own_frame(self, ablation: Ablation, n_tokens: int) -> Ablation:
+        """An ablation as the model's own modules see it: a token counted from the start, and
+        where the registry looks at the model refactored (--refactor-glu), a value set on a
+        flipped neuron negated and its quadrant's in sign flipped."""
+        token = None if ablation.token is None else ablation.token % n_tokens
+        sign = self.weights.signs[ablation.layer]
+        if ablation.kind != "mlp" or sign is None or float(sign[ablation.index]) > 0:
+            return replace(ablation, token=token)
+        value = ablation.value if ablation.scale else -ablation.value
+        signs = None if ablation.signs is None else (ablation.signs[0], -ablation.signs[1])
+        return replace(ablation, token=token, value=value, signs=signs)
+
     def run(self, variant: Variant) -> Scalars:
         """One forward and one backward pass (call on the model's worker thread)."""
-        signs = self.weights.signs
-        ablations = tuple(
-            a.__class__(a.kind, a.layer, a.token % len(variant.ids), a.index,
-                        a.value * float(signs[a.layer][a.index])
-                        if a.kind == "mlp" and not a.scale and signs[a.layer] is not None
-                        else a.value, a.scale)
-            for a in variant.ablations
-        )  # fmt: skip
-        variant = Variant(**{**vars(variant), "ablations": ablations})
+        ablations = tuple(self._own_frame(a, len(variant.ids)) for a in variant.ablations)
+        variant = replace(variant, ablations=ablations)
         result: PassResult = run_pass(self.parts, variant)
         return Scalars(result, self.weights)
 

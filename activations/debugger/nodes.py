@@ -29,21 +29,29 @@ def scalar_for(node_type: NodeType, scalars: list[TdbScalar]) -> TdbScalar | Non
 def _ranked(
     store: Scalars, scalars: list[TdbScalar], k: int | None, largest: bool, token: int | None
 ) -> list[tuple[float, Node]]:
+    """The k largest (or smallest) values of the scalars over every layer and node, each
+    scalar's layers stacked into one tensor for one topk."""
     candidates: list[tuple[float, Node]] = []
     for scalar in scalars:
-        for layer in store.layers(scalar):
-            tensor = store.get(scalar, layer)
-            if token is not None:
-                tensor = tensor[token : token + 1] if token >= 0 else tensor[token:][:1]
-            flat = tensor.reshape(-1)
-            take = flat.numel() if k is None else min(k, flat.numel())
-            values, where = flat.topk(take, largest=largest, sorted=True)
-            for value, at in zip(values.tolist(), where.tolist(), strict=True):
-                indices = list(torch.unravel_index(torch.tensor(at), tensor.shape))
-                position = [int(i) for i in indices]
-                if token is not None:
-                    position[0] = token if token >= 0 else store.n_tokens + token
-                candidates.append((value, Node(NODE_TYPE[scalar], layer, tuple(position))))
+        layers = store.layers(scalar)
+        stacked = torch.stack([store.get(scalar, layer) for layer in layers])  # [L, T, ...]
+        first = 0
+        if token is not None:
+            first = token if token >= 0 else store.n_tokens + token
+            stacked = stacked[:, first : first + 1]
+        flat = stacked.reshape(-1)
+        take = flat.numel() if k is None else min(k, flat.numel())
+        values, where = flat.topk(take, largest=largest, sorted=True)
+        shape = list(stacked.shape)
+        for value, at in zip(values.tolist(), where.tolist(), strict=True):
+            position = []
+            for size in reversed(shape):
+                position.append(at % size)
+                at //= size
+            position.reverse()
+            layer, indices = layers[position[0]], position[1:]
+            indices[0] += first
+            candidates.append((value, Node(NODE_TYPE[scalar], layer, tuple(indices))))
     candidates.sort(key=lambda c: c[0], reverse=largest)
     return candidates if k is None else candidates[:k]
 

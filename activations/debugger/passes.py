@@ -24,14 +24,17 @@ NodeKind = Literal["mlp", "attention"]
 class Ablation:
     """Set a node to `value` at a token: an MLP neuron's activation (act(gate)·in), or all the
     attention probabilities of a head from a token (TDB's ATTN_QK_PROBS at [token, All, head]).
-    `scale` multiplies instead of setting (value is then the factor)."""
+    `scale` multiplies instead of setting (value is then the factor). An MLP neuron's ablation
+    may cover every token (token None) and only those where its (gate, in) signs are
+    `signs` (a GLU quadrant, in the model's own frame)."""
 
     kind: NodeKind
     layer: int
-    token: int
+    token: int | None
     index: int
     value: float
     scale: bool = False
+    signs: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,7 @@ class _Recorder:
         self.embedding: torch.Tensor | None = None
         self.final_residual: torch.Tensor | None = None
         self.traced: torch.Tensor | None = None
+        self.applied: dict[int, int] = {}
 
     def _ablations(self, kind: NodeKind, layer: int) -> list[Ablation]:
         return [a for a in self.variant.ablations if a.kind == kind and a.layer == layer]
@@ -136,7 +140,8 @@ class _Recorder:
 
     def _enter(self, module, args, kwargs):
         hidden = args[0] if args else kwargs["hidden_states"]
-        if not hidden.requires_grad:  # frozen weights: the stream is made a leaf to differentiate
+        # frozen weights: the stream is made a leaf to differentiate
+        if torch.is_grad_enabled() and not hidden.requires_grad:
             hidden = hidden.detach().requires_grad_(True)
         self.embedding = hidden
         if args:
@@ -148,6 +153,21 @@ class _Recorder:
         if self.variant.detach_final_scale:
             return detach_scale(module, args[0], output)
         return output
+
+    def _where(self, layer: int, ablation: Ablation, n_tokens: int) -> torch.Tensor:
+        """The tokens an MLP ablation covers, [T] of bool."""
+        device = self.parts.unembedding.device
+        where = torch.zeros(n_tokens, dtype=torch.bool, device=device)
+        if ablation.token is None:
+            where[:] = True
+        else:
+            where[ablation.token] = True
+        if ablation.signs is not None and self.gate[layer] is not None:
+            gate = self.gate[layer][0, :, ablation.index]
+            in_ = self.in_[layer][0, :, ablation.index]
+            gate_sign, in_sign = ablation.signs
+            where &= (torch.sign(gate) == gate_sign) & (torch.sign(in_) == in_sign)
+        return where
 
     @staticmethod
     def _keep(store: list, layer: int):
@@ -172,8 +192,11 @@ class _Recorder:
             if ablations:
                 post = post.clone()
                 for a in ablations:
-                    old = post[0, a.token, a.index]
-                    post[0, a.token, a.index] = old * a.value if a.scale else a.value
+                    where = self._where(layer, a, post.shape[1])
+                    old = post[0, :, a.index]
+                    new = old * a.value if a.scale else torch.full_like(old, a.value)
+                    post[0, :, a.index] = torch.where(where, new, old)
+                self.applied[layer] = self.applied.get(layer, 0) + 1
             self.post[layer] = post
             return (post, *args[1:])
 
@@ -208,9 +231,11 @@ def run_pass(parts: ModelParts, variant: Variant) -> PassResult:
     model = parts.model
     device = parts.unembedding.device
     ids = torch.tensor([list(variant.ids)], device=device)
+    explains = variant.backward and (variant.trace is not None or bool(variant.targets))
     handles = recorder.hooks()
     try:
-        with torch.enable_grad(), observed_attention(model, _Observer(recorder)):
+        grad = torch.enable_grad() if explains else torch.no_grad()
+        with grad, observed_attention(model, _Observer(recorder)):
             logits = model(input_ids=ids, use_cache=False).logits[0]
     finally:
         for handle in handles:

@@ -61,6 +61,7 @@ class Scalars:
         self.result = result
         self.weights = weights
         self._cache: dict[TdbScalar, list[torch.Tensor]] = {}
+        self._head_writes: dict[int, torch.Tensor] = {}
 
     @property
     def n_tokens(self) -> int:
@@ -142,10 +143,13 @@ class Scalars:
     def head_writes(self, layer: int) -> torch.Tensor:
         """v(s)·W_O[h] for each head and attended-to token, [H, S, D]: a head's write from token
         t to s is p(t, s) times it (grouped-query heads read value head h // groups)."""
-        values = self.result.values[layer]  # [KV, S, d]
-        groups = self.weights.parts.n_heads // values.shape[0]
-        values = values.repeat_interleave(groups, dim=0)
-        return torch.einsum("hsd,hde->hse", values, self.weights.heads[layer])
+        if layer not in self._head_writes:
+            values = self.result.values[layer]  # [KV, S, d]
+            groups = self.weights.parts.n_heads // values.shape[0]
+            values = values.repeat_interleave(groups, dim=0)
+            writes = torch.einsum("hsd,hde->hse", values, self.weights.heads[layer])
+            self._head_writes[layer] = writes
+        return self._head_writes[layer]
 
     def write_vector(self, node_type: NodeType, layer: int | None, index: tuple) -> torch.Tensor:
         """What a node adds to the residual stream, [D]."""
