@@ -19,7 +19,7 @@ from activation_server.debugger.wire import (
     TokenPairAttributionRequestSpec,
     TokenScoringType,
 )
-from activations.debugger.engine import DebuggerInputError, Engine
+from activations.debugger.engine import DebuggerInputError, Engine, single_token
 from activations.debugger.passes import Ablation, Trace, Variant
 from activations.models.tokens import Tokens
 from registry.debugger_vocabulary import (
@@ -124,17 +124,6 @@ def _node_ablation(node: MirroredNodeIndex, value: float) -> AblationSpec:
         ),
         value=value,
     )
-
-
-def single_token(tokens: Tokens, text: str, what: str) -> int:
-    """The id of a text that is one token; else why not (how it tokenizes)."""
-    ids = tokens.tokenizer(text, add_special_tokens=False).input_ids
-    if len(ids) != 1:
-        pieces = [tokens.tokenizer.decode([i]) for i in ids]
-        raise DebuggerInputError(
-            f"{what} {text!r} is not one token: it tokenizes as {len(ids)} tokens {pieces}"
-        )
-    return ids[0]
 
 
 def _int(value, what: str) -> int:

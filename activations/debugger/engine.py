@@ -14,6 +14,7 @@ from activations.debugger.passes import Ablation, PassResult, Variant, run_pass
 from activations.debugger.scalars import Scalars, Weights
 from activations.models.adapters import glu_refactor_signs
 from activations.models.live import LiveRequestError, ModelRunner
+from activations.models.tokens import Tokens
 
 
 class DebuggerRequestError(LiveRequestError):
@@ -76,6 +77,17 @@ class Engine:
         variant = replace(variant, ablations=ablations)
         result: PassResult = run_pass(self.parts, variant)
         return Scalars(result, self.weights)
+
+
+def single_token(tokens: Tokens, text: str, what: str) -> int:
+    """The id of a text that is one token; else why not (how it tokenizes)."""
+    ids = tokens.tokenizer(text, add_special_tokens=False).input_ids
+    if len(ids) != 1:
+        pieces = [tokens.tokenizer.decode([i]) for i in ids]
+        raise DebuggerInputError(
+            f"{what} {text!r} is not one token: it tokenizes as {len(ids)} tokens {pieces}"
+        )
+    return ids[0]
 
 
 _ENGINES: weakref.WeakKeyDictionary[ModelRunner, Engine] = weakref.WeakKeyDictionary()
