@@ -18,6 +18,7 @@ from activations.debugger.engine import DebuggerInputError, DebuggerRequestError
 from activations.debugger.nodes import (
     Node,
     input_token_scores,
+    input_token_scores_of,
     output_token_scores,
     top_nodes,
     top_tokens,
@@ -173,12 +174,11 @@ def _scored_tokens(store: Scalars, spec: w.ScoredTokensRequestSpec, nodes, decod
         scores = output_token_scores(store, nodes)
         listed = [_wire_top_tokens(e) for e in top_tokens(scores, spec.num_tokens, decode)]
     elif kind == w.TokenScoringType.INPUT_TOKENS_THAT_UPVOTE_MLP:
-        for i, node in enumerate(nodes):
-            if node.node_type == NodeType.MLP_NEURON:
-                scores = input_token_scores(store, node.layer, node.indices[-1])
-                if scores is not None:
-                    ends = top_tokens(scores[None], spec.num_tokens, decode)[0]
-                    listed[i] = _wire_top_tokens(ends)
+        at = [i for i, node in enumerate(nodes) if node.node_type == NodeType.MLP_NEURON]
+        scores = input_token_scores_of(store, [nodes[i] for i in at])
+        if scores is not None:
+            for i, ends in zip(at, top_tokens(scores, spec.num_tokens, decode), strict=True):
+                listed[i] = _wire_top_tokens(ends)
     return w.ScoredTokensResponseData(
         node_indices=[wire_node(n) for n in nodes], top_tokens_list=listed
     )

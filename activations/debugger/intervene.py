@@ -160,4 +160,4 @@ def direct_effect_on_logit(store: Scalars, layer: int, neuron: int, token_id: in
     pass's value) to one token's logit: act · W_out[i] · (s · γ ⊙ W_U[token])."""
     weights = store.weights
     reading = weights.unembedding[token_id] * store.result.final_scale[:, None]  # [T, D]
-    return store.result.post[layer][:, neuron] * (reading @ weights.out[layer][neuron])
+    return store.result.post[layer, :, neuron] * (reading @ weights.out[layer, neuron])

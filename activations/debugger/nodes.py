@@ -29,12 +29,12 @@ def scalar_for(node_type: NodeType, scalars: list[TdbScalar]) -> TdbScalar | Non
 def _ranked(
     store: Scalars, scalars: list[TdbScalar], k: int | None, largest: bool, token: int | None
 ) -> list[tuple[float, Node]]:
-    """The k largest (or smallest) values of the scalars over every layer and node, each
-    scalar's layers stacked into one tensor for one topk."""
+    """The k largest (or smallest) values of the scalars over every layer and node, one topk
+    per scalar over its layers stacked."""
     candidates: list[tuple[float, Node]] = []
     for scalar in scalars:
         layers = store.layers(scalar)
-        stacked = torch.stack([store.get(scalar, layer) for layer in layers])  # [L, T, ...]
+        stacked = store.stacked(scalar)  # [L, T, ...]
         first = 0
         if token is not None:
             first = token if token >= 0 else store.n_tokens + token
@@ -125,6 +125,15 @@ def output_token_scores(store: Scalars, nodes: list[Node]) -> torch.Tensor:
     writes = torch.stack([store.write_vector(n.node_type, n.layer, n.indices) for n in nodes])
     scores = writes @ store.weights.unembedding.T
     return scores - scores.mean(dim=1, keepdim=True)
+
+
+def input_token_scores_of(store: Scalars, nodes: list[Node]) -> torch.Tensor | None:
+    """[nodes, V] for MLP neurons (input_token_scores, one pass over the embedding)."""
+    gates = store.weights.gates
+    if gates is None or not nodes:
+        return None
+    rows = torch.stack([gates[n.layer, n.indices[-1]] for n in nodes])  # [n, D]
+    return (store.weights.embedding @ rows.T).T
 
 
 def input_token_scores(store: Scalars, layer: int, neuron: int) -> torch.Tensor | None:

@@ -64,7 +64,7 @@ class Variant:
 
 @dataclass
 class PassResult:
-    """Everything [tokens first], float32 on the CPU, batch dimension gone."""
+    """Everything [layers first, then tokens], float32 on the CPU, batch dimension gone."""
 
     ids: list[int]
     logits: torch.Tensor  # [T, V]
@@ -72,14 +72,14 @@ class PassResult:
     embedding: torch.Tensor  # [T, D], the residual stream entering layer 0
     final_residual: torch.Tensor  # [T, D], entering the final norm
     final_scale: torch.Tensor  # [T], the final norm's scale
-    gate: list[torch.Tensor | None]  # [T, N] per layer
+    gate: list[torch.Tensor | None]  # [T, N] per layer (None for a plain MLP), stacked on use
     in_: list[torch.Tensor | None]
-    post: list[torch.Tensor]  # [T, N]: act(gate)·in, as the output projection reads it
-    probs: list[torch.Tensor]  # [H, T, S]
-    values: list[torch.Tensor]  # [KV, S, head_dim]
-    grads: dict[str, list[torch.Tensor] | torch.Tensor] = field(default_factory=dict)
-    """"embedding", "final_residual" [T, D]; "post" [T, N] and "probs" [H, T, S] per layer;
-    absent where no backward pass ran."""
+    post: torch.Tensor  # [L, T, N]: act(gate)·in, as the output projection reads it
+    probs: torch.Tensor  # [L, H, T, S]
+    values: torch.Tensor  # [L, KV, S, head_dim]
+    grads: dict[str, torch.Tensor] = field(default_factory=dict)
+    """"embedding", "final_residual" [T, D]; "post" [L, T, N]; "probs" [L, H, T, S]; absent
+    where no backward pass ran."""
     traced_value: float | None = None
 
 
@@ -254,6 +254,11 @@ def _result(parts, recorder: _Recorder, variant, logits, loss, target) -> PassRe
     def cpu(t: torch.Tensor) -> torch.Tensor:
         return t.detach()[0].float().cpu()
 
+    def stack(tensors) -> torch.Tensor | None:
+        if any(t is None for t in tensors):
+            return None
+        return torch.stack([t.detach()[0] for t in tensors]).float().cpu()
+
     result = PassResult(
         ids=list(variant.ids),
         logits=logits.detach().float().cpu(),
@@ -263,9 +268,9 @@ def _result(parts, recorder: _Recorder, variant, logits, loss, target) -> PassRe
         final_scale=norm_scale(parts.final_norm, recorder.final_residual.detach())[0, :, 0].cpu(),
         gate=[None if g is None else cpu(g) for g in recorder.gate],
         in_=[None if u is None else cpu(u) for u in recorder.in_],
-        post=[cpu(p) for p in recorder.post],
-        probs=[cpu(p) for p in recorder.probs],
-        values=[cpu(v) for v in recorder.values],
+        post=stack(recorder.post),
+        probs=stack(recorder.probs),
+        values=stack(recorder.values),
         traced_value=None if recorder.traced is None else float(recorder.traced.detach()),
     )
     if target is None or not variant.backward or not target.requires_grad:
@@ -277,7 +282,7 @@ def _result(parts, recorder: _Recorder, variant, logits, loss, target) -> PassRe
     result.grads = {
         "embedding": cpu(full[0]),
         "final_residual": cpu(full[1]),
-        "post": [cpu(g) for g in full[2 : 2 + n]],
-        "probs": [cpu(g) for g in full[2 + n :]],
+        "post": stack(full[2 : 2 + n]),
+        "probs": stack(full[2 + n :]),
     }
     return result

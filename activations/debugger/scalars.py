@@ -28,14 +28,23 @@ from registry.vocabulary import DST_TO_HOOK, GATE_HOOK, HOOK_POST, IN_HOOK, SWIS
 
 
 class Weights:
-    """The weights the scalars read, on the CPU in float32, once per model."""
+    """The weights the scalars read, on the CPU in float32, stacked over layers, once per model."""
 
     def __init__(self, parts: ModelParts, signs: list[torch.Tensor | None]) -> None:
         self.parts = parts
         self.signs = signs
-        self.out = [s.out_weights().detach().float().cpu() for s in parts.sites]  # [N, D]
-        self.out_norms = [w.norm(dim=1) for w in self.out]
-        self.heads = [parts.head_outputs(i).detach().float().cpu() for i in range(parts.n_layers)]
+        self.out = torch.stack([s.out_weights().detach().float().cpu() for s in parts.sites])
+        """[L, N, D]: each neuron's output direction."""
+        self.out_norms = self.out.norm(dim=-1)  # [L, N]
+        self.heads = torch.stack(
+            [parts.head_outputs(i).detach().float().cpu() for i in range(parts.n_layers)]
+        )  # [L, H, head_dim, D]
+        ones = torch.ones(self.out.shape[1])
+        self.sign_stack = (
+            None
+            if all(s is None for s in signs)
+            else torch.stack([ones if s is None else s for s in signs])[:, None, :]
+        )  # [L, 1, N]
 
     @cached_property
     def unembedding(self) -> torch.Tensor:
@@ -47,21 +56,26 @@ class Weights:
     def embedding(self) -> torch.Tensor:
         return self.parts.embedding.detach().float().cpu()
 
-    def gate_rows(self, layer: int) -> torch.Tensor | None:
-        site = self.parts.sites[layer]
-        if not site.is_glu:
+    @cached_property
+    def gates(self) -> torch.Tensor | None:
+        """[L, N, D]: each GLU neuron's gate row (None for plain MLPs)."""
+        if not self.parts.sites[0].is_glu:
             return None
-        return site.gate_in_weights()[0].detach().float().cpu()
+        rows = [s.gate_in_weights()[0].detach().float().cpu() for s in self.parts.sites]
+        return torch.stack(rows)
+
+    def gate_rows(self, layer: int) -> torch.Tensor | None:
+        return None if self.gates is None else self.gates[layer]
 
 
 class Scalars:
-    """One pass's derived scalars, computed on first use."""
+    """One pass's derived scalars, each computed on first use for every layer at once."""
 
     def __init__(self, result: PassResult, weights: Weights) -> None:
         self.result = result
         self.weights = weights
-        self._cache: dict[TdbScalar, list[torch.Tensor]] = {}
-        self._head_writes: dict[int, torch.Tensor] = {}
+        self._cache: dict[TdbScalar, torch.Tensor] = {}
+        self._sums: dict[TdbScalar, torch.Tensor] = {}
 
     @property
     def n_tokens(self) -> int:
@@ -73,93 +87,93 @@ class Scalars:
             return [None]
         return list(range(self.weights.parts.n_layers))
 
-    def get(self, scalar: TdbScalar, layer: int | None) -> torch.Tensor:
+    def stacked(self, scalar: TdbScalar) -> torch.Tensor:
+        """[L, ...] over layers (or [1, ...] where the scalar has none)."""
         if scalar not in self._cache:
             self._cache[scalar] = self._compute(scalar)
-        return self._cache[scalar][0 if layer is None else layer]
+        return self._cache[scalar]
 
-    def _grad(self, name: str, layer: int | None = None) -> torch.Tensor:
-        grads = self.result.grads.get(name)
-        if grads is None:
-            like = getattr(self.result, name)
-            like = like if layer is None else like[layer]
-            return torch.zeros_like(like)
-        return grads if layer is None else grads[layer]
+    def get(self, scalar: TdbScalar, layer: int | None) -> torch.Tensor:
+        return self.stacked(scalar)[0 if layer is None else layer]
 
-    def _sign(self, layer: int) -> torch.Tensor | float:
-        sign = self.weights.signs[layer]
-        return 1.0 if sign is None else sign
+    def _grad(self, name: str) -> torch.Tensor:
+        grad = self.result.grads.get(name)
+        return torch.zeros_like(getattr(self.result, name)) if grad is None else grad
 
-    def _glu(self, layer: int) -> dict[str, torch.Tensor]:
-        r = self.result
-        captured = {GATE_HOOK: r.gate[layer], IN_HOOK: r.in_[layer], SWISH: None}
-        captured[HOOK_POST] = r.post[layer]
-        site = self.weights.parts.sites[layer]
-        return site_values(captured, site.act, self.weights.signs[layer])
+    def _final_rows(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The tokens where the final residual's gradient is not zero (a loss at the last token
+        has one) and the gradient there: direct effects are zero elsewhere."""
+        grad = self._grad("final_residual")
+        rows = torch.nonzero(grad.abs().sum(-1) > 0).flatten()
+        return rows, grad[rows]
 
-    def _compute(self, scalar: TdbScalar) -> list[torch.Tensor]:
+    def _compute(self, scalar: TdbScalar) -> torch.Tensor:
         r, w = self.result, self.weights
-        n = w.parts.n_layers
-        final_grad = self._grad("final_residual")  # [T, D]
-        if scalar in (TdbScalar.MLP_PRE_ACT, TdbScalar.MLP_PRE_LINEAR, TdbScalar.MLP_SWISH):
+        if scalar in GLU_SCALARS:
             hook = DST_TO_HOOK[next(d for d in DST_TO_HOOK if d.value == scalar.value)]
-            return [self._glu(i)[hook] for i in range(n)]
+            if r.gate[0] is None:
+                raise ValueError(f"{scalar.value} is a GLU's: this model's MLPs have no gate")
+            gate, in_ = torch.stack(r.gate), torch.stack(r.in_)
+            captured = {GATE_HOOK: gate, IN_HOOK: in_, SWISH: None, HOOK_POST: r.post}
+            acts = [s.act for s in w.parts.sites]
+            sign = w.sign_stack
+            return site_values(captured, lambda gate: _per_layer(acts, gate), sign)[hook]
         if scalar == TdbScalar.MLP_POST_ACT:
-            return [r.post[i] * self._sign(i) for i in range(n)]
+            return r.post if w.sign_stack is None else r.post * w.sign_stack
         if scalar == TdbScalar.MLP_WRITE_NORM:
-            return [r.post[i].abs() * w.out_norms[i] for i in range(n)]
+            return r.post.abs() * w.out_norms[:, None, :]
         if scalar == TdbScalar.MLP_ACT_TIMES_GRAD:
-            return [r.post[i] * self._grad("post", i) for i in range(n)]
+            return r.post * self._grad("post")
         if scalar == TdbScalar.MLP_WRITE_TO_FINAL_RESIDUAL_GRAD:
-            return [r.post[i] * (final_grad @ w.out[i].T) for i in range(n)]
+            rows, grad = self._final_rows()
+            direct = torch.zeros_like(r.post)
+            direct[:, rows] = torch.einsum("td,lnd->ltn", grad, w.out)
+            return r.post * direct
         if scalar == TdbScalar.ATTN_QK_PROBS:
-            return [p.permute(1, 2, 0) for p in r.probs]
+            return r.probs.permute(0, 2, 3, 1)
         if scalar == TdbScalar.UNFLATTENED_ATTN_ACT_TIMES_GRAD:
-            return [(r.probs[i] * self._grad("probs", i)).permute(1, 2, 0) for i in range(n)]
+            return (r.probs * self._grad("probs")).permute(0, 2, 3, 1)
         if scalar == TdbScalar.UNFLATTENED_ATTN_WRITE_NORM:
-            return [
-                (r.probs[i] * self.head_writes(i).norm(dim=-1)[:, None, :]).permute(1, 2, 0)
-                for i in range(n)
-            ]
+            norms = self.head_writes.norm(dim=-1)[:, :, None, :]  # [L, H, 1, S]
+            return (r.probs * norms).permute(0, 2, 3, 1)
         if scalar == TdbScalar.UNFLATTENED_ATTN_WRITE_TO_FINAL_RESIDUAL_GRAD:
-            out = []
-            for i in range(n):
-                direct = torch.einsum("hsd,td->hts", self.head_writes(i), final_grad)
-                out.append((r.probs[i] * direct).permute(1, 2, 0))
-            return out
+            rows, grad = self._final_rows()
+            direct = torch.zeros_like(r.probs)
+            direct[:, :, rows] = torch.einsum("lhsd,td->lhts", self.head_writes, grad)
+            return (r.probs * direct).permute(0, 2, 3, 1)
         emb = r.embedding
         if scalar == TdbScalar.RESID_POST_EMBEDDING_NORM:
-            return [emb.norm(dim=-1, keepdim=True)]
-        if scalar == TdbScalar.TOKEN_ATTRIBUTION:
-            return [(emb * self._grad("embedding")).sum(-1, keepdim=True)]
-        if scalar == TdbScalar.RESID_POST_EMBEDDING_PROJ_TO_FINAL_RESIDUAL_GRAD:
-            return [(emb * final_grad).sum(-1, keepdim=True)]
-        if scalar == TdbScalar.ALWAYS_ONE:
-            return [torch.ones(self.n_tokens, 1)]
-        if scalar == TdbScalar.LOGITS:
-            return [r.logits]
-        raise ValueError(f"derived scalar {scalar.value!r} is not computed per pass")
+            value = emb.norm(dim=-1, keepdim=True)
+        elif scalar == TdbScalar.TOKEN_ATTRIBUTION:
+            value = (emb * self._grad("embedding")).sum(-1, keepdim=True)
+        elif scalar == TdbScalar.RESID_POST_EMBEDDING_PROJ_TO_FINAL_RESIDUAL_GRAD:
+            value = (emb * self._grad("final_residual")).sum(-1, keepdim=True)
+        elif scalar == TdbScalar.ALWAYS_ONE:
+            value = torch.ones(self.n_tokens, 1)
+        elif scalar == TdbScalar.LOGITS:
+            value = r.logits
+        else:
+            raise ValueError(f"derived scalar {scalar.value!r} is not computed per pass")
+        return value[None]
 
-    def head_writes(self, layer: int) -> torch.Tensor:
-        """v(s)·W_O[h] for each head and attended-to token, [H, S, D]: a head's write from token
-        t to s is p(t, s) times it (grouped-query heads read value head h // groups)."""
-        if layer not in self._head_writes:
-            values = self.result.values[layer]  # [KV, S, d]
-            groups = self.weights.parts.n_heads // values.shape[0]
-            values = values.repeat_interleave(groups, dim=0)
-            writes = torch.einsum("hsd,hde->hse", values, self.weights.heads[layer])
-            self._head_writes[layer] = writes
-        return self._head_writes[layer]
+    @cached_property
+    def head_writes(self) -> torch.Tensor:
+        """v(s)·W_O[h] for each layer, head and attended-to token, [L, H, S, D]: a head's write
+        from token t to s is p(t, s) times it (grouped-query heads read value head h // groups)."""
+        values = self.result.values  # [L, KV, S, d]
+        groups = self.weights.parts.n_heads // values.shape[1]
+        values = values.repeat_interleave(groups, dim=1)
+        return torch.einsum("lhsd,lhde->lhse", values, self.weights.heads)
 
     def write_vector(self, node_type: NodeType, layer: int | None, index: tuple) -> torch.Tensor:
         """What a node adds to the residual stream, [D]."""
         if node_type == NodeType.MLP_NEURON:
             token, neuron = index
-            return self.result.post[layer][token, neuron] * self.weights.out[layer][neuron]
+            return self.result.post[layer, token, neuron] * self.weights.out[layer, neuron]
         if node_type == NodeType.ATTENTION_HEAD:
             token, source, head = index
-            prob = self.result.probs[layer][head, token, source]
-            return prob * self.head_writes(layer)[head, source]
+            prob = self.result.probs[layer, head, token, source]
+            return prob * self.head_writes[layer, head, source]
         if node_type == NodeType.LAYER:
             return self.result.embedding[index[0]]
         raise ValueError(f"a {node_type.value} node writes nothing to the residual stream")
@@ -167,9 +181,15 @@ class Scalars:
     def intermediate_sum(self, scalar: TdbScalar) -> torch.Tensor:
         """Summed over layers and nodes, keeping tokens (and attended-to tokens): TDB's
         intermediate sums for the token display."""
-        total = None
-        for layer in self.layers(scalar):
-            value = self.get(scalar, layer)
-            value = value.sum(-1) if value.ndim > 1 else value
-            total = value if total is None else total + value
-        return total
+        if scalar not in self._sums:
+            total = self.stacked(scalar).sum(0)
+            self._sums[scalar] = total.sum(-1) if total.ndim > 1 else total
+        return self._sums[scalar]
+
+
+GLU_SCALARS = (TdbScalar.MLP_PRE_ACT, TdbScalar.MLP_PRE_LINEAR, TdbScalar.MLP_SWISH)
+
+
+def _per_layer(acts, gate: torch.Tensor) -> torch.Tensor:
+    """Each layer's own activation function on its gate values, [L, T, N]."""
+    return torch.stack([act(gate[i]) for i, act in enumerate(acts)])

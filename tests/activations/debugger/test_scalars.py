@@ -93,6 +93,7 @@ def brute_force(model, ablate=None, trace=None, ids=IDS, target=TARGET, distract
         "probs": [p[0].detach() for p in probs],
         "probs_grad": [g[0] for g in grads[n : 2 * n]],
         "values": [values[i][0].detach() for i in range(n)],
+        "gate": [gates[i][0].detach() for i in range(n)],
         "final_x": final["x"][0].detach(),
     }
 
@@ -117,6 +118,10 @@ def test_activations_gradients_and_direct_effects_equal_the_brute_force(runner, 
         post = ref["post"][layer]
         w_out = block.mlp.down_proj.weight.T  # [N, D]
         close(store.get(TdbScalar.MLP_POST_ACT, layer), post)
+        gate = ref["gate"][layer]
+        close(store.get(TdbScalar.MLP_PRE_ACT, layer), gate)
+        close(store.get(TdbScalar.MLP_SWISH, layer), torch.nn.functional.silu(gate))
+        close(store.get(TdbScalar.MLP_PRE_LINEAR, layer) * torch.nn.functional.silu(gate), post)
         close(store.get(TdbScalar.MLP_ACT_TIMES_GRAD, layer), post * ref["post_grad"][layer])
         close(store.get(TdbScalar.MLP_WRITE_NORM, layer), post.abs() * w_out.norm(dim=1))
         direct = post * (final_grad @ w_out.T)
