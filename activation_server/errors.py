@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from activations.debugger.engine import DebuggerInputError
+from activations.debugger.errors import DebuggerInputError
 from activations.debugger.parts import DebuggerUnsupportedError
 from activations.models.live import LiveRequestError
 from activations.models.worker import ModelBusyError

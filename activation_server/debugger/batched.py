@@ -5,6 +5,7 @@ name (so that its frontend can compare them row by row), then each spec is answe
 
 from __future__ import annotations
 
+import math
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from activation_server.debugger import wire as w
 from activation_server.debugger.convert import variant_of
 from activations.debugger.engine import DebuggerInputError, DebuggerRequestError, Engine
 from activations.debugger.nodes import (
+    NOT_FINITE,
     Node,
     input_token_scores,
     input_token_scores_of,
@@ -73,7 +75,7 @@ def answer(
         result = store.result
         token_data = w.InferenceAndTokenData(
             inference_time=seconds,
-            loss=result.loss,
+            loss=result.loss if result.loss is None or math.isfinite(result.loss) else None,
             activation_value_for_backward_pass=result.traced_value,
             tokens_as_ints=one.ids,
             tokens_as_strings=tokens.decode_each(one.ids),
@@ -230,6 +232,7 @@ def _derived_scalars(engine, one: Prepared, store: Scalars, spec, maximum, decod
     if spec.normalize_activations_using_neuron_record is not None:
         scale = maximum if maximum else float(values.clamp(min=0).max())
         normalized = (values.clamp(min=0) / scale if scale > 0 else values * 0).tolist()
+    values = torch.nan_to_num(values, nan=NOT_FINITE, posinf=NOT_FINITE, neginf=NOT_FINITE)
     return w.DerivedScalarsResponseData(
         activations=values.tolist(),
         normalized_activations=normalized,

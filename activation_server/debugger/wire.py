@@ -42,9 +42,12 @@ class MirroredActivationIndex(Wire):
     pass_type: PassType = PassType.FORWARD
 
 
+BOUNDED = Field(ge=-1e6, le=1e6)
+
+
 class AblationSpec(Wire):
     index: MirroredActivationIndex
-    value: float
+    value: float = BOUNDED
 
 
 class LossFnName(str, Enum):
@@ -177,7 +180,7 @@ class TdbRequestSpec(Wire):
 
 class NodeAblation(Wire):
     node_index: MirroredNodeIndex
-    value: float
+    value: float = BOUNDED
 
 
 class NodeToTrace(Wire):

@@ -30,7 +30,7 @@ class InterventionRequest(CamelModel):
     layer: int = Field(ge=0, le=100_000)
     neuron: int = Field(ge=0, le=100_000_000)
     mode: Literal["zero", "clamp", "scale"] = "zero"
-    value: float = Field(default=0.0, allow_inf_nan=False)
+    value: float = Field(default=0.0, ge=-1e6, le=1e6)
     """The clamped value (clamp) or the factor (scale)."""
     quadrant: str | None = Field(default=None, max_length=20)
     """Only where the neuron's (gate, in) signs are this quadrant's (gate+_in+, ...)."""

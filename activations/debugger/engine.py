@@ -9,21 +9,13 @@ from dataclasses import replace
 
 import torch
 
+from activations.debugger.errors import DebuggerInputError, DebuggerRequestError
 from activations.debugger.parts import ModelParts, find_parts
 from activations.debugger.passes import Ablation, PassResult, Variant, run_pass
 from activations.debugger.scalars import Scalars, Weights
 from activations.models.adapters import glu_refactor_signs
-from activations.models.live import LiveRequestError, ModelRunner
+from activations.models.live import ModelRunner
 from activations.models.tokens import Tokens
-
-
-class DebuggerRequestError(LiveRequestError):
-    """A node, layer, head or token the model does not have (said with what exists)."""
-
-
-class DebuggerInputError(ValueError):
-    """A request the debugger cannot answer as asked (a target that is not one token, a token
-    index outside the prompt, a trace or loss it does not compute); says what is valid."""
 
 
 class Engine:

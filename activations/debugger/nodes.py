@@ -4,12 +4,16 @@ tokens a node's write upvotes and downvotes."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 
+from activations.debugger.errors import DebuggerInputError
 from activations.debugger.scalars import Scalars
 from registry.debugger_vocabulary import NODE_TYPE, GroupId, NodeType, TdbScalar
+
+NOT_FINITE = -999.0  # TDB's stand-in for a value that is not finite
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,10 @@ def _ranked(
         stacked = store.stacked(scalar)  # [L, T, ...]
         first = 0
         if token is not None:
+            if not -store.n_tokens <= token < store.n_tokens:
+                raise DebuggerInputError(
+                    f"token {token} is out of range: the prompt has {store.n_tokens} tokens"
+                )
             first = token if token >= 0 else store.n_tokens + token
             stacked = stacked[:, first : first + 1]
         flat = stacked.reshape(-1)
@@ -84,7 +92,8 @@ def values_of(store: Scalars, scalars: list[TdbScalar], nodes: list[Node]) -> li
             continue
         tensor = store.get(scalar, node.layer)
         index = node.indices if tensor.ndim == len(node.indices) else node.indices[:1] + (0,)
-        out.append(float(tensor[index]))
+        value = float(tensor[index])
+        out.append(value if math.isfinite(value) else NOT_FINITE)
     return out
 
 

@@ -20,6 +20,7 @@ from functools import cached_property
 
 import torch
 
+from activations.debugger.errors import DebuggerInputError
 from activations.debugger.parts import ModelParts
 from activations.debugger.passes import PassResult
 from activations.models.capture import site_values
@@ -112,7 +113,9 @@ class Scalars:
         if scalar in GLU_SCALARS:
             hook = DST_TO_HOOK[next(d for d in DST_TO_HOOK if d.value == scalar.value)]
             if r.gate[0] is None:
-                raise ValueError(f"{scalar.value} is a GLU's: this model's MLPs have no gate")
+                raise DebuggerInputError(
+                    f"{scalar.value} is a GLU's: this model's MLPs have no gate"
+                )
             gate, in_ = torch.stack(r.gate), torch.stack(r.in_)
             captured = {GATE_HOOK: gate, IN_HOOK: in_, SWISH: None, HOOK_POST: r.post}
             acts = [s.act for s in w.parts.sites]
@@ -153,7 +156,10 @@ class Scalars:
         elif scalar == TdbScalar.LOGITS:
             value = r.logits
         else:
-            raise ValueError(f"derived scalar {scalar.value!r} is not computed per pass")
+            raise DebuggerInputError(
+                f"derived scalar {scalar.value!r} is not one of a pass's nodes; valid: "
+                + ", ".join(s.value for s in PER_PASS)
+            )
         return value[None]
 
     @cached_property
@@ -188,6 +194,7 @@ class Scalars:
 
 
 GLU_SCALARS = (TdbScalar.MLP_PRE_ACT, TdbScalar.MLP_PRE_LINEAR, TdbScalar.MLP_SWISH)
+PER_PASS = [s for s in TdbScalar if s != TdbScalar.VOCAB_TOKEN_WRITE_TO_INPUT_DIRECTION]
 
 
 def _per_layer(acts, gate: torch.Tensor) -> torch.Tensor:

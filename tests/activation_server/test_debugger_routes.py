@@ -128,6 +128,33 @@ def test_tdb_alpha_first_load_ablation_and_trace(client, tiny_dataset):
     assert data["loss"] is None and data["activationValueForBackwardPass"] is not None
 
 
+NODE = fe.mlp_node(0, 0, 1)
+
+
+def top_k(groups: dict, **spec) -> dict:
+    """TDB's MultipleTopKDerivedScalarsRequest on the prompt, with the logit difference."""
+    loss = {"name": "logit_diff", "targetTokens": [" w5"], "distractorTokens": [" w6"]}
+    return {
+        "inferenceRequestSpec": {"prompt": PROMPT, "lossFnConfig": loss},
+        "multipleTopKDerivedScalarsRequestSpec": {
+            "dstListByGroupId": groups,
+            "topAndBottomK": 3,
+            **spec,
+        },
+    }
+
+
+def test_multiple_top_k_ranks_act_times_grad_over_every_layer(client):
+    groups = {"act_times_grad": ["mlp_act_times_grad", "unflattened_attn_act_times_grad"]}
+    answer = ok(client.post("/multiple_top_k_derived_scalars", json=top_k(groups)))
+    data = answer["multipleTopKDerivedScalarsResponseData"]
+    values = data["activationsByGroupId"]["act_times_grad"]
+    assert len(values) == len(data["nodeIndices"]) == 6  # top 3 and bottom 3
+    assert values[:3] == sorted(values[:3], reverse=True) and max(values) == values[0]
+    sums = data["intermediateSumActivationsByDstByGroupId"]["act_times_grad"]
+    assert sums["unflattened_attn_act_times_grad"]["tensorType"] == "tensor_2d"
+
+
 @pytest.mark.parametrize(
     ("path", "body", "status", "says"),
     [
@@ -138,6 +165,24 @@ def test_tdb_alpha_first_load_ablation_and_trace(client, tiny_dataset):
         ("/batched_tdb", fe.tdb_first_load(prompt="w1 " * 60, targets=[" w5"]), 413, "40"),
         ("/batched_tdb", fe.tdb_first_load(prompt=PROMPT, targets=[" w5 w6"]), 422, "w5"),
         ("/batched", fe.logit_lens_batched(5, 7), 404, "layer 5"),
+        (
+            "/multiple_top_k_derived_scalars",
+            top_k({"activation": ["vocab_token_write_to_input_direction"]}),
+            422,
+            "valid",
+        ),
+        (
+            "/multiple_top_k_derived_scalars",
+            top_k({"logits": ["logits"]}, tokenIndex=50),
+            422,
+            "7 tokens",
+        ),
+        (
+            "/batched_tdb",
+            {"subRequests": [fe.tdb_spec(node_ablations=[{"nodeIndex": NODE, "value": 1e9}])]},
+            422,
+            "1000000",
+        ),
     ],
 )
 def test_bad_input_is_a_clear_client_error(client, path, body, status, says):
