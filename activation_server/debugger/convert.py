@@ -106,8 +106,21 @@ def from_tdb(spec: TdbRequestSpec) -> InferenceSubRequest:
     )
 
 
+def _indices(node: MirroredNodeIndex) -> list[int]:
+    """A neuron's [token, neuron], a head's [token, attended-to token, head]."""
+    count = 3 if node.node_type == NodeType.ATTENTION_HEAD else 2
+    if len(node.tensor_indices) != count:
+        raise DebuggerInputError(
+            f"a {node.node_type.value} node has {count} tensorIndices, not "
+            f"{len(node.tensor_indices)}"
+        )
+    return [_int(i, f"a {node.node_type.value} node's index") for i in node.tensor_indices]
+
+
 def _node_ablation(node: MirroredNodeIndex, value: float) -> AblationSpec:
     """tdb_conversions.node_ablation_to_ablation_spec."""
+    if node.node_type in (NodeType.ATTENTION_HEAD, NodeType.MLP_NEURON):
+        _indices(node)
     if node.node_type == NodeType.ATTENTION_HEAD:
         where, indices = ActivationLocation.ATTN_QK_PROBS, [node.tensor_indices[0], "All"]
     elif node.node_type == NodeType.MLP_NEURON:
@@ -185,7 +198,7 @@ def _check(engine: Engine, kind: str, layer: int, node: int, token: int, n: int)
 def _trace(engine: Engine, config: MirroredTraceConfig, n: int) -> Trace:
     node = config.node_index
     layer = _int(node.layer_index, "the traced node's layerIndex")
-    indices = [_int(i, "the traced node's index") for i in node.tensor_indices]
+    indices = _indices(node)
     if node.node_type == NodeType.MLP_NEURON:
         _check(engine, "mlp", layer, indices[-1], indices[0], n)
         return Trace("mlp", layer, indices[0] % n, indices[-1])

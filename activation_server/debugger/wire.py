@@ -30,14 +30,14 @@ class Wire(CamelModel):
 
 class MirroredNodeIndex(Wire):
     node_type: NodeType
-    tensor_indices: list[int | None] = Field(max_length=4)
+    tensor_indices: list[int | None] = Field(min_length=1, max_length=4)
     layer_index: int | None = None
     pass_type: PassType = PassType.FORWARD
 
 
 class MirroredActivationIndex(Wire):
     activation_location_type: ActivationLocation
-    tensor_indices: list[int | Literal["All"] | None] = Field(max_length=4)
+    tensor_indices: list[int | Literal["All"] | None] = Field(min_length=1, max_length=4)
     layer_index: int | None = None
     pass_type: PassType = PassType.FORWARD
 
