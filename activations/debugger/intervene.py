@@ -14,7 +14,6 @@ from activations.debugger.engine import DebuggerInputError, Engine
 from activations.debugger.passes import Ablation, Variant
 from activations.debugger.scalars import Scalars
 from activations.models.tokens import Tokens
-from registry.debugger_vocabulary import TdbScalar
 from registry.metadata import CamelModel
 from registry.vocabulary import QUADRANT_SIGNS, quadrant_of
 
@@ -74,12 +73,19 @@ def intervention_ablation(
     return Ablation("mlp", layer, token, neuron, value, scale=mode == "scale", signs=signs)
 
 
-def _top(probs: torch.Tensor, k: int, tokens: Tokens) -> list[TokenProbability]:
-    values, ids = probs.topk(min(k, probs.shape[-1]))
-    return [
-        TokenProbability(token=tokens.tokenizer.decode([i]), token_id=i, probability=p)
-        for p, i in zip(values.tolist(), ids.tolist(), strict=True)
-    ]
+def _tops(logits: torch.Tensor, k: int, tokens: Tokens) -> list[list[TokenProbability]]:
+    """Each position's k most probable next tokens (one topk over [T, V])."""
+    values, ids = torch.softmax(logits.float(), dim=-1).topk(min(k, logits.shape[-1]), dim=-1)
+    names: dict[int, str] = {}
+    out = []
+    for row_values, row_ids in zip(values.tolist(), ids.tolist(), strict=True):
+        row = []
+        for p, i in zip(row_values, row_ids, strict=True):
+            if i not in names:
+                names[i] = tokens.tokenizer.decode([i])
+            row.append(TokenProbability(token=names[i], token_id=i, probability=p))
+        out.append(row)
+    return out
 
 
 def _next_token_loss(logits: torch.Tensor, ids: list[int]) -> list[float | None]:
@@ -106,15 +112,17 @@ def intervene(
     ablation = intervention_ablation(layer, neuron, mode, value, quadrant, token)
     before = engine.run(Variant(tuple(ids), backward=False))
     after = engine.run(Variant(tuple(ids), ablations=(ablation,), backward=False))
-    act_before = before.get(TdbScalar.MLP_POST_ACT, layer)[:, neuron]
-    act_after = after.get(TdbScalar.MLP_POST_ACT, layer)[:, neuron]
-    gate = before.get(TdbScalar.MLP_PRE_ACT, layer)[:, neuron].tolist()
-    in_ = before.get(TdbScalar.MLP_PRE_LINEAR, layer)[:, neuron].tolist()
+    sign = engine.weights.signs[layer]
+    sign = 1.0 if sign is None else float(sign[neuron])  # --refactor-glu's frame
+    act_before = before.result.post[layer, :, neuron] * sign
+    act_after = after.result.post[layer, :, neuron] * sign
+    gate = before.result.gate[layer][:, neuron].tolist()
+    in_ = (before.result.in_[layer][:, neuron] * sign).tolist()
     quadrants = [quadrant_of(g, u) for g, u in zip(gate, in_, strict=True)]
     loss_before = _next_token_loss(before.result.logits, ids)
     loss_after = _next_token_loss(after.result.logits, ids)
-    probs_before = torch.softmax(before.result.logits, dim=-1)
-    probs_after = torch.softmax(after.result.logits, dim=-1)
+    top_before = _tops(before.result.logits, top, tokens)
+    top_after = _tops(after.result.logits, top, tokens)
     effects = None
     if direct_effect_token is not None:
         effects = direct_effect_on_logit(before, layer, neuron, direct_effect_token).tolist()
@@ -134,8 +142,8 @@ def intervene(
                 loss_before=lb,
                 loss_after=la,
                 loss_change=None if lb is None or la is None else la - lb,
-                top_before=_top(probs_before[t], top, tokens),
-                top_after=_top(probs_after[t], top, tokens),
+                top_before=top_before[t],
+                top_after=top_after[t],
                 direct_effect=None if effects is None else effects[t],
             )
         )
