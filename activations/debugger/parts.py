@@ -72,7 +72,7 @@ def find_parts(model: nn.Module, sites: list[MlpSite]) -> ModelParts:
     first = attentions[0]
     head_dim = int(first.head_dim)
     n_heads = first.o_proj.weight.shape[1] // head_dim
-    n_kv = first.k_proj.weight.shape[0] // head_dim if hasattr(first, "k_proj") else n_heads
+    n_kv = n_heads // int(getattr(first, "num_key_value_groups", 1))
     return ModelParts(
         model=model,
         layers=list(layers),
@@ -97,7 +97,7 @@ def _epsilon(norm: nn.Module) -> float:
         value = getattr(norm, attribute, None)
         if isinstance(value, int | float):
             return float(value)
-    return 1e-6
+    return 1e-5 if _is_centered(norm) else 1e-6  # torch's LayerNorm default; RMSNorm's usual
 
 
 def norm_scale(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -206,3 +206,29 @@ def test_a_neurons_output_tokens_are_its_write_through_the_unembedding(runner, r
     write = store.result.post[1][4, 9] * reference.model.layers[1].mlp.down_proj.weight[:, 9]
     logits = (reference.lm_head.weight * reference.model.norm.weight) @ write
     close(scores, logits - logits.mean())
+
+
+@pytest.mark.parametrize("arch", ["olmo", "phi3"])
+def test_other_families_their_norms_and_fused_projections(tiny_models, arch):
+    """OLMo's final norm is a LayerNorm without weights (centered: the fixed-scale gradient is
+    s·(g − mean g)); Phi-3 fuses gate and in, and q, k and v. The pass leaves the logits as the
+    model's own forward pass has them."""
+    metadata = registry.register_model(f"debug-{arch}", str(tiny_models[arch]))
+    store = engine_of(ModelRunner(metadata)).run(Variant(IDS, (TARGET,), (DISTRACTOR,)))
+    model = AutoModelForCausalLM.from_pretrained(tiny_models[arch]).eval()
+    with torch.no_grad():
+        close(store.result.logits, model(input_ids=torch.tensor([IDS])).logits[0])
+    unembedding = model.lm_head.weight.detach()
+    x = store.result.final_residual[-1]
+    norm = model.model.norm
+    centered = x - x.mean() if arch == "olmo" else x
+    eps = 1e-5 if arch == "olmo" else norm.variance_epsilon  # OLMo's forward names 1e-5
+    scale = torch.rsqrt(centered.pow(2).mean() + eps)
+    gain = norm.weight.detach() if getattr(norm, "weight", None) is not None else 1.0
+    g = gain * (unembedding[TARGET] - unembedding[DISTRACTOR])
+    expected = scale * (g - g.mean() if arch == "olmo" else g)
+    close(store.result.grads["final_residual"][-1], expected)
+    heads = store.get(TdbScalar.ATTN_QK_PROBS, 0)
+    close(heads.sum(1), torch.ones(len(IDS), heads.shape[-1]))  # each row of probabilities
+    glu = store.get(TdbScalar.MLP_PRE_LINEAR, 1) * store.get(TdbScalar.MLP_SWISH, 1)
+    close(glu, store.get(TdbScalar.MLP_POST_ACT, 1))
