@@ -232,3 +232,37 @@ def test_other_families_their_norms_and_fused_projections(tiny_models, arch):
     close(heads.sum(1), torch.ones(len(IDS), heads.shape[-1]))  # each row of probabilities
     glu = store.get(TdbScalar.MLP_PRE_LINEAR, 1) * store.get(TdbScalar.MLP_SWISH, 1)
     close(glu, store.get(TdbScalar.MLP_POST_ACT, 1))
+
+
+@pytest.mark.parametrize("through", ["QK", "Q", "K"])
+def test_a_traced_head_equals_autograd_of_its_attention_score(runner, reference, through):
+    """Head 3 of layer 1 (key/value head 1) from token 6 to token 2: its pre-softmax score,
+    q·k/√d after rotary embeddings, by hand; Q or K alone hold the other side fixed."""
+    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+    store = engine_of(runner).run(Variant(IDS, trace=Trace("attention", 1, 6, 3, 2, through)))
+    model = reference
+    attention = model.model.layers[1].self_attn
+    posts, seen = {}, {}
+    hooks = [model.model.layers[0].mlp.down_proj.register_forward_pre_hook(
+        lambda m, a: posts.__setitem__(0, a[0]))]  # fmt: skip
+    hooks.append(model.model.layers[1].input_layernorm.register_forward_hook(
+        lambda m, a, o: seen.__setitem__("x", o)))  # fmt: skip
+    try:
+        model(input_ids=torch.tensor([IDS]), use_cache=False)
+    finally:
+        for h in hooks:
+            h.remove()
+    x = seen["x"]
+    d = attention.head_dim
+    q = attention.q_proj(x).view(1, len(IDS), -1, d).transpose(1, 2)
+    k = attention.k_proj(x).view(1, len(IDS), -1, d).transpose(1, 2)
+    cos, sin = model.model.rotary_emb(x, torch.arange(len(IDS))[None])
+    q, k = apply_rotary_pos_emb(q, k, cos, sin)
+    q_row, k_row = q[0, 3, 6], k[0, 3 // attention.num_key_value_groups, 2]
+    q_row = q_row.detach() if through == "K" else q_row
+    k_row = k_row.detach() if through == "Q" else k_row
+    score = (q_row * k_row).sum() * attention.scaling
+    assert store.result.traced_value == pytest.approx(float(score.detach()), abs=1e-5)
+    (grad,) = torch.autograd.grad(score, [posts[0]])
+    close(store.get(TdbScalar.MLP_ACT_TIMES_GRAD, 0), (posts[0] * grad)[0].detach())
