@@ -15,6 +15,8 @@ from activation_server.guard import RequestGuard
 from activation_server.limits import InFlightLimit
 from activation_server.routes import (
     catalog,
+    debugger,
+    intervene,
     live,
     neuron_explainer,
     progress,
@@ -29,7 +31,10 @@ from activations.io import hub
 from activations.io.parquet_parts import use_steady_memory_pool
 
 # Every group of routes: a module of routes/ with a `router`. A new group is one more entry.
-ROUTES = [catalog, records, neuron_explainer, live, search, weights, progress, viewer]
+ROUTES = [
+    catalog, records, neuron_explainer, debugger, intervene, live, search, weights, progress,
+    viewer,
+]  # fmt: skip
 
 
 def served_hosts(settings: ServerSettings) -> list[str]:

@@ -110,6 +110,11 @@ def _server_options(parser: argparse.ArgumentParser) -> None:
         help="per live text",
     )
     parser.add_argument(
+        "--debugger-model",
+        default=ServerSettings.model_fields["debugger_model"].default,
+        help="the model TDB's routes at / debug",
+    )
+    parser.add_argument(
         "--upstream-timeout",
         type=float,
         default=ServerSettings.model_fields["upstream_timeout_s"].default,
@@ -256,6 +261,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         upstream_timeout_s=args.upstream_timeout,
         max_model_gb=args.max_model_gb,
         record_cache_mb=args.cache_mb,
+        debugger_model=args.debugger_model,
     )
     print(f"serving on http://{args.host}:{args.port}/  (API docs: /docs; Ctrl-C stops)")
     serve(create_app(settings), settings)

@@ -19,6 +19,8 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from activations.errors import (
+    DebuggerInputError,
+    DebuggerUnsupportedError,
     LiveRequestError,
     ModelBusyError,
     PoolBusyError,
@@ -48,6 +50,8 @@ STATUS: list[tuple[type[BaseException], int]] = [
     (RecordNotFoundError, 404),
     (LiveRequestError, 404),
     (SearchError, 422),
+    (DebuggerInputError, 422),
+    (DebuggerUnsupportedError, 422),
     (TooManyTokensError, 413),
     (ModelBusyError, 503),
     (WeightsPendingError, 503),

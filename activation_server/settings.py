@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from activations.session import SessionSettings
+from registry.builtin import EMBEDDED_MODEL
 
 # Host headers of this machine's own addresses ("0.0.0.0" is what neuron-explainer's viewer
 # calls by default); DNS rebinding needs a name the attacker controls, which these are not.
@@ -38,3 +39,5 @@ class ServerSettings(SessionSettings):
     max_in_flight_per_client: int = 32
     """Requests of one client (address) to one group of routes at a time; more are answered
     503 with Retry-After at once (0: no limit)."""
+    debugger_model: str = EMBEDDED_MODEL
+    """The model TDB's inference routes at the root debug (/tdb/{short_name}/... name any)."""

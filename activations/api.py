@@ -22,6 +22,9 @@ from collections.abc import Coroutine, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from activations.debugger.attribute import AttributionResult
+from activations.debugger.intervene import InterventionResult
+from activations.debugger.service import run_attribution, run_intervention
 from activations.search.answers import PromptSearchResult, TokenSearchResult
 from activations.session import SessionSettings, Workbench
 from activations.sources.source import DatasetShape, Record, RecordQuery
@@ -36,7 +39,7 @@ T = TypeVar("T")
 __all__ = [
     "Dataset", "Session", "SessionSettings", "open_dataset", "open_file", "register_file",
     "search_prompt", "load_registrations", "NeuronWeightView", "ClassCounts",
-    "PromptSearchResult", "TokenSearchResult",
+    "PromptSearchResult", "TokenSearchResult", "InterventionResult", "AttributionResult",
 ]  # fmt: skip
 
 
@@ -93,6 +96,35 @@ class Session:
         dst = DerivedScalarType(dst)
         work = self.searches.prompt(model, text, dst, token_index, top, skip_first, dataset)
         return self.run(work)
+
+    def intervene(
+        self,
+        model: str,
+        text: str,
+        layer: int,
+        neuron: int,
+        mode: str = "zero",
+        value: float = 0.0,
+        quadrant: str | None = None,
+        token: int | None = None,
+        direct_effect_token: str | None = None,
+        top: int = 5,
+    ) -> InterventionResult:
+        """Zero, clamp (to `value`) or scale (by `value`) a neuron on the text, at every token
+        or one (`token`), optionally only where it sits in `quadrant`: per token the neuron
+        before and after, the next-token distribution's top before and after and the loss
+        change, and its direct effect on `direct_effect_token`'s logit (two forward passes)."""
+        work = run_intervention(self.models, model, text, layer, neuron, mode, value, quadrant,
+                                token, direct_effect_token, top)  # fmt: skip
+        return self.run(work)
+
+    def attribute(
+        self, model: str, text: str, target: str, distractor: str | None = None, top: int = 10
+    ) -> AttributionResult:
+        """Each layer's top and bottom neurons and heads by act × grad of logit(target) −
+        logit(distractor) at the last token, with activations and direct effects (one forward
+        and one backward pass)."""
+        return self.run(run_attribution(self.models, model, text, target, distractor, top))
 
     def weights(self, model: str, layer: int, neuron: int) -> NeuronWeightView:
         """What a neuron reads and writes, from the model's weights: at once, from its own

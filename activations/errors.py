@@ -5,6 +5,8 @@ room that raises it; this names them for those outside."""
 
 from __future__ import annotations
 
+from activations.debugger.errors import DebuggerInputError
+from activations.debugger.parts import DebuggerUnsupportedError
 from activations.io.errors import (
     CorruptDatasetError,
     DatasetLayoutError,
@@ -25,6 +27,8 @@ from activations.weights.views import WeightsPendingError, WeightsUnavailableErr
 __all__ = [
     "CorruptDatasetError",
     "DatasetLayoutError",
+    "DebuggerInputError",
+    "DebuggerUnsupportedError",
     "LiveRequestError",
     "MalformedRecordError",
     "ModelBusyError",

@@ -33,6 +33,7 @@ FIGURES = {
     "weights": "bench.weights",
     "push": "bench.push",
     "weight_view": "bench.weight_view",
+    "debugger": "bench.debugger",
 }
 RESULTS = Path(__file__).with_name("results.json")
 

@@ -1,6 +1,6 @@
 """neuron-explainer's API, as its own viewer (neuron_viewer) calls it: records of a neuron or an
 attention head from a list of datasets tried in order, the list of datasets, and clear 501s for
-what this server does not do (explanations, its batched inference).
+what this server does not do (explanations; the debugger's inference routes are routes/debugger.py).
 
 Bodies and answers follow its activation server (read_routes.py, load_neurons.py): camelCase,
 `NodeIdAndDatasets` requests, token sequences of {token, scalar, normalizedScalar}."""
@@ -126,12 +126,6 @@ NOT_SERVED = {
     "/existing_explanations": "explanations",
     "/explain": "explanations",
     "/score": "explanation scores",
-    "/derived_scalars": "neuron-explainer's inference routes (use POST /activations)",
-    "/derived_attention_scalars": "neuron-explainer's inference routes",
-    "/batched": "neuron-explainer's batched inference (logit lens)",
-    "/batched_tdb": "neuron-explainer's batched inference (the Transformer Debugger)",
-    "/multiple_top_k_derived_scalars": "neuron-explainer's inference routes",
-    "/model_info": "neuron-explainer's model info (GET /models lists the models)",
 }
 
 

@@ -13,7 +13,9 @@ from tests.activation_server.conftest import register_tiny
 
 # schemathesis's test client names the host "testserver"
 HOSTS = [*LOOPBACK_HOSTS, "testserver"]
-APP = create_app(ServerSettings(max_tokens_per_request=64, allowed_hosts=HOSTS))
+APP = create_app(
+    ServerSettings(max_tokens_per_request=64, allowed_hosts=HOSTS, debugger_model="tiny-llama")
+)
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
 
 

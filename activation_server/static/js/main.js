@@ -2,6 +2,7 @@
 // keeps the current neuron in the address so it can be shared. ES modules, no build step.
 
 import { el, fetchJson, setStatus, showError } from "./dom.js";
+import { fillQuadrants, runIntervention } from "./intervene.js";
 import { runLive } from "./live.js";
 import { goFromForm, goFromLocation, goRandom, showHome, step } from "./nav.js";
 import { watchProgress } from "./progress.js";
@@ -43,6 +44,7 @@ function listen() {
   $("example-hook").addEventListener("change", examplesBy);
   $("colour-hook").addEventListener("change", renderExamples);
   $("live-run").addEventListener("click", runLive);
+  $("intervene-run").addEventListener("click", runIntervention);
   $("home").addEventListener("click", (event) => {
     event.preventDefault();
     window.history.pushState({}, "", "/");
@@ -78,6 +80,7 @@ async function start() {
   }
   setStatus("");
   fillDatasets();
+  fillQuadrants();
   goFromLocation();
   watchProgress();
   document.body.dataset.ready = "true";
