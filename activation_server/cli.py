@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -336,11 +337,15 @@ def start_default_collation(path: Path, max_docs: int, every: int) -> subprocess
     # said at once, under this process's pid until the collation writes its own (never after
     # it, so that "starting" cannot overwrite its first word): the page shows it from the start
     ProgressFile(path, EMBEDDED_MODEL, DEFAULT_CORPUS).update("starting")
-    return subprocess.Popen(command, preexec_fn=_lower_priority)
+    return subprocess.Popen(command, preexec_fn=_background_child)
 
 
-def _lower_priority() -> None:
-    os.nice(10)  # the collation yields the CPU to the server's live requests
+def _background_child() -> None:
+    """The collation yields the CPU to the server's live requests, and a terminal's Ctrl-C is
+    the server's to handle: it stops the collation itself (SIGTERM, above). Reached by the
+    Ctrl-C too, a collation still importing torch printed a KeyboardInterrupt traceback."""
+    os.nice(10)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -39,6 +39,9 @@ NOT_RUN = {
     "make bench": "the benchmarks (about 10 minutes, whole CPUs); bench/ is their code",
     ".venv/bin/python -m bench": "a benchmark figure (minutes, whole CPUs); bench/ is its code",
 }
+# A block that builds transformer-debugger's frontend (it names npm) runs only where
+# NEURONS_DOCS_TDB names a checkout of it; elsewhere it is left out and the page's other blocks run.
+TDB_BLOCK = "needs npm and a checkout of openai/transformer-debugger (NEURONS_DOCS_TDB)"
 # Commands that serve until stopped, and the port each listens on.
 SERVERS = {
     "make run": 8000,
@@ -124,6 +127,12 @@ def build(path: Path, make_is_current: bool) -> Page:
             name = named.group(1) if named else f"block-{number}.py"
             page.files[name] = body
             page.script.append(f".venv/bin/python {shlex.quote(name)}")
+        elif language == "sh" and "npm " in body and not os.environ.get("NEURONS_DOCS_TDB"):
+            for line in logical_lines(body):
+                command = line.partition(" #")[0].strip()
+                if command and not command.startswith("#"):
+                    page.not_run.append((command, TDB_BLOCK))
+                    page.script.append(f": not run: {shlex.quote(command)}")
         elif language == "sh":
             page.script.extend(sh_block(page, body, make_is_current))
     return page
