@@ -274,6 +274,37 @@ static void fold_vector(const float* const* rows, int64_t stride, int product, f
     }
 }
 
+// Pass 3, with a histogram: each token of one document adds one, per lane (neuron), to the
+// counter of its (group, bin) in `local` ([NG, NB, W] int32: a lane's counters are its own, so
+// a vector of tokens never adds twice to one counter). Its group is its quadrant (NQ: none);
+// its bin that of HIST_INDEX's value in the vocabulary's histogram (reduction.histogram_bins):
+// from the exponent of |value|, or for a negative value of the float below |value|, so that its
+// bins close on the side of zero as numpy.histogram's do, and exact zeros apart. Plain C over
+// the copy, which the compiler vectorises for the target (AVX-512, AVX2, NEON or SSE2) alike.
+static void histogram_vector(float* const* copy, const uint8_t* row_valid, int64_t T,
+                             int32_t* local) {
+    for (int64_t t = 0; t < T; ++t) {
+        if (!row_valid[t]) continue;
+        const float* g = copy[GATE_INDEX] + t * W;
+        const float* u = copy[IN_INDEX] + t * W;
+        uint32_t bits[W];
+        memcpy(bits, copy[HIST_INDEX] + t * W, sizeof bits);
+        int32_t at[W];
+        for (int i = 0; i < W; ++i) {
+            const int32_t magnitude = (int32_t)(bits[i] & 0x7FFFFFFFu);
+            const int32_t negative = (int32_t)(bits[i] >> 31);
+            int32_t step = ((magnitude - negative) >> 23) - HIST_EXPONENT_BASE;
+            step = step < 0 ? 0 : step;
+            step = step > HIST_MAGNITUDES - 1 ? HIST_MAGNITUDES - 1 : step;
+            int32_t bin = negative ? HIST_ZERO - 1 - step : HIST_ZERO + 1 + step;
+            bin = magnitude == 0 ? HIST_ZERO : bin;
+            HIST_GROUP(group, g[i], u[i])
+            at[i] = (group * NB + bin) * W + i;
+        }
+        for (int i = 0; i < W; ++i) ++local[at[i]];
+    }
+}
+
 // One batch of a layer (kernel.py's Batch) and the running totals it adds to.
 typedef struct {
     const float* hooks[NH];  // each [B, T, N] contiguous float32; PRODUCT_HOOK's may be NULL
@@ -283,6 +314,7 @@ typedef struct {
     int64_t B, T, N, K;
     int64_t* counts;  // [NQ, N]
     double* sums;  // [NQ, NH, N]
+    int64_t* histogram;  // [NG, NB, N], or NULL: no histogram
 } Batch;
 
 // Returns 0, or -1 when the copy buffers could not be allocated (then nothing was changed).
@@ -300,14 +332,26 @@ int glu_fold_batch(const Batch* batch, const TopLists* top) {
         buffers[i] = aligned_alloc(64, (size_t)NH * column * sizeof(float));
         missing = buffers[i] == NULL;
     }
+    // and one histogram's counters per thread ([NG, NB, W] int32), where counted
+    int64_t* histogram = batch->histogram;
+    const size_t local_bytes = (size_t)NG * NB * W * sizeof(int32_t);
+    int32_t** locals = histogram ? calloc((size_t)threads, sizeof(int32_t*)) : NULL;
+    missing = missing || (histogram && locals == NULL);
+    for (int i = 0; i < threads && !missing && histogram; ++i) {
+        locals[i] = malloc(local_bytes);
+        missing = locals[i] == NULL;
+    }
     if (missing) {
         for (int i = 0; buffers && i < threads; ++i) free(buffers[i]);
+        for (int i = 0; locals && i < threads; ++i) free(locals[i]);
         free(buffers);
+        free(locals);
         return -1;
     }
 #pragma omp parallel num_threads(threads)
     {
         float* buffer = buffers[omp_get_thread_num()];
+        int32_t* local = histogram ? locals[omp_get_thread_num()] : NULL;
         float* copy[NH];
         for (int h = 0; h < NH; ++h) copy[h] = buffer + h * column;
 #pragma omp for schedule(static)
@@ -317,17 +361,23 @@ int glu_fold_batch(const Batch* batch, const TopLists* top) {
             const __mmask16 live = (__mmask16)((1u << width) - 1);
             const __m512 flip = batch->sign ? _mm512_maskz_loadu_ps(live, batch->sign + n0)
                                             : _mm512_set1_ps(1.0f);
+            if (local) memset(local, 0, local_bytes);
             for (int64_t b = 0; b < B; ++b) {
                 const float* rows[NH];
                 for (int h = 0; h < NH; ++h)
                     rows[h] = batch->hooks[h] ? batch->hooks[h] + b * T * N + n0 : NULL;
                 fold_vector(rows, N, product, copy, batch->valid + b * T, T, N, K, n0, width,
                             flip, batch->docs[b], batch->counts, batch->sums, top);
+                if (local) histogram_vector(copy, batch->valid + b * T, T, local);
             }
+            for (int64_t c = 0; local && c < NG * NB; ++c)
+                for (int i = 0; i < width; ++i) histogram[c * N + n0 + i] += local[c * W + i];
         }
     }
     for (int i = 0; i < threads; ++i) free(buffers[i]);
+    for (int i = 0; locals && i < threads; ++i) free(locals[i]);
     free(buffers);
+    free(locals);
     return 0;
 }
 

@@ -5,6 +5,19 @@
 #define NH 4
 #define NP 14
 #define PRODUCT_HOOK 3
+#define GATE_INDEX 0
+#define IN_INDEX 1
+#define HIST_INDEX 3
+#define NG 5
+#define NB 49
+#define HIST_ZERO 24
+#define HIST_MAGNITUDES 24
+#define HIST_EXPONENT_BASE 112
+#define HIST_GROUP(group, g, u) int32_t group = 4; \
+    group = (((g) > 0.0f) & ((u) > 0.0f)) ? 0 : group; \
+    group = (((g) > 0.0f) & ((u) < 0.0f)) ? 1 : group; \
+    group = (((g) < 0.0f) & ((u) > 0.0f)) ? 2 : group; \
+    group = (((g) < 0.0f) & ((u) < 0.0f)) ? 3 : group;
 #define LOAD_TOKEN const __m512 v_0 = _mm512_maskz_loadu_ps(live, rows[0] + t * stride); \
     const __m512 v_1 = _mm512_mul_ps(_mm512_maskz_loadu_ps(live, rows[1] + t * stride), flip); \
     const __m512 v_2 = _mm512_maskz_loadu_ps(live, rows[2] + t * stride); \

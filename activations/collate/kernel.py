@@ -82,6 +82,7 @@ class Batch(ctypes.Structure):
         ("K", _i64),
         ("counts", _pointer),
         ("sums", _pointer),
+        ("histogram", _pointer),
     ]
 
 
@@ -228,7 +229,8 @@ def fold_batch(
     """Add one batch ([B, T, N] float32 per GLU hook, valid [B, T], docs [B]) to the running
     totals of `acc`, in place; without the product hook's tensor (hook_post), the kernel
     multiplies its factors: a quarter less to read. `sign` ([N] of ±1, --refactor-glu) flips
-    the hooks the vocabulary says. Candidates may wait in acc.held until the lists are read."""
+    the hooks the vocabulary says. Where `acc` counts a histogram, the kernel counts it too.
+    Candidates may wait in acc.held until the lists are read."""
     library = _library()
     room = acc.held
     if not isinstance(room, WaitingRoom) or acc.has_pending():
@@ -238,8 +240,11 @@ def fold_batch(
     batch, length, n_neurons = inputs[0].shape
     if n_neurons != acc.n_neurons:
         raise ValueError(f"the accumulator is for {acc.n_neurons} neurons, not {n_neurons}")
+    histogram = acc.histogram
     if not all(t.is_contiguous() for t in (acc.counts, acc.sums)):
         raise ValueError("counts and sums must be contiguous")
+    if histogram is not None and not (histogram.is_contiguous() and histogram.dtype == torch.int64):
+        raise ValueError("the histogram must be contiguous int64")
     valid = valid.reshape(batch, length).to(torch.uint8).contiguous()
     docs = docs.to(torch.int64).contiguous()
     _, last = document_range(docs)
@@ -255,6 +260,7 @@ def fold_batch(
         acc.k,
         acc.counts.data_ptr(),
         acc.sums.data_ptr(),
+        None if histogram is None else histogram.data_ptr(),
     )
     if library.glu_fold_batch(ctypes.byref(arguments), ctypes.byref(room.pointers(acc))):
         raise MemoryError("the collation kernel could not allocate its copy buffers")
