@@ -18,7 +18,16 @@ import torch
 
 from activations.collate.reduction import BatchStats, decode_max_key
 from activations.records.schema import GLU_LAYOUT, RecordLayout
-from registry.vocabulary import GATE_HOOK, HOOK_POST, IN_HOOK, SWISH
+from registry.vocabulary import (
+    GATE_HOOK,
+    HISTOGRAM_BINS,
+    HISTOGRAM_MAGNITUDES,
+    HISTOGRAM_MIN_EXPONENT,
+    HISTOGRAM_ZERO_BIN,
+    HOOK_POST,
+    IN_HOOK,
+    SWISH,
+)
 
 BLOCK_T, BLOCK_N = 16, 64
 # the kernel's order: quadrants by (gate sign, in sign), hooks gate, in, act(gate), act(gate)·in
@@ -53,9 +62,11 @@ def triton_batch_stats(
     post: torch.Tensor | None,
     valid: torch.Tensor,
     sign: torch.Tensor | None,
+    histogram: bool = True,
 ) -> BatchStats:
     """reduction.batch_stats of one GLU layer's [B, T, N] activations in one kernel (post None:
-    act(gate)·in, computed in the kernel; `sign` flips in and post, as --refactor-glu does)."""
+    act(gate)·in, computed in the kernel; `sign` flips in and post, as --refactor-glu does);
+    with `histogram`, the histogram of act(gate)·in (the vocabulary's HISTOGRAM_HOOK) too."""
     B, T, N = gate.shape
     device = gate.device
     counts = torch.empty(4, B, N, dtype=torch.int32, device=device)
@@ -65,10 +76,16 @@ def triton_batch_stats(
     tensors = [t.contiguous() for t in (gate, in_, act_gate)]
     post_arg = post.contiguous() if post is not None else tensors[2]
     sign_arg = sign.float().contiguous() if sign is not None else counts
+    # int32 counts of the batch (B·T tokens at most), by the kernel's groups: its quadrants, none
+    hist = (
+        torch.zeros(5, HISTOGRAM_BINS, N, dtype=torch.int32, device=device) if histogram else counts
+    )
     grid = (B, (N + BLOCK_N - 1) // BLOCK_N)
     _stats_kernel()[grid](
-        *tensors, post_arg, rows, sign_arg, counts, sums, keys, B, T, N,
-        HAS_POST=post is not None, HAS_SIGN=sign is not None, BLOCK_T=BLOCK_T, BLOCK_N=BLOCK_N,
+        *tensors, post_arg, rows, sign_arg, counts, sums, keys, hist, B, T, N,
+        HAS_POST=post is not None, HAS_SIGN=sign is not None, HAS_HIST=histogram,
+        BINS=HISTOGRAM_BINS, ZERO=HISTOGRAM_ZERO_BIN, STEPS=HISTOGRAM_MAGNITUDES,
+        BASE=127 + HISTOGRAM_MIN_EXPONENT - 1, BLOCK_T=BLOCK_T, BLOCK_N=BLOCK_N,
     )  # fmt: skip
     q_order = [KERNEL_QUADRANTS.index(q) for q in layout.quadrants]
     h_order = [KERNEL_HOOKS.index(h) for h in layout.hooks]
@@ -77,6 +94,7 @@ def triton_batch_stats(
     return BatchStats(
         counts=counts[q_order], sums=sums[q_order][:, h_order], values=value,
         positions=position, present=present,
+        histogram=hist[[*q_order, 4]].to(torch.int64) if histogram else None,
     )  # fmt: skip
 
 
@@ -95,5 +113,7 @@ class TritonEngine:
             act_gate = self.act(gate)
         if post is not None and post.shape != gate.shape:
             post = None
-        stats = triton_batch_stats(self.layout, gate, in_, act_gate, post, batch.valid, sign)
+        stats = triton_batch_stats(
+            self.layout, gate, in_, act_gate, post, batch.valid, sign, acc.histogram is not None
+        )
         acc.add(stats, batch.doc_indices, batch.on_device)

@@ -42,8 +42,21 @@ def put(q, counts, sums, keys, b, n, nmask, B, N, c, s0, s1, s2, s3, k0, k1, k2,
 
 
 @triton.jit
-def stats(gate, in_, act, post, valid, sign, counts, sums, keys, B, T, N,
-          HAS_POST: tl.constexpr, HAS_SIGN: tl.constexpr,
+def histogram_bin(v, ZERO: tl.constexpr, STEPS: tl.constexpr, BASE: tl.constexpr):
+    """reduction.histogram_bins: the bin of each value from its float32 bits."""
+    bits = v.to(tl.int32, bitcast=True)
+    magnitude = bits & 0x7FFFFFFF
+    negative = bits < 0
+    step = (tl.where(negative, magnitude - 1, magnitude) >> 23) - BASE
+    step = tl.minimum(tl.maximum(step, 0), STEPS - 1)
+    signed = tl.where(negative, ZERO - 1 - step, ZERO + 1 + step)
+    return tl.where(magnitude == 0, ZERO, signed)
+
+
+@triton.jit
+def stats(gate, in_, act, post, valid, sign, counts, sums, keys, hist, B, T, N,
+          HAS_POST: tl.constexpr, HAS_SIGN: tl.constexpr, HAS_HIST: tl.constexpr,
+          BINS: tl.constexpr, ZERO: tl.constexpr, STEPS: tl.constexpr, BASE: tl.constexpr,
           BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr):  # fmt: skip
     b = tl.program_id(0)
     n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -74,6 +87,12 @@ def stats(gate, in_, act, post, valid, sign, counts, sums, keys, B, T, N,
             p = a * u
         pos = t[:, None].to(tl.int64) + tl.zeros((BLOCK_T, BLOCK_N), tl.int64)
         gp, gn, up, un = (g > 0) & m, (g < 0) & m, u > 0, u < 0
+        if HAS_HIST:  # one count per real token: group (quadrant, 4: none), bin, neuron
+            group = tl.where(gp & up, 0, tl.where(gp & un, 1, tl.where(gn & up, 2, 4)))
+            group = tl.where(gn & un, 3, group)
+            cell = group * BINS + histogram_bin(p, ZERO, STEPS, BASE)
+            ones = tl.full((BLOCK_T, BLOCK_N), 1, tl.int32)
+            tl.atomic_add(hist + cell.to(tl.int64) * N + n[None, :], ones, mask=m)
         c0, s00, s01, s02, s03, k00, k01, k02, k03 = fold(
             gp & up, g, u, a, p, pos, c0, s00, s01, s02, s03, k00, k01, k02, k03
         )
