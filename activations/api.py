@@ -126,7 +126,8 @@ class Dataset:
         all_hooks: bool = False,
         activations: bool = False,
     ) -> Record:
-        """One neuron's record: per quadrant its frequency, means and top examples; with
+        """One neuron's record: per quadrant its frequency, means, top examples and histogram
+        (`record.histogram`: every token's, its bins in `.edges()`; docs/histogram.md); with
         `context=N` each example's tokens around its max, with `activations=True` the neuron's
         values on them (runs the model)."""
         query = RecordQuery(all_hooks=all_hooks, context=context, activations=activations)

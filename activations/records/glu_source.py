@@ -22,12 +22,13 @@ from activations.records.errors import (
 )
 from activations.records.glu_parquet import GluParquetDataset
 from activations.records.lru import LruCache
-from activations.records.models import GluExample, GluNeuronRecord, GluQuadrant
+from activations.records.models import GluExample, GluNeuronRecord, GluQuadrant, ValueHistogram
 from activations.records.schema import (
     RecordLayout,
     count_column,
     freq_column,
     has_max,
+    histogram_column,
     layout_of_columns,
     max_indices_column,
     max_positions_column,
@@ -44,7 +45,13 @@ from activations.records.storage import StorageError, classify_error
 from registry import find_model
 from registry.metadata import NeuronDatasetMetadata
 from registry.paths import local_path
-from registry.vocabulary import DST_TO_HOOK, GLU_HOOKS, HOOK_POST
+from registry.vocabulary import (
+    ALL_TOKENS,
+    DST_TO_HOOK,
+    GLU_HOOKS,
+    HOOK_POST,
+    histogram_description,
+)
 
 
 def describe_source(metadata: NeuronDatasetMetadata) -> str:
@@ -284,6 +291,7 @@ class GluSource:
                 wanted = [freq_column(q) for q in layout.quadrants]
                 wanted += [count_column(q) for q in layout.quadrants]
                 wanted += [mean_column(q, h) for q in layout.quadrants for h in layout.hooks]
+                wanted += [histogram_column(q) for q in layout.histogram_quadrants()]
                 for q, h in layout.max_pairs():
                     if h in hooks:
                         wanted += [max_values_column(q, h), max_indices_column(q, h)]
@@ -327,6 +335,7 @@ class GluSource:
                     count=row.get(count_column(q)),
                     means={h: _float(row.get(mean_column(q, h))) for h in layout.hooks},
                     examples=examples,
+                    histogram=row.get(histogram_column(q)),
                 )
             )
         return GluNeuronRecord(
@@ -335,5 +344,17 @@ class GluSource:
             neuron=neuron,
             hook=self.hook,
             quadrants=quadrants,
+            histogram=_histogram(row, file_metadata),
             file_metadata=file_metadata,
         )
+
+
+def _histogram(row: dict[str, Any], file_metadata: dict[str, Any]) -> ValueHistogram | None:
+    """Every token's histogram, in the bins the file names (else the vocabulary's)."""
+    counts = row.get(histogram_column(ALL_TOKENS))
+    if counts is None:
+        return None
+    bins = file_metadata.get("histogram") or histogram_description()
+    return ValueHistogram(
+        hook=bins["hook"], inner_edges=bins["innerEdges"], zero_bin=bins["zeroBin"], counts=counts
+    )

@@ -32,6 +32,25 @@ class GluQuadrant(CamelModel):
     count: int | None = None
     means: dict[str, float | None]
     examples: dict[str, list[GluExample]]
+    histogram: list[int] | None = None
+    """The quadrant's tokens per bin of the record's `histogram` (files without one: None)."""
+
+
+class ValueHistogram(CamelModel):
+    """A neuron's values of one hook over every token, counted in fixed bins (the vocabulary's;
+    docs/histogram.md): bin i holds values in [edge i-1, edge i), where the edges are
+    [-inf, *inner_edges, +inf] and the last bin also holds +inf."""
+
+    hook: str
+    inner_edges: list[float]
+    zero_bin: int
+    """The bin of exact zeros."""
+    counts: list[int]
+    """Every token's (the quadrants' histograms, plus the tokens in none)."""
+
+    def edges(self) -> list[float]:
+        """Every edge, infinities included: numpy.histogram(values, bins=edges()) counts alike."""
+        return [float("-inf"), *self.inner_edges, float("inf")]
 
 
 class GluNeuronRecord(CamelModel):
@@ -40,6 +59,8 @@ class GluNeuronRecord(CamelModel):
     neuron: int
     hook: str
     quadrants: list[GluQuadrant]
+    histogram: ValueHistogram | None = None
+    """The distribution of the neuron's values (files of ours since it was added; else None)."""
     file_metadata: dict[str, Any] = Field(default_factory=dict)
     context_note: str | None = None
     """Why examples carry no text, when they don't."""
