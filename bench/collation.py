@@ -14,7 +14,10 @@ candidate enters its list, untimed; after the timed batches, the candidates of t
 still waiting (or, with the torch engines, still buffered) enter theirs, timed. A case fills
 and times 5 batches with a fresh Collator RUNS times at 30 layers, and proportionally more
 often at fewer layers, so that every case times about as many layer passes and the short passes
-of the 1-layer case are not left to the machine's noise.
+of the 1-layer case are not left to the machine's noise. One case runs without the value
+histogram (activations.collate: each neuron's counts per quadrant and bin), and a row says what
+the histogram alone costs: the collation's ratio to its forward pass with it, over that ratio
+without it, each against its own interleaved forward passes.
 """
 
 from __future__ import annotations
@@ -38,15 +41,17 @@ from bench.common import (
 MAX_TOKENS = 512
 REPEATS = 5  # batches timed after each fill
 RUNS = 2  # fresh collations per case at 30 layers; more at fewer layers
-# (documents per batch, layers read, engine): batch size grows at 30 layers, layers grow at 2
-# documents, all with the default engine; then the torch.compile engine for comparison.
-CASES: tuple[tuple[int, int, str], ...] = (
-    (1, 30, "auto"),
-    (2, 30, "auto"),
-    (4, 30, "auto"),
-    (2, 1, "auto"),
-    (2, 10, "auto"),
-    (2, 30, "compiled"),
+# (documents per batch, layers read, engine, value histogram): batch size grows at 30 layers,
+# layers grow at 2 documents, all with the default engine; the default engine without the
+# histogram (what it costs); then the torch.compile engine for comparison.
+CASES: tuple[tuple[int, int, str, bool], ...] = (
+    (1, 30, "auto", True),
+    (2, 30, "auto", True),
+    (4, 30, "auto", True),
+    (2, 1, "auto", True),
+    (2, 10, "auto", True),
+    (2, 30, "auto", False),
+    (2, 30, "compiled", True),
 )
 TARGET = 0.9
 
@@ -103,15 +108,17 @@ def run() -> FigureResult:
                     model.base_model(input_ids=ids, attention_mask=mask, use_cache=False)
 
             warmups: dict[str, float] = {}
-            for size, count, engine in CASES:
+            ratios: dict[tuple, float] = {}  # by case: forward time over collation time
+            for size, count, engine, histogram in CASES:
                 layers = layer_subset(count, n_layers)
-                collator = Collator(model, layers=layers, engine=engine)
+                collator = Collator(model, layers=layers, engine=engine, histogram=histogram)
                 engine_name = collator.engine
                 if engine_name == "kernel":  # the vectors it was built with: avx512, avx2, neon…
                     from activations.collate import kernel
 
                     engine_name = f"kernel ({kernel.isa()})"
-                label = f"{size}×{MAX_TOKENS} tok, {count} layers, {engine_name}"
+                setting = f"{size}×{MAX_TOKENS} tok, {count} layers, {engine_name}"
+                label = setting + ("" if histogram else ", no histogram")
                 ids, mask, docs = batch(size)
                 began = time.perf_counter()
                 collator.add_batch(ids, mask, docs)  # builds the kernel or compiles the reduction
@@ -125,7 +132,9 @@ def run() -> FigureResult:
                 tokens = timed = 0
                 for run_index in range(RUNS * max(1, n_layers // count)):
                     if run_index:  # a fresh run: every batch timed comes right after the fill
-                        collator = Collator(model, layers=layers, engine=engine)
+                        collator = Collator(
+                            model, layers=layers, engine=engine, histogram=histogram
+                        )
                     while collator.n_documents < collator.top_k:  # untimed: the lists fill
                         collator.add_batch(*batch(size))
                     flush(collator)  # untimed: the fill's candidates all in the lists
@@ -149,15 +158,29 @@ def run() -> FigureResult:
                 subject = tokens / sum(times["collator"])
                 baseline = tokens / sum(times["forward"])
                 log(f"collation: {label}: {subject:.0f} vs {baseline:.0f} tok/s")
+                ratios[(size, count, engine, histogram)] = ratio = sum(times["forward"]) / sum(
+                    times["collator"]
+                )
                 result.rows.append(
                     Row(
                         "collation",
                         f"Collator {label}: {subject:.0f} tok/s",
                         f"forward: {baseline:.0f} tok/s",
-                        sum(times["forward"]) / sum(times["collator"]),
+                        ratio,
                         TARGET,
                     )
                 )
+                with_it = ratios.get((size, count, engine, True))
+                if not histogram and with_it is not None:
+                    share = 1 / with_it - 1 / ratio  # the histogram's time, in forward passes
+                    result.rows.append(
+                        Row(
+                            "collation",
+                            f"value histogram alone ({setting}): {share:.1%} of a forward pass",
+                            f"collation without it: {ratio:.2f}× the forward pass's speed",
+                            with_it / ratio,
+                        )
+                    )
                 rss, base_rss = max(peaks["collator"]), max(peaks["forward"])
                 result.rows.append(
                     Row(
