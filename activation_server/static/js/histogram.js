@@ -78,10 +78,11 @@ export function histogramFigure(record) {
   }
   const zeroX = (histogram.zeroBin - first + 0.5) * barWidth;
   plot.append(svg("line", { x1: zeroX, x2: zeroX, y1: 0, y2: HEIGHT, class: "zero-line" }));
+  plot.append(svg("text", { x: zeroX, y: HEIGHT + 14, "text-anchor": "middle" }, "0"));
   const ends = [
     [0, "start", binLabel(histogram, first)],
     [WIDTH, "end", binLabel(histogram, last)],
-  ];
+  ].filter(([, , text]) => text !== "exactly 0");
   for (const [x, anchor, text] of ends) {
     plot.append(svg("text", { x, y: HEIGHT + 14, "text-anchor": anchor }, text));
   }
