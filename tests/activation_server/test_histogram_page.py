@@ -53,3 +53,6 @@ def test_the_neuron_page_draws_the_histogram(page, server_url, client):  # noqa:
     assert sum(int(t.split(": ")[1].split(" ")[0]) for t in titles) == sum(counts)
     assert any("++" in t or "−−" in t or "+−" in t or "−+" in t for t in titles)  # split
     expect(figure.locator(".histogram-legend")).to_contain_text("gate+_in+")
+    assert page.evaluate(  # its stylesheet applies
+        "getComputedStyle(document.querySelector('#histogram .zero-line')).strokeDasharray"
+    ) not in ("", "none")
