@@ -279,7 +279,8 @@ static void fold_vector(const float* const* rows, int64_t stride, int product, f
 // a vector of tokens never adds twice to one counter). Its group is its quadrant (NQ: none);
 // its bin that of HIST_INDEX's value in the vocabulary's histogram (reduction.histogram_bins):
 // from the exponent of |value|, or for a negative value of the float below |value|, so that its
-// bins close on the side of zero as numpy.histogram's do, and exact zeros apart. Plain C over
+// bins close away from zero, on their lower side as numpy.histogram's do ([-2^(e+1), -2^e)),
+// and exact zeros apart. Plain C over
 // the copy, which the compiler vectorises for the target (AVX-512, AVX2, NEON or SSE2) alike.
 static void histogram_vector(float* const* copy, const uint8_t* row_valid, int64_t T,
                              int32_t* local) {

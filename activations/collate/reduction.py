@@ -56,7 +56,8 @@ def quadrant_masks(
 def histogram_bins(values: torch.Tensor) -> torch.Tensor:
     """Each value's bin of the vocabulary's histogram, from its float32 bits: the exponent of
     |value| for the positives, of the float below |value| for the negatives (whose bins close
-    on the side of zero, [-2^(e+1), -2^e), as numpy.histogram's do), exact zeros in the zero bin.
+    away from zero, on their lower side as numpy.histogram's do: [-2^(e+1), -2^e)), exact
+    zeros in the zero bin.
     """
     bits = values.float().view(torch.int32)
     magnitude = bits & 0x7FFFFFFF
