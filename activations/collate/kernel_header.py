@@ -115,13 +115,14 @@ def layout_header() -> str:
         for p in range(len(pairs))
     ]
 
-    # the histogram's group of one lane: its quadrant's index, NQ where it is in none
-    group = [f"int32_t group = {len(quadrants)};"]
-    for q, name in enumerate(quadrants):
-        gate_sign, in_sign = QUADRANT_SIGNS[name]
-        g_test = "(g) > 0.0f" if gate_sign > 0 else "(g) < 0.0f"
-        u_test = "(u) > 0.0f" if in_sign > 0 else "(u) < 0.0f"
-        group.append(f"group = (({g_test}) & ({u_test})) ? {q} : group;")
+    # where each lane's counters of its histogram group begin: its quadrant's (by the masks of
+    # LOAD_COPY), else those of the tokens in none (group NQ); counters are [group, bin, lane]
+    cells = HISTOGRAM_BINS * VECTOR
+    group = [f"__m512i group_at = _mm512_set1_epi32({len(quadrants) * cells});"]
+    group += [
+        f"group_at = _mm512_mask_mov_epi32(group_at, in_q_{q}, _mm512_set1_epi32({q * cells}));"
+        for q in range(len(quadrants))
+    ]
 
     def macro(name: str, lines: list[str]) -> str:
         return f"#define {name} " + " \\\n    ".join(lines)
@@ -135,15 +136,13 @@ def layout_header() -> str:
             f"#define NH {len(hooks)}",
             f"#define NP {len(pairs)}",
             f"#define PRODUCT_HOOK {hooks.index(product)}",
-            f"#define GATE_INDEX {gate}",
-            f"#define IN_INDEX {in_}",
-            f"#define HIST_INDEX {hooks.index(HISTOGRAM_HOOK)}",
+            f"#define HIST_VALUE v_{hooks.index(HISTOGRAM_HOOK)}",
             f"#define NG {GLU_LAYOUT.histogram_groups()}",
             f"#define NB {HISTOGRAM_BINS}",
             f"#define HIST_ZERO {HISTOGRAM_ZERO_BIN}",
             f"#define HIST_MAGNITUDES {HISTOGRAM_MAGNITUDES}",
             f"#define HIST_EXPONENT_BASE {127 + HISTOGRAM_MIN_EXPONENT - 1}",
-            macro("HIST_GROUP(group, g, u)", group),
+            macro("HIST_GROUP_AT", group),
             macro("LOAD_TOKEN", load + masks),
             macro("LOAD_COPY", load_copy + masks),
             macro("STORE_COPY", store),
