@@ -2,7 +2,8 @@
 
 Per quadrant q and hook h: a token count, float32 sums per document, and for each document its
 value of largest |value| in q (with its position); merge_top_k keeps the k strongest documents,
-ties to the lower document index.
+ties to the lower document index. Per quadrant (and for the tokens in none), the batch's counts
+of HISTOGRAM_HOOK's values in each bin of the vocabulary's histogram (docs/histogram.md).
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@ every document's per-quadrant token counts, float32 sums of every hook and, for 
 hook) pair, the value of largest |value| with its position as one int64 key (reduction.max_key:
 |value|'s bits, then negative first, then the first position), so that the torch reduction's
 passes over [B, T, N] become one. The running top-k lists are the accumulator's, fed as the
-torch engines feed them, with nothing synchronised with the host per layer.
+torch engines feed them, with nothing synchronised with the host per layer. Each real token also
+adds one (an atomic add) to its (quadrant, bin, neuron) count of the value histogram.
 
 It runs where Triton does: on CUDA devices (Triton ships with CUDA builds of torch), and on a
 CPU under Triton's interpreter (TRITON_INTERPRET=1: slow, for tests).
