@@ -14,10 +14,13 @@ candidate enters its list, untimed; after the timed batches, the candidates of t
 still waiting (or, with the torch engines, still buffered) enter theirs, timed. A case fills
 and times 5 batches with a fresh Collator RUNS times at 30 layers, and proportionally more
 often at fewer layers, so that every case times about as many layer passes and the short passes
-of the 1-layer case are not left to the machine's noise. One case runs without the value
-histogram (activations.collate: each neuron's counts per quadrant and bin), and a row says what
-the histogram alone costs: the collation's ratio to its forward pass with it, over that ratio
-without it, each against its own interleaved forward passes.
+of the 1-layer case are not left to the machine's noise.
+
+The value histogram's cost (activations.collate: each neuron's counts per quadrant and bin) is
+measured apart, on the same batches: a collation with it, one without it and the bare forward
+pass take turns on each timed batch (HISTOGRAM_CASE, the default engine), so that the machine's
+noise falls on all three alike; its row gives the histogram's time as a share of the
+collation's and of the forward pass's.
 """
 
 from __future__ import annotations
@@ -41,19 +44,18 @@ from bench.common import (
 MAX_TOKENS = 512
 REPEATS = 5  # batches timed after each fill
 RUNS = 2  # fresh collations per case at 30 layers; more at fewer layers
-# (documents per batch, layers read, engine, value histogram): batch size grows at 30 layers,
-# layers grow at 2 documents, all with the default engine; the default engine without the
-# histogram (what it costs); then the torch.compile engine for comparison.
-CASES: tuple[tuple[int, int, str, bool], ...] = (
-    (1, 30, "auto", True),
-    (2, 30, "auto", True),
-    (4, 30, "auto", True),
-    (2, 1, "auto", True),
-    (2, 10, "auto", True),
-    (2, 30, "auto", False),
-    (2, 30, "compiled", True),
+# (documents per batch, layers read, engine): batch size grows at 30 layers, layers grow at 2
+# documents, all with the default engine; then the torch.compile engine for comparison.
+CASES: tuple[tuple[int, int, str], ...] = (
+    (1, 30, "auto"),
+    (2, 30, "auto"),
+    (4, 30, "auto"),
+    (2, 1, "auto"),
+    (2, 10, "auto"),
+    (2, 30, "compiled"),
 )
 TARGET = 0.9
+HISTOGRAM_CASE = (2, 30)  # documents per batch, layers read: the histogram's cost
 
 
 def layer_subset(count: int, n_layers: int) -> list[int]:
@@ -66,6 +68,37 @@ def flush(collator) -> None:
     """Every candidate into its list: the kernel's waiting ones, or the torch engines' buffer."""
     for accumulator in collator.accumulators.values():
         accumulator.settle()
+
+
+def histogram_cost(collator_of, batch, forward, size: int, layers: list[int]) -> dict[str, float]:
+    """Seconds of a collation with the value histogram, one without and the forward pass, over
+    the same timed batches (each after its lists fill, as the cases are timed), in turns."""
+    times: dict[str, float] = {"with": 0.0, "without": 0.0, "forward": 0.0}
+    turn = 0
+    for _ in range(RUNS):
+        both = {"with": collator_of(True), "without": collator_of(False)}
+        while both["with"].n_documents < both["with"].top_k:  # untimed: the lists fill
+            fill = batch(size)
+            for collator in both.values():
+                collator.add_batch(*fill)
+        for collator in both.values():
+            flush(collator)
+        for _ in range(REPEATS):
+            ids, mask, docs = batch(size)
+            order = ["with", "without", "forward"]
+            for who in order[turn % 3 :] + order[: turn % 3]:
+                began = time.perf_counter()
+                if who == "forward":
+                    forward(ids, mask, layers[-1])
+                else:
+                    both[who].add_batch(ids, mask, docs)
+                times[who] += time.perf_counter() - began
+            turn += 1
+        for name, collator in both.items():  # the timed documents' waiting candidates
+            began = time.perf_counter()
+            flush(collator)
+            times[name] += time.perf_counter() - began
+    return times
 
 
 def run() -> FigureResult:
@@ -108,17 +141,15 @@ def run() -> FigureResult:
                     model.base_model(input_ids=ids, attention_mask=mask, use_cache=False)
 
             warmups: dict[str, float] = {}
-            ratios: dict[tuple, float] = {}  # by case: forward time over collation time
-            for size, count, engine, histogram in CASES:
+            for size, count, engine in CASES:
                 layers = layer_subset(count, n_layers)
-                collator = Collator(model, layers=layers, engine=engine, histogram=histogram)
+                collator = Collator(model, layers=layers, engine=engine)
                 engine_name = collator.engine
                 if engine_name == "kernel":  # the vectors it was built with: avx512, avx2, neon…
                     from activations.collate import kernel
 
                     engine_name = f"kernel ({kernel.isa()})"
-                setting = f"{size}×{MAX_TOKENS} tok, {count} layers, {engine_name}"
-                label = setting + ("" if histogram else ", no histogram")
+                label = f"{size}×{MAX_TOKENS} tok, {count} layers, {engine_name}"
                 ids, mask, docs = batch(size)
                 began = time.perf_counter()
                 collator.add_batch(ids, mask, docs)  # builds the kernel or compiles the reduction
@@ -132,9 +163,7 @@ def run() -> FigureResult:
                 tokens = timed = 0
                 for run_index in range(RUNS * max(1, n_layers // count)):
                     if run_index:  # a fresh run: every batch timed comes right after the fill
-                        collator = Collator(
-                            model, layers=layers, engine=engine, histogram=histogram
-                        )
+                        collator = Collator(model, layers=layers, engine=engine)
                     while collator.n_documents < collator.top_k:  # untimed: the lists fill
                         collator.add_batch(*batch(size))
                     flush(collator)  # untimed: the fill's candidates all in the lists
@@ -158,29 +187,15 @@ def run() -> FigureResult:
                 subject = tokens / sum(times["collator"])
                 baseline = tokens / sum(times["forward"])
                 log(f"collation: {label}: {subject:.0f} vs {baseline:.0f} tok/s")
-                ratios[(size, count, engine, histogram)] = ratio = sum(times["forward"]) / sum(
-                    times["collator"]
-                )
                 result.rows.append(
                     Row(
                         "collation",
                         f"Collator {label}: {subject:.0f} tok/s",
                         f"forward: {baseline:.0f} tok/s",
-                        ratio,
+                        sum(times["forward"]) / sum(times["collator"]),
                         TARGET,
                     )
                 )
-                with_it = ratios.get((size, count, engine, True))
-                if not histogram and with_it is not None:
-                    share = 1 / with_it - 1 / ratio  # the histogram's time, in forward passes
-                    result.rows.append(
-                        Row(
-                            "collation",
-                            f"value histogram alone ({setting}): {share:.1%} of a forward pass",
-                            f"collation without it: {ratio:.2f}× the forward pass's speed",
-                            with_it / ratio,
-                        )
-                    )
                 rss, base_rss = max(peaks["collator"]), max(peaks["forward"])
                 result.rows.append(
                     Row(
@@ -196,6 +211,34 @@ def run() -> FigureResult:
                     "tokens": tokens,
                     "peak_rss_mb": {"collator": peaks["collator"], "forward": peaks["forward"]},
                 }
+            size, count = HISTOGRAM_CASE
+            layers = layer_subset(count, n_layers)
+            times = histogram_cost(
+                lambda histogram: Collator(model, layers=layers, histogram=histogram),
+                batch,
+                forward,
+                size,
+                layers,
+            )
+            alone = times["with"] - times["without"]
+            engine_name = Collator(model, layers=layers[:1]).engine
+            if engine_name == "kernel":
+                from activations.collate import kernel
+
+                engine_name = f"kernel ({kernel.isa()})"
+            setting = f"{size}×{MAX_TOKENS} tok, {count} layers, {engine_name}"
+            log(f"collation: value histogram ({setting}): {times}")
+            result.rows.append(
+                Row(
+                    "collation",
+                    f"value histogram alone ({setting}): {alone / times['with']:.1%} of the "
+                    f"collation's time, {alone / times['forward']:.1%} of a forward pass's",
+                    f"without it: {times['forward'] / times['without']:.2f}× the forward "
+                    f"pass's speed; with it {times['forward'] / times['with']:.2f}×",
+                    times["without"] / times["with"],
+                )
+            )
+            result.details["value_histogram_s"] = times
             total = sum(warmups.values())
             result.details["warmup_s"] = warmups
             first_label = next(iter(warmups))

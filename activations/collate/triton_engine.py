@@ -34,6 +34,7 @@ BLOCK_T, BLOCK_N = 16, 64
 # the kernel's order: quadrants by (gate sign, in sign), hooks gate, in, act(gate), act(gate)·in
 KERNEL_QUADRANTS = ("gate+_in+", "gate+_in-", "gate-_in+", "gate-_in-")
 KERNEL_HOOKS = (GATE_HOOK, IN_HOOK, SWISH, HOOK_POST)
+NONE = len(KERNEL_QUADRANTS)  # the kernel's histogram group of the tokens in no quadrant
 
 
 def why_not_available(device: torch.device | str, layout: RecordLayout = GLU_LAYOUT) -> str | None:
@@ -79,14 +80,16 @@ def triton_batch_stats(
     sign_arg = sign.float().contiguous() if sign is not None else counts
     # int32 counts of the batch (B·T tokens at most), by the kernel's groups: its quadrants, none
     hist = (
-        torch.zeros(5, HISTOGRAM_BINS, N, dtype=torch.int32, device=device) if histogram else counts
+        torch.zeros(NONE + 1, HISTOGRAM_BINS, N, dtype=torch.int32, device=device)
+        if histogram
+        else counts
     )
     grid = (B, (N + BLOCK_N - 1) // BLOCK_N)
     _stats_kernel()[grid](
         *tensors, post_arg, rows, sign_arg, counts, sums, keys, hist, B, T, N,
         HAS_POST=post is not None, HAS_SIGN=sign is not None, HAS_HIST=histogram,
         BINS=HISTOGRAM_BINS, ZERO=HISTOGRAM_ZERO_BIN, STEPS=HISTOGRAM_MAGNITUDES,
-        BASE=127 + HISTOGRAM_MIN_EXPONENT - 1, BLOCK_T=BLOCK_T, BLOCK_N=BLOCK_N,
+        BASE=127 + HISTOGRAM_MIN_EXPONENT - 1, NONE=NONE, BLOCK_T=BLOCK_T, BLOCK_N=BLOCK_N,
     )  # fmt: skip
     q_order = [KERNEL_QUADRANTS.index(q) for q in layout.quadrants]
     h_order = [KERNEL_HOOKS.index(h) for h in layout.hooks]
@@ -95,7 +98,7 @@ def triton_batch_stats(
     return BatchStats(
         counts=counts[q_order], sums=sums[q_order][:, h_order], values=value,
         positions=position, present=present,
-        histogram=hist[[*q_order, 4]].to(torch.int64) if histogram else None,
+        histogram=hist[[*q_order, NONE]].to(torch.int64) if histogram else None,
     )  # fmt: skip
 
 

@@ -57,6 +57,7 @@ def histogram_bin(v, ZERO: tl.constexpr, STEPS: tl.constexpr, BASE: tl.constexpr
 def stats(gate, in_, act, post, valid, sign, counts, sums, keys, hist, B, T, N,
           HAS_POST: tl.constexpr, HAS_SIGN: tl.constexpr, HAS_HIST: tl.constexpr,
           BINS: tl.constexpr, ZERO: tl.constexpr, STEPS: tl.constexpr, BASE: tl.constexpr,
+          NONE: tl.constexpr,
           BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr):  # fmt: skip
     b = tl.program_id(0)
     n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -88,7 +89,7 @@ def stats(gate, in_, act, post, valid, sign, counts, sums, keys, hist, B, T, N,
         pos = t[:, None].to(tl.int64) + tl.zeros((BLOCK_T, BLOCK_N), tl.int64)
         gp, gn, up, un = (g > 0) & m, (g < 0) & m, u > 0, u < 0
         if HAS_HIST:  # one count per real token: group (quadrant, 4: none), bin, neuron
-            group = tl.where(gp & up, 0, tl.where(gp & un, 1, tl.where(gn & up, 2, 4)))
+            group = tl.where(gp & up, 0, tl.where(gp & un, 1, tl.where(gn & up, 2, NONE)))
             group = tl.where(gn & un, 3, group)
             cell = group * BINS + histogram_bin(p, ZERO, STEPS, BASE)
             ones = tl.full((BLOCK_T, BLOCK_N), 1, tl.int32)
