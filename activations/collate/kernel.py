@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("glu_kernel.c")
 VECTORS = Path(__file__).with_name("glu_vectors.h")  # AVX-512, or the same over vector extensions
+HISTOGRAM = Path(__file__).with_name("glu_histogram.h")  # the value histogram's pass
 FLAGS = ("-O3", "-fopenmp", "-shared", "-fPIC", "-std=c11")
 NATIVE = "-march=native"
 _pointer, _i64 = ctypes.c_void_p, ctypes.c_int64
@@ -103,6 +104,7 @@ def compile_kernel(compiler: str, target: str, out: Path) -> None:
         c_file, built = Path(tmp) / SOURCE.name, Path(tmp) / out.name
         c_file.write_text(SOURCE.read_text())
         (Path(tmp) / VECTORS.name).write_text(VECTORS.read_text())
+        (Path(tmp) / HISTOGRAM.name).write_text(HISTOGRAM.read_text())
         (Path(tmp) / HEADER.name).write_text(layout_header())
         subprocess.run(
             [compiler, *FLAGS, target, str(c_file), "-o", str(built)],
@@ -117,7 +119,8 @@ def _build(compiler: str) -> Path:
     """Compile into $NEURONS_HOME/kernels, keyed by source, layout, flags, compiler and CPU
     (-march=native), so a home shared by other machines never runs another CPU's build."""
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout
-    ident = [SOURCE.read_text(), VECTORS.read_text(), layout_header(), *FLAGS, NATIVE]
+    ident = [SOURCE.read_text(), VECTORS.read_text(), HISTOGRAM.read_text(), layout_header()]
+    ident += [*FLAGS, NATIVE]
     ident += [version, platform.machine(), cpu_flags()]
     key = hashlib.sha256("\0".join(ident).encode()).hexdigest()[:16]
     library = neurons_home() / "kernels" / f"glu_kernel-{key}.so"
