@@ -168,7 +168,8 @@ class Dataset:
         activations: bool = False,
         weights: bool = False,
     ) -> Record:
-        """One neuron's record: per quadrant its frequency, means and top examples; with
+        """One neuron's record: per quadrant its frequency, means, top examples and histogram
+        (`record.histogram`: every token's, its bins in `.edges()`; docs/histogram.md); with
         `context=N` each example's tokens around its max, with `activations=True` the neuron's
         values on them (runs the model), with `weights=True` what it reads and writes (or a
         note why not yet): the server's answer, assembled in the same place."""

@@ -16,6 +16,12 @@ and times 5 batches with a fresh Collator RUNS times at 30 layers, and proportio
 often at fewer layers, so that every case times about as many layer passes and the short passes
 of the 1-layer case are not left to the machine's noise. The target is judged for the engine
 `--engine auto` runs here; another engine's rows are information (what `auto` would leave).
+
+The value histogram's cost (activations.collate: each neuron's counts per quadrant and bin) is
+measured apart, on the same batches: a collation with it, one without it and the bare forward
+pass take turns on each timed batch (HISTOGRAM_CASE, the default engine), so that the machine's
+noise falls on all three alike; its row gives the histogram's time as a share of the
+collation's and of the forward pass's.
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ CASES: tuple[tuple[int, int, str], ...] = (
     (2, 30, "compiled"),
 )
 TARGET = 0.9
+HISTOGRAM_CASE = (2, 30)  # documents per batch, layers read: the histogram's cost
 
 
 def layer_subset(count: int, n_layers: int) -> list[int]:
@@ -62,6 +69,37 @@ def flush(collator) -> None:
     """Every candidate into its list: the kernel's waiting ones, or the torch engines' buffer."""
     for accumulator in collator.accumulators.values():
         accumulator.settle()
+
+
+def histogram_cost(collator_of, batch, forward, size: int, layers: list[int]) -> dict[str, float]:
+    """Seconds of a collation with the value histogram, one without and the forward pass, over
+    the same timed batches (each after its lists fill, as the cases are timed), in turns."""
+    times: dict[str, float] = {"with": 0.0, "without": 0.0, "forward": 0.0}
+    turn = 0
+    for _ in range(RUNS):
+        both = {"with": collator_of(True), "without": collator_of(False)}
+        while both["with"].n_documents < both["with"].top_k:  # untimed: the lists fill
+            fill = batch(size)
+            for collator in both.values():
+                collator.add_batch(*fill)
+        for collator in both.values():
+            flush(collator)
+        for _ in range(REPEATS):
+            ids, mask, docs = batch(size)
+            order = ["with", "without", "forward"]
+            for who in order[turn % 3 :] + order[: turn % 3]:
+                began = time.perf_counter()
+                if who == "forward":
+                    forward(ids, mask, layers[-1])
+                else:
+                    both[who].add_batch(ids, mask, docs)
+                times[who] += time.perf_counter() - began
+            turn += 1
+        for name, collator in both.items():  # the timed documents' waiting candidates
+            began = time.perf_counter()
+            flush(collator)
+            times[name] += time.perf_counter() - began
+    return times
 
 
 def run() -> FigureResult:
@@ -178,6 +216,34 @@ def run() -> FigureResult:
                     "tokens": tokens,
                     "peak_rss_mb": {"collator": peaks["collator"], "forward": peaks["forward"]},
                 }
+            size, count = HISTOGRAM_CASE
+            layers = layer_subset(count, n_layers)
+            times = histogram_cost(
+                lambda histogram: Collator(model, layers=layers, histogram=histogram),
+                batch,
+                forward,
+                size,
+                layers,
+            )
+            alone = times["with"] - times["without"]
+            engine_name = Collator(model, layers=layers[:1]).engine
+            if engine_name == "kernel":
+                from activations.collate import kernel
+
+                engine_name = f"kernel ({kernel.isa()})"
+            setting = f"{size}×{MAX_TOKENS} tok, {count} layers, {engine_name}"
+            log(f"collation: value histogram ({setting}): {times}")
+            result.rows.append(
+                Row(
+                    "collation",
+                    f"value histogram alone ({setting}): {alone / times['with']:.1%} of the "
+                    f"collation's time, {alone / times['forward']:.1%} of a forward pass's",
+                    f"without it: {times['forward'] / times['without']:.2f}× the forward "
+                    f"pass's speed; with it {times['forward'] / times['with']:.2f}×",
+                    times["without"] / times["with"],
+                )
+            )
+            result.details["value_histogram_s"] = times
             total = sum(warmups.values())
             result.details["warmup_s"] = warmups
             first_label = next(iter(warmups))

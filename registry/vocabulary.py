@@ -202,3 +202,49 @@ def quadrant_of(gate: float, in_: float) -> str | None:
         if gate * q.gate_sign > 0 and in_ * q.in_sign > 0:
             return q.name
     return None
+
+
+# The distribution of a neuron's values: per neuron, a histogram of one hook's values over every
+# token, counted per quadrant (the quadrant split), in fixed bins that are the same for every
+# model, layer, file and engine, so that counts of two runs add exactly. The bins are signed and
+# log-spaced in |value| (one per power of two, 2^-14 to 2^8), with a bin of exact zeros; a value
+# falls in its bin by its float32 bits alone (exponent, sign), which every engine computes alike:
+#   bin 0: [-inf, -2^8)   ...   bin 22: [-2^-13, -2^-14)   bin 23: [-2^-14, 0)
+#   bin 24 (HISTOGRAM_ZERO_BIN): exactly 0 (as numpy sees it, [0, 2^-149))
+#   bin 25: [2^-149, 2^-14)   bin 26: [2^-14, 2^-13)   ...   bin 48: [2^8, inf]
+# numpy.histogram(values, bins=histogram_edges()) counts the same (NaN: in no numpy bin; the
+# engines count it as ±infinity). docs/histogram.md says how to read them.
+HISTOGRAM_HOOK = HOOK_POST
+HISTOGRAM_MIN_EXPONENT = -14
+"""|values| under 2^-14 (but not 0) share one bin of their sign."""
+HISTOGRAM_MAX_EXPONENT = 8
+"""|values| of 2^8 and more share one bin of their sign."""
+HISTOGRAM_MAGNITUDES = HISTOGRAM_MAX_EXPONENT - HISTOGRAM_MIN_EXPONENT + 2
+"""Bins per sign: the small ones, one per power of two, the large ones."""
+HISTOGRAM_BINS = 2 * HISTOGRAM_MAGNITUDES + 1
+HISTOGRAM_ZERO_BIN = HISTOGRAM_MAGNITUDES
+HISTOGRAM_STATISTIC = "bin_counts"
+"""The statistic part of the histogram's column names ({quadrant}_{hook}_bin_counts)."""
+SMALLEST_FLOAT32 = 2.0**-149  # the least positive float32: [0, it) holds zero alone
+
+
+def histogram_inner_edges() -> list[float]:
+    """The HISTOGRAM_BINS - 1 finite edges between the bins (JSON holds no infinities): the
+    first bin begins at -inf, the last ends at +inf (inclusive)."""
+    powers = [2.0**e for e in range(HISTOGRAM_MIN_EXPONENT, HISTOGRAM_MAX_EXPONENT + 1)]
+    return [-p for p in reversed(powers)] + [0.0, SMALLEST_FLOAT32] + powers
+
+
+def histogram_edges() -> list[float]:
+    """Every edge, for numpy.histogram(values, bins=histogram_edges())."""
+    return [float("-inf"), *histogram_inner_edges(), float("inf")]
+
+
+def histogram_description() -> dict[str, Any]:
+    """The bins for clients and file metadata: which hook, how many, which is zero, the edges."""
+    return {
+        "hook": HISTOGRAM_HOOK,
+        "bins": HISTOGRAM_BINS,
+        "zeroBin": HISTOGRAM_ZERO_BIN,
+        "innerEdges": histogram_inner_edges(),
+    }

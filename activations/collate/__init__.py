@@ -4,7 +4,7 @@ config.py     what a collation is asked to do (and its command-line options)
 run.py        collate(): model, corpus, batches, checkpoints, the file
 collator.py   one forward pass per batch, every wanted layer captured inside it
 engines.py    how a layer's activations are reduced: torch (eager, compiled) or the C kernel
-accumulator.py  running totals and top-k lists of one layer
+accumulator.py  running totals, value histograms and top-k lists of one layer
 reduction.py  the torch reduction and the top-k merge
 kernel*.py, glu_kernel.c, glu_kernel_layout.h   the CPU kernel and its generated layout
 writer.py     totals <-> Parquet; merge.py: exact merges of files; distributed.py: torchrun

@@ -22,6 +22,7 @@ from activations.collate.reduction import (
     merge_top_k,
 )
 from activations.records.schema import RecordLayout
+from registry.vocabulary import HISTOGRAM_BINS
 
 TOP_NAMES = ("top_score", "top_value", "top_doc", "top_position")
 # The lists are [P, k, N] views of [P, N, k] tensors: each (pair, neuron) list is contiguous,
@@ -52,8 +53,13 @@ class LayerAccumulator:
     n_neurons: int
     k: int
     device: torch.device | str = "cpu"
+    with_histogram: bool = True
+    """Whether to count the values' histogram (False only to measure what it costs)."""
     counts: torch.Tensor = field(init=False)  # [Q, N] int64
     sums: torch.Tensor = field(init=False)  # [Q, H, N] float64
+    histogram: torch.Tensor | None = field(init=False)
+    """[G, BINS, N] int64: tokens per (group, bin) of the vocabulary's histogram, the groups the
+    quadrants and then the tokens in none (RecordLayout.histogram_groups); None without one."""
     last_doc: int = -1  # highest document index seen
     held: Held | None = field(default=None, repr=False)
     lists: list[torch.Tensor] = field(init=False, repr=False)
@@ -67,6 +73,10 @@ class LayerAccumulator:
         shape = (p, self.n_neurons, self.k)
         self.counts = torch.zeros(q, self.n_neurons, dtype=torch.int64, device=self.device)
         self.sums = torch.zeros(q, h, self.n_neurons, dtype=torch.float64, device=self.device)
+        self.histogram = None
+        if self.with_histogram:
+            shape_h = (self.layout.histogram_groups(), HISTOGRAM_BINS, self.n_neurons)
+            self.histogram = torch.zeros(shape_h, dtype=torch.int64, device=self.device)
         self.lists = [
             t.permute(*LIST_ORDER)
             for t in (
@@ -119,6 +129,10 @@ class LayerAccumulator:
         documents instead of one per batch."""
         self.counts += stats.counts.sum(dim=1)
         self.sums += stats.sums.sum(dim=2, dtype=torch.float64)
+        if self.histogram is not None:
+            if stats.histogram is None:
+                raise ValueError("this accumulator counts a histogram: the batch has none")
+            self.histogram += stats.histogram
         if on_device is None:
             on_device = doc_indices.to(self.device)
         docs = on_device.view(1, -1, 1).expand_as(stats.positions)
@@ -140,6 +154,10 @@ class LayerAccumulator:
         """Fold in the totals of a disjoint set of documents."""
         self.counts += other.counts
         self.sums += other.sums
+        if self.histogram is not None:
+            if other.histogram is None:
+                raise ValueError("only totals that both count a histogram merge")
+            self.histogram += other.histogram
         self.settle()
         self._offer(other.top_score, other.top_value, other.top_doc, other.top_position)
         self.last_doc = max(self.last_doc, other.last_doc)
@@ -173,8 +191,16 @@ class LayerAccumulator:
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         names = ("counts", "sums", *TOP_NAMES)
-        return {name: getattr(self, name).cpu() for name in names} | {"last_doc": self.last_doc}
+        state = {name: getattr(self, name).cpu() for name in names} | {"last_doc": self.last_doc}
+        if self.histogram is not None:
+            state["histogram"] = self.histogram.cpu()
+        return state
 
     def load_state_dict(self, state: dict) -> None:
+        if self.histogram is not None and "histogram" not in state:
+            raise ValueError(
+                "this checkpoint holds no value histograms (it was saved by an earlier version); "
+                "start the collation over, without --resume"
+            )
         for name, value in state.items():
             setattr(self, name, value.to(self.device) if torch.is_tensor(value) else value)

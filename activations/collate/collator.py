@@ -28,6 +28,7 @@ class Collator:
     refactor_glu: bool = False
     engine: str = "auto"  # one of ENGINES; after __post_init__, the one that runs
     expected_tokens: int | None = None  # the job's size, where known: "auto" weighs warm-ups
+    histogram: bool = True  # count each neuron's value histogram (off only to measure its cost)
     sites: list[MlpSite] = field(init=False)
     layout: RecordLayout = field(init=False)
     accumulators: dict[int, LayerAccumulator] = field(init=False)
@@ -52,7 +53,9 @@ class Collator:
             raise ValueError("--refactor-glu needs a GLU model (gate and in projections)")
         device = next(self.model.parameters()).device
         self.accumulators = {
-            s.layer: LayerAccumulator(self.layout, s.n_neurons, self.top_k, device)
+            s.layer: LayerAccumulator(
+                self.layout, s.n_neurons, self.top_k, device, with_histogram=self.histogram
+            )
             for s in self.sites
         }
         self._signs = {

@@ -1,8 +1,9 @@
 """Scale-out with PyTorch's own distributed engine (torchrun): shard documents, combine exactly.
 
 Every rank takes a contiguous block of whole batches (document indices stay global), so each batch
-is computed exactly as a single process would; counts and float64 sums are all-reduced, top-k
-lists all-gathered and merged (ties to the lower document index). Rank 0 writes the file.
+is computed exactly as a single process would; counts, histograms and float64 sums are
+all-reduced, top-k lists all-gathered and merged (ties to the lower document index). Rank 0
+writes the file.
 """
 
 from __future__ import annotations
@@ -68,6 +69,8 @@ def combine(accumulators: dict[int, LayerAccumulator], totals: list[int]) -> lis
     for acc in accumulators.values():
         dist.all_reduce(acc.counts)
         dist.all_reduce(acc.sums)
+        if acc.histogram is not None:  # integer counts: the sum is exact in any order
+            dist.all_reduce(acc.histogram)
         gathered = []
         for tensor in (acc.top_score, acc.top_value, acc.top_doc, acc.top_position):
             parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]

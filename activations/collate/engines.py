@@ -56,10 +56,10 @@ class TorchEngine:
     def __init__(self, layout: RecordLayout, act: Callable, compiled: bool) -> None:
         self.name = "compiled" if compiled else "eager"
 
-        def stats(gate, in_, own_act, post, valid, sign):
+        def stats(gate, in_, own_act, post, valid, sign, histogram):
             captured = {GATE_HOOK: gate, IN_HOOK: in_, SWISH: own_act, HOOK_POST: post}
-            s = batch_stats(layout, site_values(captured, act, sign), valid)
-            return s.counts, s.sums, s.values, s.positions, s.present
+            s = batch_stats(layout, site_values(captured, act, sign), valid, histogram)
+            return s.counts, s.sums, s.values, s.positions, s.present, s.histogram
 
         self._stats = torch.compile(stats, dynamic=True) if compiled else stats
         self._compiled_yet = not compiled
@@ -73,15 +73,16 @@ class TorchEngine:
         self._fold(acc, captured, batch, sign)
 
     def _fold(self, acc, captured, batch, sign) -> None:
-        counts, sums, values, positions, present = self._stats(
+        counts, sums, values, positions, present, histogram = self._stats(
             captured[GATE_HOOK],
             captured[IN_HOOK],
             captured[SWISH],
             captured[HOOK_POST],
             batch.valid.unsqueeze(-1),
             sign,
+            acc.histogram is not None,
         )
-        stats = BatchStats(counts, sums, values, positions, present)
+        stats = BatchStats(counts, sums, values, positions, present, histogram)
         acc.add(stats, batch.doc_indices, batch.on_device)
 
 

@@ -43,6 +43,9 @@
 // Each accumulator is its own variable, so every one of them stays in a vector register.
 #include "glu_kernel_layout.h"
 
+// Pass 3, where a histogram is counted: histogram_vector (needs the layout's macros).
+#include "glu_histogram.h"
+
 #ifndef PREFETCH
 #define PREFETCH 12  // tokens ahead: 8 to 16 measured alike on a 2-core Xeon
 #endif
@@ -283,6 +286,7 @@ typedef struct {
     int64_t B, T, N, K;
     int64_t* counts;  // [NQ, N]
     double* sums;  // [NQ, NH, N]
+    int64_t* histogram;  // [NG, NB, N], or NULL: no histogram
 } Batch;
 
 // Returns 0, or -1 when the copy buffers could not be allocated (then nothing was changed).
@@ -300,14 +304,26 @@ int glu_fold_batch(const Batch* batch, const TopLists* top) {
         buffers[i] = aligned_alloc(64, (size_t)NH * column * sizeof(float));
         missing = buffers[i] == NULL;
     }
+    // and one histogram's counters per thread ([NG, NB, W] int32), where counted
+    int64_t* histogram = batch->histogram;
+    const size_t local_bytes = (size_t)NG * NB * W * sizeof(int32_t);
+    int32_t** locals = histogram ? calloc((size_t)threads, sizeof(int32_t*)) : NULL;
+    missing = missing || (histogram && locals == NULL);
+    for (int i = 0; i < threads && !missing && histogram; ++i) {
+        locals[i] = malloc(local_bytes);
+        missing = locals[i] == NULL;
+    }
     if (missing) {
         for (int i = 0; buffers && i < threads; ++i) free(buffers[i]);
+        for (int i = 0; locals && i < threads; ++i) free(locals[i]);
         free(buffers);
+        free(locals);
         return -1;
     }
 #pragma omp parallel num_threads(threads)
     {
         float* buffer = buffers[omp_get_thread_num()];
+        int32_t* local = histogram ? locals[omp_get_thread_num()] : NULL;
         float* copy[NH];
         for (int h = 0; h < NH; ++h) copy[h] = buffer + h * column;
 #pragma omp for schedule(static)
@@ -317,17 +333,23 @@ int glu_fold_batch(const Batch* batch, const TopLists* top) {
             const __mmask16 live = (__mmask16)((1u << width) - 1);
             const __m512 flip = batch->sign ? _mm512_maskz_loadu_ps(live, batch->sign + n0)
                                             : _mm512_set1_ps(1.0f);
+            if (local) memset(local, 0, local_bytes);
             for (int64_t b = 0; b < B; ++b) {
                 const float* rows[NH];
                 for (int h = 0; h < NH; ++h)
                     rows[h] = batch->hooks[h] ? batch->hooks[h] + b * T * N + n0 : NULL;
                 fold_vector(rows, N, product, copy, batch->valid + b * T, T, N, K, n0, width,
                             flip, batch->docs[b], batch->counts, batch->sums, top);
+                if (local) histogram_vector(copy, batch->valid + b * T, T, local);
             }
+            for (int64_t c = 0; local && c < NG * NB; ++c)
+                for (int i = 0; i < width; ++i) histogram[c * N + n0 + i] += local[c * W + i];
         }
     }
     for (int i = 0; i < threads; ++i) free(buffers[i]);
+    for (int i = 0; locals && i < threads; ++i) free(locals[i]);
     free(buffers);
+    free(locals);
     return 0;
 }
 

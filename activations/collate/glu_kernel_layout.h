@@ -5,6 +5,17 @@
 #define NH 4
 #define NP 14
 #define PRODUCT_HOOK 3
+#define HIST_VALUE v_3
+#define NG 5
+#define NB 49
+#define HIST_ZERO 24
+#define HIST_MAGNITUDES 24
+#define HIST_EXPONENT_BASE 112
+#define HIST_GROUP_AT __m512i group_at = _mm512_set1_epi32(3136); \
+    group_at = _mm512_mask_mov_epi32(group_at, in_q_0, _mm512_set1_epi32(0)); \
+    group_at = _mm512_mask_mov_epi32(group_at, in_q_1, _mm512_set1_epi32(784)); \
+    group_at = _mm512_mask_mov_epi32(group_at, in_q_2, _mm512_set1_epi32(1568)); \
+    group_at = _mm512_mask_mov_epi32(group_at, in_q_3, _mm512_set1_epi32(2352));
 #define LOAD_TOKEN const __m512 v_0 = _mm512_maskz_loadu_ps(live, rows[0] + t * stride); \
     const __m512 v_1 = _mm512_mul_ps(_mm512_maskz_loadu_ps(live, rows[1] + t * stride), flip); \
     const __m512 v_2 = _mm512_maskz_loadu_ps(live, rows[2] + t * stride); \

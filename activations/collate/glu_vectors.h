@@ -174,6 +174,40 @@ GLU_INLINE lanes16 glu_cmp_NLE(lanes16 k, __m512i a, __m512i b) {
 GLU_INLINE glu_ipart glu_select(glu_ipart k, glu_ipart yes, glu_ipart no) {
     return (yes & k) | (no & ~k);
 }
+// the integer operations of the value histogram's bins
+GLU_INLINE __m512i _mm512_and_si512(__m512i a, __m512i b) {
+    GLU_EACH a.p[i] &= b.p[i];
+    return a;
+}
+GLU_INLINE __m512i _mm512_xor_si512(__m512i a, __m512i b) {
+    GLU_EACH a.p[i] ^= b.p[i];
+    return a;
+}
+GLU_INLINE __m512i _mm512_srai_epi32(__m512i a, int n) {
+    GLU_EACH a.p[i] >>= n;  // arithmetic on signed lanes, as gcc and clang shift them
+    return a;
+}
+GLU_INLINE __m512i _mm512_srli_epi32(__m512i a, int n) {
+    GLU_EACH a.p[i] = (glu_ipart)((glu_upart)a.p[i] >> n);
+    return a;
+}
+GLU_INLINE __m512i _mm512_slli_epi32(__m512i a, int n) {
+    GLU_EACH a.p[i] = (glu_ipart)((glu_upart)a.p[i] << n);
+    return a;
+}
+GLU_INLINE lanes16 _mm512_cmpeq_epi32_mask(__m512i a, __m512i b) {
+    lanes16 r;
+    GLU_EACH r.p[i] = a.p[i] == b.p[i];
+    return r;
+}
+GLU_INLINE __m512i _mm512_max_epi32(__m512i a, __m512i b) {
+    GLU_EACH a.p[i] = (a.p[i] & (a.p[i] > b.p[i])) | (b.p[i] & ~(a.p[i] > b.p[i]));
+    return a;
+}
+GLU_INLINE __m512i _mm512_min_epi32(__m512i a, __m512i b) {
+    GLU_EACH a.p[i] = (a.p[i] & (a.p[i] < b.p[i])) | (b.p[i] & ~(a.p[i] < b.p[i]));
+    return a;
+}
 GLU_INLINE __m512i _mm512_mask_mov_epi32(__m512i src, lanes16 k, __m512i a) {
     GLU_EACH src.p[i] = glu_select(k.p[i], a.p[i], src.p[i]);
     return src;

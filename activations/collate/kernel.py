@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("glu_kernel.c")
 VECTORS = Path(__file__).with_name("glu_vectors.h")  # AVX-512, or the same over vector extensions
+HISTOGRAM = Path(__file__).with_name("glu_histogram.h")  # the value histogram's pass
 FLAGS = ("-O3", "-fopenmp", "-shared", "-fPIC", "-std=c11")
 NATIVE = "-march=native"
 _pointer, _i64 = ctypes.c_void_p, ctypes.c_int64
@@ -82,6 +83,7 @@ class Batch(ctypes.Structure):
         ("K", _i64),
         ("counts", _pointer),
         ("sums", _pointer),
+        ("histogram", _pointer),
     ]
 
 
@@ -102,6 +104,7 @@ def compile_kernel(compiler: str, target: str, out: Path) -> None:
         c_file, built = Path(tmp) / SOURCE.name, Path(tmp) / out.name
         c_file.write_text(SOURCE.read_text())
         (Path(tmp) / VECTORS.name).write_text(VECTORS.read_text())
+        (Path(tmp) / HISTOGRAM.name).write_text(HISTOGRAM.read_text())
         (Path(tmp) / HEADER.name).write_text(layout_header())
         subprocess.run(
             [compiler, *FLAGS, target, str(c_file), "-o", str(built)],
@@ -116,7 +119,8 @@ def _build(compiler: str) -> Path:
     """Compile into $NEURONS_HOME/kernels, keyed by source, layout, flags, compiler and CPU
     (-march=native), so a home shared by other machines never runs another CPU's build."""
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout
-    ident = [SOURCE.read_text(), VECTORS.read_text(), layout_header(), *FLAGS, NATIVE]
+    ident = [SOURCE.read_text(), VECTORS.read_text(), HISTOGRAM.read_text(), layout_header()]
+    ident += [*FLAGS, NATIVE]
     ident += [version, platform.machine(), cpu_flags()]
     key = hashlib.sha256("\0".join(ident).encode()).hexdigest()[:16]
     library = neurons_home() / "kernels" / f"glu_kernel-{key}.so"
@@ -228,7 +232,8 @@ def fold_batch(
     """Add one batch ([B, T, N] float32 per GLU hook, valid [B, T], docs [B]) to the running
     totals of `acc`, in place; without the product hook's tensor (hook_post), the kernel
     multiplies its factors: a quarter less to read. `sign` ([N] of ±1, --refactor-glu) flips
-    the hooks the vocabulary says. Candidates may wait in acc.held until the lists are read."""
+    the hooks the vocabulary says. Where `acc` counts a histogram, the kernel counts it too.
+    Candidates may wait in acc.held until the lists are read."""
     library = _library()
     room = acc.held
     if not isinstance(room, WaitingRoom) or acc.has_pending():
@@ -238,8 +243,11 @@ def fold_batch(
     batch, length, n_neurons = inputs[0].shape
     if n_neurons != acc.n_neurons:
         raise ValueError(f"the accumulator is for {acc.n_neurons} neurons, not {n_neurons}")
+    histogram = acc.histogram
     if not all(t.is_contiguous() for t in (acc.counts, acc.sums)):
         raise ValueError("counts and sums must be contiguous")
+    if histogram is not None and not (histogram.is_contiguous() and histogram.dtype == torch.int64):
+        raise ValueError("the histogram must be contiguous int64")
     valid = valid.reshape(batch, length).to(torch.uint8).contiguous()
     docs = docs.to(torch.int64).contiguous()
     _, last = document_range(docs)
@@ -255,6 +263,7 @@ def fold_batch(
         acc.k,
         acc.counts.data_ptr(),
         acc.sums.data_ptr(),
+        None if histogram is None else histogram.data_ptr(),
     )
     if library.glu_fold_batch(ctypes.byref(arguments), ctypes.byref(room.pointers(acc))):
         raise MemoryError("the collation kernel could not allocate its copy buffers")

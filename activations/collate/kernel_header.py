@@ -1,5 +1,6 @@
 """The collation kernel's layout, as C macros generated from the vocabulary: quadrants, hooks,
-(quadrant, hook) max pairs, which hooks --refactor-glu flips and which hook is a product.
+(quadrant, hook) max pairs, which hooks --refactor-glu flips and which hook is a product, and
+the value histogram's bins and groups.
 
 `python -m activations.collate.kernel_header` rewrites glu_kernel_layout.h, which is committed so
 that the kernel reads on its own; a test checks that it is current.
@@ -12,6 +13,11 @@ from pathlib import Path
 from activations.records.schema import GLU_LAYOUT
 from registry.vocabulary import (
     GATE_HOOK,
+    HISTOGRAM_BINS,
+    HISTOGRAM_HOOK,
+    HISTOGRAM_MAGNITUDES,
+    HISTOGRAM_MIN_EXPONENT,
+    HISTOGRAM_ZERO_BIN,
     IN_HOOK,
     QUADRANT_SIGNS,
     REFACTOR_FLIPPED_HOOKS,
@@ -109,6 +115,15 @@ def layout_header() -> str:
         for p in range(len(pairs))
     ]
 
+    # where each lane's counters of its histogram group begin: its quadrant's (by the masks of
+    # LOAD_COPY), else those of the tokens in none (group NQ); counters are [group, bin, lane]
+    cells = HISTOGRAM_BINS * VECTOR
+    group = [f"__m512i group_at = _mm512_set1_epi32({len(quadrants) * cells});"]
+    group += [
+        f"group_at = _mm512_mask_mov_epi32(group_at, in_q_{q}, _mm512_set1_epi32({q * cells}));"
+        for q in range(len(quadrants))
+    ]
+
     def macro(name: str, lines: list[str]) -> str:
         return f"#define {name} " + " \\\n    ".join(lines)
 
@@ -121,6 +136,13 @@ def layout_header() -> str:
             f"#define NH {len(hooks)}",
             f"#define NP {len(pairs)}",
             f"#define PRODUCT_HOOK {hooks.index(product)}",
+            f"#define HIST_VALUE v_{hooks.index(HISTOGRAM_HOOK)}",
+            f"#define NG {GLU_LAYOUT.histogram_groups()}",
+            f"#define NB {HISTOGRAM_BINS}",
+            f"#define HIST_ZERO {HISTOGRAM_ZERO_BIN}",
+            f"#define HIST_MAGNITUDES {HISTOGRAM_MAGNITUDES}",
+            f"#define HIST_EXPONENT_BASE {127 + HISTOGRAM_MIN_EXPONENT - 1}",
+            macro("HIST_GROUP_AT", group),
             macro("LOAD_TOKEN", load + masks),
             macro("LOAD_COPY", load_copy + masks),
             macro("STORE_COPY", store),

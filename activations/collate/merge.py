@@ -20,7 +20,16 @@ from activations.collate.writer import (
 )
 from activations.records.schema import SCHEMA_VERSION
 
-MUST_AGREE = ("model", "corpus", "top_k", "max_tokens", "layout", "refactor_glu", "n_neurons")
+MUST_AGREE = (
+    "model",
+    "corpus",
+    "top_k",
+    "max_tokens",
+    "layout",
+    "refactor_glu",
+    "n_neurons",
+    "histogram",  # the bins (files of earlier versions hold none: they merge among themselves)
+)
 
 
 def merge_files(

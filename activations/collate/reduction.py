@@ -2,7 +2,8 @@
 
 Per quadrant q and hook h: a token count, float32 sums per document, and for each document its
 value of largest |value| in q (with its position); merge_top_k keeps the k strongest documents,
-ties to the lower document index.
+ties to the lower document index. Per quadrant (and for the tokens in none), the batch's counts
+of HISTOGRAM_HOOK's values in each bin of the vocabulary's histogram (docs/histogram.md).
 """
 
 from __future__ import annotations
@@ -12,7 +13,17 @@ from dataclasses import dataclass
 import torch
 
 from activations.records.schema import RecordLayout
-from registry.vocabulary import ALL_TOKENS, GATE_HOOK, IN_HOOK, QUADRANT_SIGNS
+from registry.vocabulary import (
+    ALL_TOKENS,
+    GATE_HOOK,
+    HISTOGRAM_BINS,
+    HISTOGRAM_HOOK,
+    HISTOGRAM_MAGNITUDES,
+    HISTOGRAM_MIN_EXPONENT,
+    HISTOGRAM_ZERO_BIN,
+    IN_HOOK,
+    QUADRANT_SIGNS,
+)
 
 ABSENT_SCORE = -1.0  # below every |value|: "no token of this document is in the quadrant"
 ABSENT_DOC = torch.iinfo(torch.int64).max  # sorts after every real document index
@@ -25,6 +36,9 @@ class BatchStats:
     values: torch.Tensor  # [P, B, N] float32, per document the value of largest |value|
     positions: torch.Tensor  # [P, B, N] int64, its token position in the document
     present: torch.Tensor  # [P, B, N] bool, whether the document has a token in the quadrant
+    histogram: torch.Tensor | None = None
+    """[G, BINS, N] int64 over the batch: tokens per (group, bin) of HISTOGRAM_HOOK's values,
+    the groups the layout's quadrants, then the tokens in none (RecordLayout.histogram_groups)."""
 
 
 def quadrant_masks(
@@ -40,16 +54,50 @@ def quadrant_masks(
     return {q: signs[gs][0] & signs[ls][1] & valid for q, (gs, ls) in QUADRANT_SIGNS.items()}
 
 
+def histogram_bins(values: torch.Tensor) -> torch.Tensor:
+    """Each value's bin of the vocabulary's histogram, from its float32 bits: the exponent of
+    |value| for the positives, of the float below |value| for the negatives (whose bins close
+    away from zero, on their lower side as numpy.histogram's do: [-2^(e+1), -2^e)), exact
+    zeros in the zero bin.
+    """
+    bits = values.float().view(torch.int32)
+    magnitude = bits & 0x7FFFFFFF
+    negative = bits < 0
+    exponent = torch.where(negative, magnitude - 1, magnitude) >> 23
+    step = (exponent - (127 + HISTOGRAM_MIN_EXPONENT - 1)).clamp(0, HISTOGRAM_MAGNITUDES - 1)
+    signed = torch.where(negative, HISTOGRAM_ZERO_BIN - 1 - step, HISTOGRAM_ZERO_BIN + 1 + step)
+    return torch.where(magnitude == 0, HISTOGRAM_ZERO_BIN, signed)
+
+
+def histogram_counts(
+    layout: RecordLayout, value: torch.Tensor, masks: dict[str, torch.Tensor], valid: torch.Tensor
+) -> torch.Tensor:
+    """[G, BINS, N] counts of one batch's [B, T, N] values per (group, bin); padding in none."""
+    groups = layout.histogram_groups()
+    group = torch.full_like(value, groups - 1, dtype=torch.int32)
+    for i, q in enumerate(layout.quadrants):
+        group = torch.where(masks[q], i, group)
+    index = group * HISTOGRAM_BINS + histogram_bins(value)
+    index = torch.where(valid, index, groups * HISTOGRAM_BINS).to(torch.int64)  # a spare row
+    n = value.shape[-1]
+    index = index.reshape(-1, n)
+    counts = torch.zeros(groups * HISTOGRAM_BINS + 1, n, dtype=torch.int64, device=value.device)
+    counts.scatter_add_(0, index, torch.ones_like(index))
+    return counts[:-1].view(groups, HISTOGRAM_BINS, n)
+
+
 def batch_stats(
     layout: RecordLayout,
     values: dict[str, torch.Tensor],
     valid: torch.Tensor,
+    histogram: bool = True,
 ) -> BatchStats:
     """Per-document counts, sums and maxima of one batch; values are [B, T, N], valid [B, T, 1].
 
     Every reduction runs over the tokens of one document only, so a compiler fuses them all into
     one pass; a document's sum (at most max_tokens terms) is float32, which halves the memory
-    traffic, and from there on sums are float64, so partial results merge exactly.
+    traffic, and from there on sums are float64, so partial results merge exactly. With
+    `histogram`, the batch's counts of HISTOGRAM_HOOK's values per (group, bin) too.
     """
     masks = quadrant_masks(layout, values.get(GATE_HOOK), values.get(IN_HOOK), valid)
     counts = torch.stack([masks[q].sum(dim=1, dtype=torch.int32) for q in layout.quadrants])
@@ -74,6 +122,13 @@ def batch_stats(
         values=torch.stack(best_values),
         positions=torch.stack(best_positions),
         present=torch.stack(present),
+        histogram=(
+            histogram_counts(
+                layout, values[HISTOGRAM_HOOK], masks, valid.expand_as(values[HISTOGRAM_HOOK])
+            )
+            if histogram
+            else None
+        ),
     )
 
 

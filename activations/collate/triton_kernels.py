@@ -5,7 +5,8 @@ whether it is interpreted (TRITON_INTERPRET=1) is fixed when this module is impo
 The hooks are a block dimension (BLOCK_H, the vocabulary's hooks padded to a power of two), so
 the kernel follows the vocabulary: a derived scalar added there is one more row of the block.
 The four slots are the four sign pairs of (gate, in); triton_engine maps the vocabulary's
-quadrants onto them by their signs.
+quadrants onto them by their signs. Each real token also adds one (an atomic add) to its
+(slot, bin, neuron) count of the value histogram of the POST hook (slot 4: in no quadrant).
 """
 
 from __future__ import annotations
@@ -39,8 +40,22 @@ def put(slot, counts, sums, keys, b, n, nmask, h, hmask, B, N, H, c, s, k):
 
 
 @triton.jit
-def stats(values, plane_at, valid, counts, sums, keys, B, T, N, H,
-          GATE: tl.constexpr, IN: tl.constexpr, BLOCK_H: tl.constexpr,
+def histogram_bin(v, ZERO: tl.constexpr, STEPS: tl.constexpr, BASE: tl.constexpr):
+    """reduction.histogram_bins: the bin of each value from its float32 bits."""
+    bits = v.to(tl.int32, bitcast=True)
+    magnitude = bits & 0x7FFFFFFF
+    negative = bits < 0
+    step = (tl.where(negative, magnitude - 1, magnitude) >> 23) - BASE
+    step = tl.minimum(tl.maximum(step, 0), STEPS - 1)
+    signed = tl.where(negative, ZERO - 1 - step, ZERO + 1 + step)
+    return tl.where(magnitude == 0, ZERO, signed)
+
+
+@triton.jit
+def stats(values, plane_at, valid, counts, sums, keys, hist, B, T, N, H,
+          GATE: tl.constexpr, IN: tl.constexpr, POST: tl.constexpr, BLOCK_H: tl.constexpr,
+          HAS_HIST: tl.constexpr, BINS: tl.constexpr, ZERO: tl.constexpr,
+          STEPS: tl.constexpr, BASE: tl.constexpr, NONE: tl.constexpr,
           BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr):  # fmt: skip
     b = tl.program_id(0)
     n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -70,6 +85,13 @@ def stats(values, plane_at, valid, counts, sums, keys, B, T, N, H,
         pos = t[:, None].to(tl.int64) + tl.zeros((BLOCK_T, BLOCK_N), tl.int64)
         keyed = key_of(block, pos[None, :, :])
         gp, gn, up, un = (g > 0) & m, (g < 0) & m, u > 0, u < 0
+        if HAS_HIST:  # one count per real token: group (slot, NONE: none), bin, neuron
+            p = tl.load(values + POST * plane + at, mask=m, other=0.0).to(tl.float32)
+            group = tl.where(gp & up, 0, tl.where(gp & un, 1, tl.where(gn & up, 2, NONE)))
+            group = tl.where(gn & un, 3, group)
+            cell = group * BINS + histogram_bin(p, ZERO, STEPS, BASE)
+            ones = tl.full((BLOCK_T, BLOCK_N), 1, tl.int32)
+            tl.atomic_add(hist + cell.to(tl.int64) * N + n[None, :], ones, mask=m)
         c0, s0, k0 = fold(gp & up, block, keyed, c0, s0, k0)
         c1, s1, k1 = fold(gp & un, block, keyed, c1, s1, k1)
         c2, s2, k2 = fold(gn & up, block, keyed, c2, s2, k2)

@@ -27,6 +27,7 @@ from activations.records.schema import (
     RecordLayout,
     count_column,
     freq_column,
+    histogram_column,
     layout_of_columns,
     max_indices_column,
     max_positions_column,
@@ -35,6 +36,7 @@ from activations.records.schema import (
     old_sum_column,
     sum_column,
 )
+from registry.vocabulary import ALL_TOKENS, histogram_description
 
 
 def document_ranges(metadata: dict) -> list[tuple[int, int]]:
@@ -79,6 +81,11 @@ def accumulators_to_table(
     layers = sorted(accumulators)
     first = accumulators[layers[0]]
     layout, n = first.layout, first.n_neurons
+    with_histogram = first.histogram is not None
+    if any((acc.histogram is not None) != with_histogram for acc in accumulators.values()):
+        raise ValueError("either every layer counts a histogram or none does")
+    if with_histogram:  # the bins, for readers of the file alone
+        metadata = {**metadata, "histogram": histogram_description()}
     columns: dict[str, list[pa.Array]] = {}
 
     def put(name: str, array: pa.Array) -> None:
@@ -107,8 +114,14 @@ def accumulators_to_table(
             put(max_values_column(q, h), _lists(values[pi].T, pa.float32()))
             put(max_indices_column(q, h), _lists(docs[pi].T.astype(np.int64), pa.int64()))
             put(max_positions_column(q, h), _lists(positions[pi].T.astype(np.int64), pa.int64()))
+        if with_histogram:
+            counts_by_group = acc.histogram.cpu().numpy()  # [G, BINS, N]
+            by_quadrant = dict(zip(layout.quadrants, counts_by_group, strict=False))
+            by_quadrant[ALL_TOKENS] = counts_by_group.sum(axis=0)
+            for q in layout.histogram_quadrants():
+                put(histogram_column(q), _lists(by_quadrant[q].T, pa.int64()))
 
-    schema = layout.arrow_schema().with_metadata({METADATA_KEY: json.dumps(metadata)})
+    schema = layout.arrow_schema(with_histogram).with_metadata({METADATA_KEY: json.dumps(metadata)})
     arrays = [pa.chunked_array(columns[f.name], type=f.type) for f in schema]
     return pa.Table.from_arrays(arrays, schema=schema)
 
@@ -155,6 +168,18 @@ def _matrix(rows: pa.Table, name: str, dtype, k: int) -> np.ndarray:
     return flat.astype(dtype).reshape(rows.num_rows, k).T
 
 
+def _histogram_groups(rows: pa.Table, layout: RecordLayout) -> np.ndarray:
+    """[G, BINS, N] counts per group from a file's histogram columns: each quadrant's, then the
+    tokens in none (every token's less the quadrants')."""
+    bins = len(rows.column(histogram_column(ALL_TOKENS))[0])
+
+    def read(q: str) -> np.ndarray:
+        return _matrix(rows, histogram_column(q), np.int64, bins)
+
+    groups = [read(q) for q in layout.quadrants]
+    return np.stack([*groups, read(ALL_TOKENS) - np.sum(groups, axis=0)])
+
+
 def table_to_accumulators(table: pa.Table, k: int) -> dict[int, LayerAccumulator]:
     """Rebuild exact running totals from a file this project wrote (extension columns needed)."""
     names = table.column_names
@@ -171,7 +196,8 @@ def table_to_accumulators(table: pa.Table, k: int) -> dict[int, LayerAccumulator
     for layer in np.unique(layer_column):
         rows = table.filter(pc.equal(table.column("layer"), layer))
         n = rows.num_rows
-        acc = LayerAccumulator(layout=layout, n_neurons=n, k=k)
+        with_histogram = histogram_column(ALL_TOKENS) in names
+        acc = LayerAccumulator(layout=layout, n_neurons=n, k=k, with_histogram=with_histogram)
         acc.counts = torch.from_numpy(
             np.stack([rows.column(count_column(q)).to_numpy() for q in layout.quadrants])
         )
@@ -200,5 +226,7 @@ def table_to_accumulators(table: pa.Table, k: int) -> dict[int, LayerAccumulator
         acc.top_position = torch.from_numpy(positions)
         acc.top_score = torch.from_numpy(np.where(present, np.abs(values), ABSENT_SCORE)).float()
         acc.last_doc = int(docs[present].max(initial=-1))
+        if with_histogram:
+            acc.histogram = torch.from_numpy(_histogram_groups(rows, layout))
         accumulators[int(layer)] = acc
     return accumulators

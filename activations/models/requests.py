@@ -104,3 +104,18 @@ def trace(
             quadrants = [quadrant_of(a, b) for a, b in zip(g, u, strict=True)]
         traces.append(NeuronTrace(n, chosen[:, n].tolist(), quadrants))
     return TextTrace(tokens=tokens.decode_each(ids), token_ids=ids, neurons=traces)
+
+
+def one_pass_each(id_lists: list[list[int]], budget: int) -> list[list[list[int]]]:
+    """Consecutive documents grouped so that each group pads to at most `budget` tokens."""
+    groups: list[list[list[int]]] = []
+    width = 0
+    for ids in id_lists:
+        wider = max(width, len(ids))
+        if groups and wider * (len(groups[-1]) + 1) <= budget:
+            groups[-1].append(ids)
+            width = wider
+        else:
+            groups.append([ids])
+            width = len(ids)
+    return groups

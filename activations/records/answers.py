@@ -3,6 +3,8 @@ the wire): GLU quadrant records, and neuron-explainer's shape for its own datase
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import ConfigDict, Field
 
 from activations.records.file_metadata import CollationMetadata
@@ -31,6 +33,33 @@ class GluQuadrant(CamelModel):
     count: int | None = None
     means: dict[str, float | None]
     examples: dict[str, list[GluExample]]
+    histogram: list[int] | None = None
+    """The quadrant's tokens per bin of the record's `histogram` (files without one: None)."""
+
+
+class ValueHistogram(CamelModel):
+    """A neuron's values of one hook over every token, counted in fixed bins (the vocabulary's;
+    docs/histogram.md): bin i holds values in [edge i-1, edge i), where the edges are
+    [-inf, *inner_edges, +inf] and the last bin also holds +inf."""
+
+    hook: str
+    inner_edges: list[float]
+    zero_bin: int
+    """The bin of exact zeros."""
+    counts: list[int]
+    """Every token's (the quadrants' histograms, plus the tokens in none)."""
+
+    def edges(self) -> list[float]:
+        """Every edge, infinities included: numpy.histogram(values, bins=edges()) counts alike."""
+        return [float("-inf"), *self.inner_edges, float("inf")]
+
+    @classmethod
+    def of_counts(cls, counts: list[int], bins: dict[str, Any]) -> ValueHistogram:
+        """Counts in the bins a file names ({hook, zeroBin, innerEdges}, as written)."""
+        return cls(
+            hook=bins["hook"], inner_edges=bins["innerEdges"], zero_bin=bins["zeroBin"],
+            counts=counts,
+        )  # fmt: skip
 
 
 class GluNeuronRecord(CamelModel):
@@ -39,6 +68,8 @@ class GluNeuronRecord(CamelModel):
     neuron: int
     hook: str
     quadrants: list[GluQuadrant]
+    histogram: ValueHistogram | None = None
+    """The distribution of the neuron's values (files of ours since it was added; else None)."""
     file_metadata: CollationMetadata = Field(default_factory=CollationMetadata)
     """What the file says of its collation, under the file's own keys (those it has)."""
     context_note: str | None = None

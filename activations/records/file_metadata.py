@@ -68,6 +68,9 @@ class CollationMetadata(BaseModel):
     world_size: int | None = None
     load_seconds: float | None = None
     partial: PartialProgress | None = None
+    histogram: dict[str, Any] | None = None
+    """The bins of the value histograms the file holds (registry.vocabulary's
+    histogram_description when it was written): {hook, bins, zeroBin, innerEdges}."""
 
     def says(self, field: str) -> bool:
         """Whether the file has this key at all (`bos_token: null` says "none")."""

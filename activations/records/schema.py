@@ -29,6 +29,8 @@ from registry.vocabulary import (
     ALL_TOKENS,
     CARD_HOOK_ORDER,
     GLU_HOOKS,
+    HISTOGRAM_HOOK,
+    HISTOGRAM_STATISTIC,
     PLAIN_HOOKS,
     QUADRANTS,
     has_max,
@@ -39,6 +41,13 @@ DEFAULT_TOP_K = 16
 # statistic); empty top-k slots hold value 0.0 and a real document index, as the published
 # files do (position -1 marks them); version 1 files (_sum, index -1) still read and merge.
 SCHEMA_VERSION = "2"
+
+
+def histogram_column(quadrant: str) -> str:
+    """Per neuron, the counts of HISTOGRAM_HOOK's values in each bin of the vocabulary's
+    histogram over a quadrant's tokens (ALL_TOKENS: over every token) (ours). Named as the
+    card names a quadrant's statistics of a hook; the card has no statistic of this name."""
+    return f"{quadrant}_{HISTOGRAM_HOOK}_{HISTOGRAM_STATISTIC}"
 
 
 @dataclass(frozen=True)
@@ -75,8 +84,24 @@ class RecordLayout:
             fields.extend(pa.field(sum_column(q, h), pa.float64()) for h in self.hooks)
         return fields
 
-    def arrow_schema(self) -> pa.Schema:
-        return pa.schema(self.card_fields() + self.extension_fields())
+    def histogram_groups(self) -> int:
+        """How many groups of tokens a histogram is counted in while collating: each quadrant,
+        then the tokens in none (a gate or in of exactly 0)."""
+        return len(self.quadrants) + 1
+
+    def histogram_quadrants(self) -> list[str]:
+        """The quadrants whose histograms a file holds: every token (ALL_TOKENS) first, then
+        each quadrant's (the tokens in none are every token's less the quadrants')."""
+        return [ALL_TOKENS, *(q for q in self.quadrants if q != ALL_TOKENS)]
+
+    def histogram_fields(self) -> list[pa.Field]:
+        return [
+            pa.field(histogram_column(q), pa.list_(pa.int64())) for q in self.histogram_quadrants()
+        ]
+
+    def arrow_schema(self, histogram: bool = True) -> pa.Schema:
+        extra = self.histogram_fields() if histogram else []
+        return pa.schema(self.card_fields() + self.extension_fields() + extra)
 
 
 GLU_LAYOUT = RecordLayout(quadrants=QUADRANTS, hooks=GLU_HOOKS)

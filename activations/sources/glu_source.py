@@ -21,7 +21,7 @@ from activations.io.errors import (
 from activations.io.lru import LruCache
 from activations.io.storage import StorageError, classify_error
 from activations.pools import PoolBusyError, Pools, PoolTimeoutError
-from activations.records.answers import GluExample, GluNeuronRecord, GluQuadrant
+from activations.records.answers import GluExample, GluNeuronRecord, GluQuadrant, ValueHistogram
 from activations.records.file_metadata import read_file_metadata
 from activations.records.glu_parquet import GluParquetReader
 from activations.records.schema import (
@@ -29,6 +29,7 @@ from activations.records.schema import (
     count_column,
     freq_column,
     has_max,
+    histogram_column,
     layout_of_columns,
     max_indices_column,
     max_positions_column,
@@ -43,7 +44,7 @@ from activations.text.example_text import ExampleText, refactored
 from registry import find_model
 from registry.metadata import NeuronDatasetMetadata
 from registry.paths import local_path
-from registry.vocabulary import DST_TO_HOOK, GLU_HOOKS
+from registry.vocabulary import ALL_TOKENS, DST_TO_HOOK, GLU_HOOKS, histogram_description
 
 
 def describe_source(metadata: NeuronDatasetMetadata) -> str:
@@ -65,21 +66,6 @@ def _unlocated_note(windows, why: str | None) -> str | None:
         f"{windows.unlocated} examples show their document's opening: the file stores no "
         f"positions, and the max token is located once the model runs on them{because}"
     )
-
-
-def one_pass_each(id_lists: list[list[int]], budget: int) -> list[list[list[int]]]:
-    """Consecutive documents grouped so that each group pads to at most `budget` tokens."""
-    groups: list[list[list[int]]] = []
-    width = 0
-    for ids in id_lists:
-        wider = max(width, len(ids))
-        if groups and wider * (len(groups[-1]) + 1) <= budget:
-            groups[-1].append(ids)
-            width = wider
-        else:
-            groups.append([ids])
-            width = len(ids)
-    return groups
 
 
 def _float(value: Any) -> float | None:
@@ -282,6 +268,7 @@ class GluDatasetSource:
         # them, and a client that leaves drops the passes not begun (the model runs: torch is
         # imported already)
         from activations.models.live import ModelRunner
+        from activations.models.requests import one_pass_each
 
         out: list[dict[str, list[float]]] = []
         for chunk in one_pass_each(id_lists, ModelRunner.MAX_BATCH_TOKENS):
@@ -335,6 +322,7 @@ class GluDatasetSource:
             wanted = [freq_column(q) for q in layout.quadrants]
             wanted += [count_column(q) for q in layout.quadrants]
             wanted += [mean_column(q, h) for q in layout.quadrants for h in layout.hooks]
+            wanted += [histogram_column(q) for q in layout.histogram_quadrants()]
             for q, h in layout.max_pairs():
                 if h in hooks:
                     wanted += [max_values_column(q, h), max_indices_column(q, h)]
@@ -384,6 +372,7 @@ class GluDatasetSource:
                     count=row.get(count_column(q)),
                     means={h: _float(row.get(mean_column(q, h))) for h in layout.hooks},
                     examples=examples,
+                    histogram=row.get(histogram_column(q)),
                 )
             )
         return GluNeuronRecord(
@@ -392,5 +381,16 @@ class GluDatasetSource:
             neuron=neuron,
             hook=self.hook,
             quadrants=quadrants,
+            histogram=_histogram(row, file_metadata.histogram),
             file_metadata=file_metadata,
         )
+
+
+def _histogram(row: dict[str, Any], bins: dict[str, Any] | None) -> ValueHistogram | None:
+    """Every token's histogram, in the bins the file names (else the vocabulary's)."""
+    counts = row.get(histogram_column(ALL_TOKENS))
+    return (
+        None
+        if counts is None
+        else ValueHistogram.of_counts(counts, bins or histogram_description())
+    )

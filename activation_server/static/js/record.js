@@ -10,6 +10,7 @@ import {
   rememberShape,
   state,
 } from "./state.js";
+import { histogramFigure } from "./histogram.js";
 import { colouredTokens } from "./tokens.js";
 import { clearWeights, showWeights } from "./weights.js";
 
@@ -151,7 +152,7 @@ function renderSummary(record) {
         text: "This neuron is zero on every token of the corpus: no quadrant has any tokens.",
       })
     : "";
-  $("summary").replaceChildren(table, note);
+  $("summary").replaceChildren(table, note, histogramFigure(record));
 }
 
 function setupHookPickers(record) {

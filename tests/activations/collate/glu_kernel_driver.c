@@ -5,7 +5,7 @@
 //      2: sign flips); float sign[N] where flagged; per batch: each hook read, float[B*T*N]
 //      in layout order; uint8 valid[B*T]; int64 docs[B]
 // out: int64 counts[NQ*N]; double sums[NQ*NH*N]; the lists [NP, N, K]: float score,
-//      float value, int64 doc, int64 position
+//      float value, int64 doc, int64 position; int64 histogram[NG*NB*N]
 #include "glu_kernel.c"
 
 #include <stdio.h>
@@ -50,10 +50,12 @@ int main(int argc, char** argv) {
     for (int64_t i = 0; i < NP * N; ++i) top.threshold[i] = -1.0f;
     int64_t* counts = zeros(NQ * N * sizeof(int64_t));
     double* sums = zeros(NQ * NH * N * sizeof(double));
+    int64_t* histogram = zeros(NG * NB * N * sizeof(int64_t));
     for (int64_t b = 0; b < batches; ++b) {
         Batch batch = {.sign = sign, .B = B, .T = T, .N = N, .K = K};
         batch.counts = counts;
         batch.sums = sums;
+        batch.histogram = histogram;
         for (int h = 0; h < NH; ++h)
             batch.hooks[h] =
                 product && h == PRODUCT_HOOK ? NULL : take(in, B * T * N * sizeof(float));
@@ -73,6 +75,7 @@ int main(int argc, char** argv) {
     fwrite(top.value, sizeof(float), lists, out);
     fwrite(top.doc, sizeof(int64_t), lists, out);
     fwrite(top.position, sizeof(int64_t), lists, out);
+    fwrite(histogram, sizeof(int64_t), NG * NB * N, out);
     fclose(out);
     printf("%s\n", glu_isa());
     return 0;

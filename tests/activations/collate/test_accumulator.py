@@ -10,6 +10,8 @@ from activations.collate.accumulator import LayerAccumulator
 from activations.collate.reduction import ABSENT_DOC, BatchStats
 from activations.records.schema import GLU_LAYOUT
 
+# these batches carry only the lists; the histograms have tests of their own (test_histogram.py)
+
 P, N = len(GLU_LAYOUT.max_pairs()), 5
 
 
@@ -64,7 +66,7 @@ def test_running_top_k_equals_a_sort_with_ties_to_the_lower_document(batch_size,
         random_batch(rng, list(range(start, start + batch_size)))
         for start in range(0, 40, batch_size)
     ]
-    acc = LayerAccumulator(GLU_LAYOUT, N, k)
+    acc = LayerAccumulator(GLU_LAYOUT, N, k, with_histogram=False)
     for i, (stats, docs) in enumerate(batches):
         acc.add(stats, docs)
         if i == len(batches) // 2:  # reading mid-way folds the buffer in and changes nothing
@@ -75,10 +77,10 @@ def test_running_top_k_equals_a_sort_with_ties_to_the_lower_document(batch_size,
 def test_out_of_order_batches_and_merges_give_the_same_lists():
     rng = np.random.default_rng(7)
     batches = [random_batch(rng, [d, d + 1]) for d in range(0, 30, 2)]
-    backwards = LayerAccumulator(GLU_LAYOUT, N, 4)
+    backwards = LayerAccumulator(GLU_LAYOUT, N, 4, with_histogram=False)
     for stats, docs in reversed(batches):
         backwards.add(stats, docs)
-    halves = [LayerAccumulator(GLU_LAYOUT, N, 4) for _ in range(2)]
+    halves = [LayerAccumulator(GLU_LAYOUT, N, 4, with_histogram=False) for _ in range(2)]
     for i, (stats, docs) in enumerate(batches):
         halves[i % 2].add(stats, docs)
     halves[1].merge(halves[0])
@@ -89,10 +91,10 @@ def test_out_of_order_batches_and_merges_give_the_same_lists():
 def test_state_dict_round_trip_keeps_buffered_batches():
     rng = np.random.default_rng(3)
     batches = [random_batch(rng, [d]) for d in range(10)]
-    acc = LayerAccumulator(GLU_LAYOUT, N, 16)
+    acc = LayerAccumulator(GLU_LAYOUT, N, 16, with_histogram=False)
     for stats, docs in batches[:5]:
         acc.add(stats, docs)
-    restored = LayerAccumulator(GLU_LAYOUT, N, 16)
+    restored = LayerAccumulator(GLU_LAYOUT, N, 16, with_histogram=False)
     restored.load_state_dict(acc.state_dict())
     for stats, docs in batches[5:]:
         restored.add(stats, docs)
@@ -103,4 +105,4 @@ def test_document_index_over_the_key_range_is_refused():
     rng = np.random.default_rng(0)
     stats, _ = random_batch(rng, [0])
     with pytest.raises(ValueError, match="largest supported"):
-        LayerAccumulator(GLU_LAYOUT, N, 4).add(stats, torch.tensor([2**31]))
+        LayerAccumulator(GLU_LAYOUT, N, 4, with_histogram=False).add(stats, torch.tensor([2**31]))

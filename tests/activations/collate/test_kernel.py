@@ -34,6 +34,7 @@ def activations(generator: torch.Generator, b: int, t: int, n: int) -> dict[str,
 
 def assert_same_totals(torch_acc: LayerAccumulator, kernel_acc: LayerAccumulator) -> None:
     assert torch.equal(torch_acc.counts, kernel_acc.counts)
+    assert torch.equal(torch_acc.histogram, kernel_acc.histogram)
     torch.testing.assert_close(torch_acc.sums, kernel_acc.sums, rtol=1e-5, atol=1e-4)
     for name in TOP_NAMES:
         assert torch.equal(getattr(torch_acc, name), getattr(kernel_acc, name)), name

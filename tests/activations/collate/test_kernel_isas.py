@@ -1,5 +1,6 @@
-"""The kernel built for other CPUs gives the same bytes: glu_kernel_driver.c runs it over the
-same batches built natively, for plain x86-64 (SSE2) and for aarch64 (NEON, under qemu)."""
+"""The kernel built for other CPUs gives the same bytes (totals, lists and value histograms):
+glu_kernel_driver.c runs it over the same batches built natively, for plain x86-64 (SSE2), for
+AVX2 where this CPU runs it, and for aarch64 (NEON, under qemu)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,11 @@ DRIVER = Path(__file__).with_name("glu_kernel_driver.c")
 FLAGS = ["-O3", "-fopenmp", "-std=c11", f"-I{SOURCE.parent}"]
 X86 = platform.machine() in ("x86_64", "AMD64")
 CROSS, QEMU = shutil.which("aarch64-linux-gnu-gcc"), shutil.which("qemu-aarch64")
+AVX2 = (
+    X86 and " avx2" in Path("/proc/cpuinfo").read_text()
+    if Path("/proc/cpuinfo").exists()
+    else False
+)
 
 
 def batches(path: Path, b: int, t: int, n: int, k: int, count: int, product: bool) -> None:
@@ -30,7 +36,9 @@ def batches(path: Path, b: int, t: int, n: int, k: int, count: int, product: boo
     parts = [torch.tensor([b, t, n, k, count, int(product) | 2]).numpy().tobytes()]
     parts.append(sign.numpy().tobytes())
     for i in range(count):
-        gate = torch.randn(b, t, n, generator=generator).round(decimals=1)
+        # over many powers of two (the histogram's bins), on a coarse grid of each (ties)
+        scale = 2.0 ** torch.randint(-18, 10, (b, t, n), generator=generator)
+        gate = torch.randn(b, t, n, generator=generator).round(decimals=1) * scale
         linear = torch.randn(b, t, n, generator=generator).round(decimals=1)
         gate[:, :, 0], linear[:, :, 1] = 0.0, 0.0
         swish = torch.nn.functional.silu(gate)
@@ -73,6 +81,9 @@ def test_every_cpu_build_gives_the_same_bytes(tmp_path, product):
     if X86:
         build("gcc", ["-march=x86-64"], tmp_path / "sse2")
         others["x86-64"] = [str(tmp_path / "sse2")]
+    if AVX2:  # gcc's vector extensions as two 256-bit halves, run here
+        build("gcc", ["-march=x86-64-v3"], tmp_path / "avx2")
+        others["x86-64-v3"] = [str(tmp_path / "avx2")]
     if CROSS and QEMU:
         build(CROSS, ["-march=armv8-a", "-static"], tmp_path / "arm")
         others["aarch64"] = [QEMU, str(tmp_path / "arm")]

@@ -8,9 +8,10 @@ import threading
 from types import SimpleNamespace
 
 from activations.models.live import LiveRequest
+from activations.models.requests import one_pass_each
 from activations.models.worker import ModelWorker
 from activations.records.file_metadata import CollationMetadata
-from activations.sources.glu_source import GluDatasetSource, one_pass_each
+from activations.sources.glu_source import GluDatasetSource
 
 
 class Runner:
