@@ -29,22 +29,24 @@ def test_token_search_numbers_are_digits_only(client, query):
 
 def test_a_layer_out_of_range_is_404_while_the_views_compute(client, tmp_path, monkeypatch):
     computing, release = threading.Event(), threading.Event()
-    real = views.weight_views
+    real = views.compute_all
 
     def slow(*args, **kwargs):
         computing.set()
         release.wait(60)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(views, "weight_views", slow)
+    monkeypatch.setattr(views, "compute_all", slow)
     monkeypatch.setattr(views, "cache_path", lambda metadata: tmp_path / "views.arrow")
     try:
-        assert client.get("/weights/tiny-llama/0/0").status_code == 503  # starts computing
+        # a neuron's own view at once; the model's table is then computed meanwhile
+        assert client.get("/weights/tiny-llama/0/0").status_code == 200
         assert computing.wait(60)  # the model is loaded, its views under way
         answer = client.get("/weights/tiny-llama/99/0")
         assert answer.status_code == 404 and "layer 99 is out of range" in answer.json()["detail"]
         answer = client.get("/weights/tiny-llama/0/99999")
         assert answer.status_code == 404 and "out of range" in answer.json()["detail"]
-        assert client.get("/weights/tiny-llama/1/3").status_code == 503  # in range: computing
+        assert client.get("/weights/tiny-llama/1/3").status_code == 200  # in range: at once
+        assert client.get("/classes/tiny-llama").json()["state"] == "computing"
     finally:
         release.set()
