@@ -6,6 +6,7 @@ alone as a server of the local file."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from fastapi.testclient import TestClient
@@ -74,7 +75,12 @@ def test_a_second_machine_finds_registers_and_serves_it(
     assert listed[0]["n_neurons"] == 24 and listed[0]["top_k"] == 4
     assert main(["datasets", "--hub", "--author", "nobody"]) == 0
     assert "(none)" in capsys.readouterr().out
+    # the card names the corpus by its file's name, not by where it lay on the pushing machine:
+    # a reader runs beside their copy of it
+    assert listed[0]["corpus"].startswith(os.path.basename(str(tiny_dataset["corpus"])))
+    assert str(tmp_path) not in module.read_text()
     load_register_modules([str(module)])
+    monkeypatch.chdir(os.path.dirname(str(tiny_dataset["corpus"])))
     settings = ServerSettings(max_tokens_per_request=40)
     with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
         remote = record("/neuron_record/shared/mlp_post_act/1/5?context=3", client)
