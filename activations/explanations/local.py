@@ -16,12 +16,9 @@ from collections.abc import Sequence
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
+from activations.explanations.errors import UnsuitableModelError
 from activations.explanations.prompts import DIGITS, SimulationPrompt, simulation_prompt
 from activations.explanations.results import SequenceSimulation
-
-
-class UnsuitableModelError(ValueError):
-    """The model cannot explain or simulate (no chat template, digits not single tokens)."""
 
 
 class LocalLM:

@@ -8,7 +8,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from activations.explanations.local import LocalLM, UnsuitableModelError
+from activations.explanations.errors import UnsuitableModelError
+from activations.explanations.local import LocalLM
 from activations.explanations.prompts import simulation_prompt
 from tests.tiny_chat import make_tiny_chat_model
 
