@@ -13,6 +13,7 @@ from activation_server.errors import install_error_handlers
 from activation_server.guard import RequestGuard
 from activation_server.routes import (
     catalog,
+    explanations,
     live,
     neuron_explainer,
     progress,
@@ -27,7 +28,9 @@ from activations.records import hub
 from activations.records.parquet_parts import use_steady_memory_pool
 
 # Every group of routes: a module of routes/ with a `router`. A new group is one more entry.
-ROUTES = [catalog, records, neuron_explainer, live, search, weights, progress, viewer]
+ROUTES = [
+    catalog, records, neuron_explainer, explanations, live, search, weights, progress, viewer,
+]  # fmt: skip
 
 
 def served_hosts(settings: ServerSettings) -> list[str]:

@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from activations.explanations.errors import ExplanationError
 from activations.models.live import LiveRequestError
 from activations.models.worker import ModelBusyError
 from activations.pools import PoolBusyError, PoolTimeoutError
@@ -39,6 +40,7 @@ STATUS: list[tuple[type[BaseException], int]] = [
     (RecordNotFoundError, 404),
     (LiveRequestError, 404),
     (SearchError, 422),
+    (ExplanationError, 422),
     (TooManyTokensError, 413),
     (ModelBusyError, 503),
     (WeightsPendingError, 503),

@@ -9,6 +9,8 @@ from fastapi import Request
 
 from activation_server.answers import WarmAnswers
 from activation_server.settings import ServerSettings
+from activations.explanations.search import ExplanationIndex
+from activations.explanations.service import Explanations
 from activations.models.pool import ModelPool
 from activations.pools import Pools
 from activations.records.source import RecordSources, SourceSettings
@@ -25,6 +27,8 @@ class Services:
     answers: WarmAnswers
     searches: Searches
     weights: WeightViews
+    explanations: Explanations
+    explanation_index: ExplanationIndex
 
     @classmethod
     def create(cls, settings: ServerSettings) -> Services:
@@ -46,7 +50,11 @@ class Services:
         sources = RecordSources(models, source_settings, pools)
         answers = WarmAnswers(settings.record_cache_size)
         searches = Searches(models, sources, pools)
-        return cls(settings, models, pools, sources, answers, searches, WeightViews(models))
+        explanations = Explanations(sources, models)
+        return cls(
+            settings, models, pools, sources, answers, searches, WeightViews(models),
+            explanations, ExplanationIndex(),
+        )  # fmt: skip
 
     async def stop(self) -> None:
         """Without waiting on work that hangs: queued work fails, threads are daemons."""
@@ -54,6 +62,7 @@ class Services:
         self.pools.shutdown()
         self.answers.clear()
         await self.sources.close()
+        await self.explanations.close()
 
 
 async def services(request: Request) -> Services:

@@ -121,9 +121,6 @@ class NotServed(CamelModel):
 
 
 NOT_SERVED = {
-    "/existing_explanations": "explanations",
-    "/explain": "explanations",
-    "/score": "explanation scores",
     "/derived_scalars": "neuron-explainer's inference routes (use POST /activations)",
     "/derived_attention_scalars": "neuron-explainer's inference routes",
     "/batched": "neuron-explainer's batched inference (logit lens)",

@@ -4,6 +4,8 @@ unsuitable models are the caller's to fix (4xx), a backend that fails or hangs i
 
 from __future__ import annotations
 
+from activations.records.errors import UpstreamError, UpstreamTimeoutError
+
 
 class ExplanationError(ValueError):
     """Bad input to explain or score (empty or over-long text, a neuron never active)."""
@@ -17,9 +19,9 @@ class UnsuitableModelError(ExplanationError):
     """The model cannot explain or simulate (no chat template, digits not single tokens)."""
 
 
-class BackendError(RuntimeError):
+class BackendError(UpstreamError):
     """The explainer / simulator backend failed or answered nothing usable."""
 
 
-class BackendTimeoutError(BackendError):
+class BackendTimeoutError(BackendError, UpstreamTimeoutError):
     """The backend did not answer within its timeout."""
