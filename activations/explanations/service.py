@@ -168,9 +168,11 @@ class Explanations:
             if not target.top or target.max_activation <= 0:
                 continue
             found = await explain_target(backend, target, what, candidates=candidates)
-            dataset = self.written(metadata, target.quadrant, root)
+            by_target.append((self.written(metadata, target.quadrant, root), found))
+        # the quadrants' files first, the positive activations' last: its file says the
+        # neuron is done (a run stopped before it explains the neuron again)
+        for dataset, found in [*by_target[1:], *by_target[:1]]:
             await self.store.add(dataset.explanation_dataset_path, layer, neuron, found)
-            by_target.append((dataset, found))
         return Explained(public_name(metadata), by_target, True)
 
     async def score(
