@@ -195,3 +195,27 @@ def test_two_requests_to_explain_one_neuron_are_one_computation(client):
 
     first, second = client.portal.call(both)
     assert len(calls) == 1 and first is second
+
+
+def test_an_openai_compatible_explainer_and_its_failures(client, tmp_path):
+    from tests.openai_standin import StandinServer, _free_port
+
+    with StandinServer() as server:
+        register_explainer("remote", "openai", "m", base_url=server.base_url)
+        answer = client.post("/explain", json=node(5, 42, ["tdb-fixture"], explainer="remote"))
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["explanations"][0].startswith("kings and queens")
+        assert server.state["completions"]  # scored with echo + logprobs
+        register_explainer("slow", "openai", "m", base_url=server.base_url, timeout_s=0.3,
+                           max_retries=0)  # fmt: skip
+        server.state["delay_s"] = 1.5
+        body = node(5, 42, ["tdb-fixture"], explanation="a", explainer="slow")
+        hung = client.post("/score", json=body)
+        server.state["delay_s"] = 0
+    assert hung.status_code == 504, hung.text
+    assert "did not answer within 0.3 s" in hung.text
+    register_explainer("dead", "openai", "m", base_url=f"http://127.0.0.1:{_free_port()}/v1",
+                       max_retries=0)  # fmt: skip
+    dead = client.post("/explain", json=node(0, 1, ["tdb-fixture"], explainer="dead"))
+    assert dead.status_code == 502 and "cannot be reached" in dead.text
+    assert not (tmp_path / "home/explanations/tdb-fixture/mlp_post_act/0").exists()
