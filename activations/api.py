@@ -22,6 +22,13 @@ from collections.abc import Coroutine, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from activations.explanations.service import Explanations
+from activations.explanations.views import (
+    ExplanationDatasetView,
+    ScoredExplanationView,
+    sequences_of,
+)
+from activations.explanations.views import neuron_views as _explanation_views
 from activations.models.pool import ModelPool
 from activations.pools import Pools
 from activations.records.source import DatasetShape, Record, RecordQuery, RecordSources
@@ -53,6 +60,7 @@ class Session:
         self.sources = RecordSources(self.models, pools=self.pools)
         self.searches = Searches(self.models, self.sources, self.pools)
         self.weight_views = WeightViews(self.models)
+        self.explanations = Explanations(self.sources, self.models)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
@@ -97,6 +105,7 @@ class Session:
     def close(self) -> None:
         self.models.stop()
         self.run(self.sources.close())
+        self.run(self.explanations.close())
         self.pools.shutdown()
         self._loop.call_soon_threadsafe(self._loop.stop)
 
@@ -146,6 +155,41 @@ class Dataset:
         if not self.metadata.model:
             raise ValueError(f"{self.metadata.short_name} names no model")
         return self.session.weights(self.metadata.model, layer, neuron)
+
+    def explanations(self, layer: int, neuron: int) -> list[ExplanationDatasetView]:
+        """The neuron's stored explanations: per explanation dataset (published, ours, each
+        GLU quadrant's), each with its scores and simulation, best first."""
+        work = _explanation_views(self.session.explanations, self.metadata, layer, neuron)
+        return self.session.run(work)
+
+    def explain(
+        self, layer: int, neuron: int, explainer: str | None = None, again: bool = False
+    ) -> list[ExplanationDatasetView]:
+        """Explain the neuron (neuron-explainer's method; the embedded model in process unless
+        `explainer` names another), store it, and give its explanations."""
+        service = self.session.explanations
+        self.session.run(service.explain(self.metadata, layer, neuron, explainer, again=again))
+        return self.explanations(layer, neuron)
+
+    def score(
+        self,
+        layer: int,
+        neuron: int,
+        text: str,
+        quadrant: str | None = None,
+        explainer: str | None = None,
+    ) -> ScoredExplanationView:
+        """A text's score as an explanation of the neuron (or of a GLU quadrant), stored."""
+        service = self.session.explanations
+        work = service.score(self.metadata, layer, neuron, text, quadrant, explainer=explainer)
+        scored = self.session.run(work)
+        return ScoredExplanationView(
+            explanation=scored.explanation,
+            score=scored.get_preferred_score(),
+            rsquared_score=scored.scored_simulation.rsquared_score,
+            absolute_dev_explained_score=scored.scored_simulation.absolute_dev_explained_score,
+            sequences=sequences_of(scored),
+        )
 
     def search_prompt(
         self, text: str, token_index: int | None = None, top: int = 20, skip_first: bool = False

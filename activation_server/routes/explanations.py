@@ -15,8 +15,14 @@ from activation_server.routes.neuron_explainer import NodeIdAndDatasets, first_w
 from activation_server.services import Services, services
 from activations.explanations.errors import ExplanationError
 from activations.explanations.pipeline import MAX_EXPLANATION_CHARS
-from activations.explanations.results import ScoredExplanation
 from activations.explanations.search import ExplanationSearchResult
+from activations.explanations.views import (
+    ExplanationDatasetView,
+    SimulatedSequence,
+    neuron_views,
+    sequences_of,
+)
+from activations.records.source import public_name
 from registry import get_all_neuron_dataset_metadata, resolve_dataset
 from registry import get_neuron_dataset_metadata_by_short_name_and_dst as dataset_of
 from registry.errors import UnknownDatasetError
@@ -67,28 +73,11 @@ class ScoreRequest(NodeIdAndDatasets):
     explainer: str | None = Field(default=None, max_length=200)
 
 
-class SimulatedSequence(CamelModel):
-    tokens: list[str]
-    true_activations: list[float]
-    expected_activations: list[float]
-
-
 class ScoreResult(CamelModel):
     score: float
     dataset_path: str
     sequences: list[SimulatedSequence] = []
     """Ours: each scored sequence, its real values and the simulator's expected ones (0-10)."""
-
-
-def sequences_of(scored: ScoredExplanation) -> list[SimulatedSequence]:
-    return [
-        SimulatedSequence(
-            tokens=s.simulation.tokens,
-            true_activations=s.true_activations,
-            expected_activations=s.simulation.expected_activations,
-        )
-        for s in scored.scored_simulation.scored_sequence_simulations
-    ]
 
 
 def _explanation_datasets(s: Services, dst: DerivedScalarType) -> list[ExplanationDatasetMetadata]:
@@ -213,26 +202,9 @@ async def score(body: ScoreRequest, s: Annotated[Services, Depends(services)]) -
             "the score is undefined: the simulation or the neuron is constant on the scored "
             "sequences"
         )
-    from activations.records.source import public_name
-
     return ScoreResult(
         score=value, dataset_path=public_name(source.metadata), sequences=sequences_of(scored)
     )
-
-
-class ScoredExplanationView(CamelModel):
-    explanation: str
-    score: float | None
-    rsquared_score: float | None
-    absolute_dev_explained_score: float | None
-    sequences: list[SimulatedSequence]
-
-
-class ExplanationDatasetView(CamelModel):
-    name: str
-    path: str
-    quadrant: str | None
-    explanations: list[ScoredExplanationView]
 
 
 @router.get(
@@ -248,34 +220,10 @@ async def neuron_explanations(
 ) -> list[ExplanationDatasetView]:
     """Every explanation dataset of the neuron that has explanations of it, each explanation
     with its three scores and its simulation, best first."""
-    metadata = dataset_of(short_name, dst)
-    datasets = s.explanations.datasets(metadata)
-    found = await s.explanations.existing(datasets, layer, neuron)
-    views = []
-    for dataset in datasets:
-        mine = [scored for d, scored in found if d == dataset]
-        if not mine:
-            continue
-        mine.sort(key=lambda x: -(x.get_preferred_score() or -2.0))
-        path = dataset.explanation_dataset_path
-        views.append(
-            ExplanationDatasetView(
-                name=dataset.name,
-                path=path if s.settings.expose_paths else hide_paths(path),
-                quadrant=dataset.quadrant,
-                explanations=[
-                    ScoredExplanationView(
-                        explanation=x.explanation,
-                        score=x.get_preferred_score(),
-                        rsquared_score=x.scored_simulation.rsquared_score,
-                        absolute_dev_explained_score=x.scored_simulation.absolute_dev_explained_score,
-                        sequences=sequences_of(x),
-                    )
-                    for x in mine
-                ],
-            )
-        )
-    return views
+    views = await neuron_views(s.explanations, dataset_of(short_name, dst), layer, neuron)
+    if s.settings.expose_paths:
+        return views
+    return [v.model_copy(update={"path": hide_paths(v.path)}) for v in views]
 
 
 @router.get("/search/explanations", response_model=ExplanationSearchResult)

@@ -11,6 +11,7 @@ import {
   state,
 } from "./state.js";
 import { colouredTokens } from "./tokens.js";
+import { showExplanations } from "./explanations.js";
 import { clearWeights, showWeights } from "./weights.js";
 
 export function recordUrl(dataset, layer, neuron, query) {
@@ -65,6 +66,7 @@ export async function load(dataset, layer, neuron) {
   setStatus("");
   $("title").textContent = `${dataset.userVisibleName} · layer ${layer} · neuron ${neuron}`;
   $("record").hidden = false;
+  showExplanations(dataset, layer, neuron, loadId);
   if (!summary.quadrants) {
     renderTdb(summary);
     $("record").dataset.state = "done";
