@@ -9,9 +9,11 @@ pass's cache, each "1" placed at its slot's position and seeing only what preced
 
 from __future__ import annotations
 
+import copy
 import inspect
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
@@ -25,8 +27,12 @@ class LocalLM:
     """A model and its tokenizer; its passes run one at a time (a lock), on whatever thread
     calls them (the server runs them on the model's own worker thread)."""
 
-    def __init__(self, model, tokenizer, name: str, batch_size: int = 8) -> None:
+    def __init__(
+        self, model, tokenizer, name: str, batch_size: int = 8, prefix_cache: bool = True
+    ) -> None:
         self.model = model
+        self.prefix_cache = prefix_cache
+        self._prefix_state: tuple[list[int], Any] | None = None
         self.tokenizer = tokenizer
         self.name = name
         self.batch_size = batch_size
@@ -115,28 +121,51 @@ class LocalLM:
             distribution_probabilities=probabilities,
         )
 
+    def _prefix(self) -> tuple[list[int], Any]:
+        """The ids of what every simulation prompt begins with (the system message and the
+        few-shot examples, up to a special token) and the model's cache over them, made once:
+        each pass then runs only the explanation and the sequence."""
+        if self._prefix_state is None:
+            messages = simulation_prompt("x", ["x"]).messages[:-2]
+            text = self.tokenizer.apply_chat_template(messages, tokenize=False)
+            ids = self._encode(text)
+            out = self.model.get_decoder()(
+                input_ids=torch.tensor([ids], device=self.model.device), use_cache=True
+            )
+            self._prefix_state = (ids, _cache_of(out))
+        return self._prefix_state
+
     @torch.inference_mode()
     def slot_distributions(self, batch: list[tuple[list[int], list[int]]]) -> list[torch.Tensor]:
         """Per prompt, [slots, 11]: P(value | prompt up to the slot), renormalised over 0-10."""
         with self._lock:
             device = self.model.device
+            prefix, cache = self._prefix() if self.prefix_cache else ([], None)
+            if not all(ids[: len(prefix)] == prefix for ids, _ in batch):
+                prefix, cache = [], None  # a template that does not split there: whole prompts
+            start = len(prefix)
+            if cache is not None:
+                cache = copy.deepcopy(cache)
+                cache.batch_repeat_interleave(len(batch))
             length = max(len(ids) for ids, _ in batch)
             pad = self.tokenizer.pad_token_id or 0
-            input_ids = torch.full((len(batch), length), pad, dtype=torch.long)
+            input_ids = torch.full((len(batch), length - start), pad, dtype=torch.long)
             mask = torch.zeros((len(batch), length), dtype=torch.long)
             for b, (ids, _) in enumerate(batch):
-                input_ids[b, : len(ids)] = torch.tensor(ids)
+                input_ids[b, : len(ids) - start] = torch.tensor(ids[start:])
                 mask[b, : len(ids)] = 1
             body = self.model.get_decoder()
+            extra = _cache_argument(body.forward, cache) if cache is not None else {}
             out = body(
                 input_ids=input_ids.to(device),
                 attention_mask=mask.to(device),
                 use_cache=self.one_zero is not None,
+                **extra,
             )
             head = self.model.get_output_embeddings()
             hidden = out.last_hidden_state
-            slots = [[max(s, 1) for s in slots] for _, slots in batch]
-            rows = torch.cat([hidden[b, torch.tensor(s) - 1] for b, s in enumerate(slots)])
+            slots = [[max(s, start + 1) for s in slots] for _, slots in batch]
+            rows = torch.cat([hidden[b, torch.tensor(s) - 1 - start] for b, s in enumerate(slots)])
             wanted = self.digit_ids + ([self.ten_id] if self.ten_id is not None else [])
             logits = head(rows)[:, wanted].float()
             if self.one_zero is None:

@@ -84,3 +84,12 @@ def test_generation_gives_n_one_line_samples(lm):
     samples = lm.generate([{"role": "user", "content": "hi"}], n=3, max_new_tokens=6, seed=1)
     assert len(samples) == 3 and all("\n" not in s.strip() for s in samples)
     assert samples == lm.generate([{"role": "user", "content": "hi"}], 3, 6, seed=1)
+
+
+def test_the_shared_prefix_cache_changes_nothing(lm):
+    whole = LocalLM(lm.model, lm.tokenizer, "tiny-chat", prefix_cache=False)
+    with_prefix = lm.simulate("royalty", SEQUENCES)
+    prefix, _ = lm._prefix()
+    assert len(prefix) > 100  # the system message and the few-shot examples
+    for a, b in zip(with_prefix, whole.simulate("royalty", SEQUENCES), strict=True):
+        assert a.expected_activations == pytest.approx(b.expected_activations, abs=1e-5)
