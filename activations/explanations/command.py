@@ -53,6 +53,11 @@ def add_explain_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="of the random sample")
     parser.add_argument("--candidates", type=int, default=3, help="explanations per target")
     parser.add_argument("--again", action="store_true", help="explain neurons already done too")
+    parser.add_argument(
+        "--baseline",
+        action="store_true",
+        help="score neuron-explainer's top-tokens baseline too (not stored) and summarise it",
+    )
 
 
 def add_score_arguments(parser: argparse.ArgumentParser) -> None:
@@ -119,13 +124,14 @@ async def explain_all(args) -> int:
         every = await _neurons(service, metadata, args)
         todo = [n for n in every if args.again or not _done(service, metadata, args.out, *n)]
         print(f"{len(every)} neurons, {len(every) - len(todo)} already explained", flush=True)
-        scores, failed, started = [], [], time.monotonic()
+        scores, failed, started, baselines = [], [], time.monotonic(), []
         bar = tqdm(todo, unit="neuron", file=sys.stderr, dynamic_ncols=True)
         for layer, neuron in bar:
             try:
                 explained = await service.explain(
-                    metadata, layer, neuron, args.explainer, args.candidates, args.out, args.again
-                )
+                    metadata, layer, neuron, args.explainer, args.candidates, args.out,
+                    args.again, args.baseline,
+                )  # fmt: skip
             except UnsuitableModelError:
                 raise
             except (ValueError, BackendError) as error:
@@ -135,6 +141,8 @@ async def explain_all(args) -> int:
                 continue
             best = explained.by_target[0][1][0].get_preferred_score()
             scores.append(best)
+            if explained.baseline is not None:
+                baselines.append(explained.baseline.get_preferred_score())
             count = sum(len(found) for _, found in explained.by_target)
             per_minute = len(scores) * 60 / max(1e-9, time.monotonic() - started)
             bar.set_postfix_str(f"{per_minute:.1f} neurons/min, {count} explanations, best {best}")
@@ -142,6 +150,9 @@ async def explain_all(args) -> int:
         for line in failed[:20]:
             print(f"skipped: {line}")
         print(summary(scores))
+        if baselines:
+            print("top-tokens baseline, scored the same way:")
+            print(summary(baselines))
         return 0
     finally:
         service.models.stop()

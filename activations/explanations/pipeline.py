@@ -135,3 +135,16 @@ async def explain(
         raise BackendError(f"{backend.name} wrote no explanation in {candidates} samples")
     scored = [await score(backend, target, t, max_sequences, per_split) for t in texts]
     return sorted(scored, key=_rank, reverse=True)
+
+
+def top_tokens_explanation(target: Target, most: int = 5) -> str:
+    """neuron-explainer's "top tokens" baseline: the tokens where the train records peak,
+    most frequent first, as an explanation to score the same way as a model's."""
+    counts: dict[str, int] = {}
+    for record in train_records(target):
+        if record.activations:
+            peak = max(range(len(record.activations)), key=record.activations.__getitem__)
+            token = record.tokens[peak]
+            counts[token] = counts.get(token, 0) + 1
+    ranked = sorted(counts, key=lambda t: -counts[t])[:most]
+    return "the tokens " + ", ".join(f'"{t.strip() or t}"' for t in ranked)

@@ -16,7 +16,13 @@ from typing import Any
 
 from activations.explanations.backends import InProcessBackend, LocalModels
 from activations.explanations.errors import ExplanationError
-from activations.explanations.pipeline import OVERALL, Backend, Target, check_active
+from activations.explanations.pipeline import (
+    OVERALL,
+    Backend,
+    Target,
+    check_active,
+    top_tokens_explanation,
+)
 from activations.explanations.pipeline import explain as explain_target
 from activations.explanations.pipeline import score as score_target
 from activations.explanations.results import ScoredExplanation
@@ -43,6 +49,9 @@ class Explained:
     by_target: list[tuple[ExplanationDatasetMetadata, list[ScoredExplanation]]]
     computed: bool
     """False where they were read from the store."""
+    baseline: ScoredExplanation | None = None
+    """neuron-explainer's "top tokens" baseline, scored the same way (where asked; kept out
+    of the store)."""
 
 
 class Explanations:
@@ -137,17 +146,20 @@ class Explanations:
         candidates: int = 3,
         root: str | Path | None = None,
         again: bool = False,
+        baseline: bool = False,
     ) -> Explained:
         """Explain a neuron: each target's candidates scored, all stored. Where explanations
         of its positive activations are stored already, they are answered (unless `again`)."""
-        if not again:
+        if not again and not baseline:
             overall = self.written(metadata, OVERALL, root)
             stored = await self.store.read(overall.explanation_dataset_path, layer, neuron)
             if stored is not None and stored.scored_explanations:
                 return await self._stored(metadata, layer, neuron, root)
         key = ("explain", metadata.key, metadata, layer, neuron, explainer, str(root), again)
+        key += (baseline,)
         return await self._once(
-            key, lambda: self._explain(metadata, layer, neuron, explainer, candidates, root)
+            key,
+            lambda: self._explain(metadata, layer, neuron, explainer, candidates, root, baseline),
         )
 
     async def _stored(self, metadata, layer: int, neuron: int, root) -> Explained:
@@ -158,7 +170,9 @@ class Explanations:
         ]
         return Explained(public_name(metadata), [(d, s) for d, s in by_target if s], False)
 
-    async def _explain(self, metadata, layer, neuron, explainer, candidates, root) -> Explained:
+    async def _explain(
+        self, metadata, layer, neuron, explainer, candidates, root, baseline=False
+    ) -> Explained:
         backend = self.backend(explainer)
         targets: list[Target] = await self.targets(metadata, layer, neuron)
         what = f"{metadata.short_name} layer {layer} neuron {neuron}"
@@ -173,7 +187,11 @@ class Explanations:
         # neuron is done (a run stopped before it explains the neuron again)
         for dataset, found in [*by_target[1:], *by_target[:1]]:
             await self.store.add(dataset.explanation_dataset_path, layer, neuron, found)
-        return Explained(public_name(metadata), by_target, True)
+        explained = Explained(public_name(metadata), by_target, True)
+        if baseline:
+            text = top_tokens_explanation(targets[0])
+            explained.baseline = await score_target(backend, targets[0], text)
+        return explained
 
     async def score(
         self,

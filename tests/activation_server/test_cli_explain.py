@@ -81,8 +81,11 @@ def test_ctrl_c_keeps_whole_files_and_the_next_run_resumes(home, capsys, monkeyp
 
 
 def test_a_random_sample_and_a_score(home, capsys):
-    assert main([*ARGS, "--sample", "2", "--seed", "1", "--out", str(home.parent / "s")]) == 0
-    assert "2 neurons, 0 already explained" in capsys.readouterr().out
+    out_dir = str(home.parent / "s")
+    assert main([*ARGS, "--sample", "2", "--seed", "1", "--out", out_dir, "--baseline"]) == 0
+    out = capsys.readouterr().out
+    assert "2 neurons, 0 already explained" in out
+    assert "top-tokens baseline, scored the same way:" in out
     score = ["score", "--dataset", "tiny-llama", "--explainer", "tiny", "--layer", "1"]
     assert main([*score, "--neuron", "3", "--text", "w5 and w7"]) == 0
     assert "score " in capsys.readouterr().out

@@ -111,3 +111,16 @@ def test_a_neuron_never_active_is_refused(backend):
     quiet = Target(None, [ActivationRecord(tokens=["a"], activations=[-1.0])])
     with pytest.raises(NeverActiveError, match="never active"):
         asyncio.run(explain(backend, quiet, "layer 1 neuron 2"))
+
+
+def test_the_top_tokens_baseline_names_where_train_records_peak():
+    from activations.explanations.pipeline import top_tokens_explanation
+
+    peaks = [" king", " queen", " king", ".", " king"] * 4
+    top = [ActivationRecord(tokens=["a", peak, "b"], activations=[0.0, 5.0, 1.0]) for peak in peaks]
+    # train records: 0, 4, 8, 12, 16 → " king", " king", ".", " king", " queen"... in order
+    expected = [peaks[i] for i in range(0, 20, 4)]
+    text = top_tokens_explanation(Target(None, top))
+    most = max(set(expected), key=expected.count)
+    assert text.startswith(f'the tokens "{most.strip()}"')
+    assert all(f'"{p.strip()}"' in text for p in set(expected))
