@@ -31,6 +31,7 @@ FIGURES = {
     "first_run": "bench.first_run",
     "search": "bench.search",
     "weights": "bench.weights",
+    "explain": "bench.explain",
 }
 RESULTS = Path(__file__).with_name("results.json")
 
