@@ -139,10 +139,14 @@ async def explain_all(args) -> int:
                 if isinstance(error, BackendError) and not scores:
                     raise  # the backend does not work at all: say so at once
                 continue
-            best = explained.by_target[0][1][0].get_preferred_score()
+            top = explained.by_target[0][1][0]
+            best = top.get_preferred_score()
             scores.append(best)
+            line = f"layer {layer} neuron {neuron}: {best} {top.explanation!r}"
             if explained.baseline is not None:
                 baselines.append(explained.baseline.get_preferred_score())
+                line += f"; top-tokens baseline {baselines[-1]}"
+            bar.write(line)
             count = sum(len(found) for _, found in explained.by_target)
             per_minute = len(scores) * 60 / max(1e-9, time.monotonic() - started)
             bar.set_postfix_str(f"{per_minute:.1f} neurons/min, {count} explanations, best {best}")

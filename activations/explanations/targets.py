@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from activations.explanations.errors import ExplanationError
 from activations.explanations.pipeline import OVERALL, Target
+from activations.records.glu_explainer import _random_sample as random_documents
 from activations.records.source import RecordQuery, RecordSource
 from activations.records.tdb_json import ActivationRecord
 from registry.metadata import DatasetFormat
@@ -37,11 +38,9 @@ async def neuron_targets(
 async def _glu_targets(source, layer: int, neuron: int, context: int) -> list[Target]:
     hook = source.hook
     record = await source.record(layer, neuron, RecordQuery(context=context, activations=True))
-    viewer_record = await source.explainer_record(layer, neuron)
-    random = [
-        ([t.token for t in sequence], [t.scalar for t in sequence])
-        for sequence in viewer_record.random_sample
-    ]
+    # the random documents neuron-explainer's viewer shows for the neuron (without the record
+    # of wider examples that viewer record also computes: one model pass fewer)
+    random, _ = await random_documents(source, record, hook)
     quadrants, overall = [], []
     for quadrant in record.quadrants:
         examples = [
