@@ -124,7 +124,7 @@ async def explain_all(args) -> int:
         every = await _neurons(service, metadata, args)
         todo = [n for n in every if args.again or not _done(service, metadata, args.out, *n)]
         print(f"{len(every)} neurons, {len(every) - len(todo)} already explained", flush=True)
-        scores, failed, started, baselines = [], [], time.monotonic(), []
+        scores, failed, started, baselines, written = [], [], time.monotonic(), [], 0
         bar = tqdm(todo, unit="neuron", file=sys.stderr, dynamic_ncols=True)
         for layer, neuron in bar:
             try:
@@ -147,9 +147,9 @@ async def explain_all(args) -> int:
                 baselines.append(explained.baseline.get_preferred_score())
                 line += f"; top-tokens baseline {baselines[-1]}"
             bar.write(line)
-            count = sum(len(found) for _, found in explained.by_target)
-            per_minute = len(scores) * 60 / max(1e-9, time.monotonic() - started)
-            bar.set_postfix_str(f"{per_minute:.1f} neurons/min, {count} explanations, best {best}")
+            written += sum(len(found) for _, found in explained.by_target)
+            minutes = max(1e-9, time.monotonic() - started) / 60
+            bar.set_postfix_str(f"{written / minutes:.1f} explanations/min (scored)")
         bar.close()
         for line in failed[:20]:
             print(f"skipped: {line}")
