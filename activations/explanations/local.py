@@ -233,17 +233,26 @@ class LocalLM:
         eos = [i for i in (self.tokenizer.eos_token_id,) if i is not None]
         with self._lock, torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
+            # the prompt is run once and its cache copied to the n samples (generate would run
+            # it n times): the prompt is most of the work
+            extra = {}
+            if self.prefix_cache and ids.shape[1] > 1:
+                body = self.model.get_decoder()
+                cache = _cache_of(body(input_ids=ids[:, :-1], use_cache=True))
+                cache.batch_repeat_interleave(n)
+                extra = _cache_argument(self.model.forward, cache)
+            batch = ids.repeat(n, 1)
             out = self.model.generate(
-                ids,
-                attention_mask=torch.ones_like(ids),
+                batch,
+                attention_mask=torch.ones_like(batch),
                 do_sample=temperature > 0,
                 temperature=temperature if temperature > 0 else None,
                 top_p=top_p,
                 max_new_tokens=max_new_tokens,
-                num_return_sequences=n,
                 pad_token_id=self.tokenizer.pad_token_id or (eos[0] if eos else 0),
                 eos_token_id=eos or None,
                 stopping_criteria=StoppingCriteriaList([_EndsLine(self.newline_ids)]),
+                **extra,
             )
         return self.tokenizer.batch_decode(out[:, ids.shape[1] :], skip_special_tokens=True)
 

@@ -39,6 +39,10 @@ from registry.explanations import (
 from registry.metadata import DatasetFormat, NeuronDatasetMetadata
 from registry.vocabulary import QUADRANTS
 
+EXAMPLES_PER_SPLIT = 5
+"""Records per split, as TDB's explainer routes take them (ActivationRecordSliceParams(
+n_examples_per_split=5)): 5 top records shown to the explainer, 5 top and 5 random scored."""
+
 
 @dataclass
 class Explained:
@@ -181,7 +185,9 @@ class Explanations:
         for target in targets:
             if not target.top or target.max_activation <= 0:
                 continue
-            found = await explain_target(backend, target, what, candidates=candidates)
+            found = await explain_target(
+                backend, target, what, candidates=candidates, per_split=EXAMPLES_PER_SPLIT
+            )
             by_target.append((self.written(metadata, target.quadrant, root), found))
         # the quadrants' files first, the positive activations' last: its file says the
         # neuron is done (a run stopped before it explains the neuron again)
@@ -190,7 +196,9 @@ class Explanations:
         explained = Explained(public_name(metadata), by_target, True)
         if baseline:
             text = top_tokens_explanation(targets[0])
-            explained.baseline = await score_target(backend, targets[0], text)
+            explained.baseline = await score_target(
+                backend, targets[0], text, per_split=EXAMPLES_PER_SPLIT
+            )
         return explained
 
     async def score(
@@ -230,7 +238,7 @@ class Explanations:
                 raise ExplanationError(f"{what} has no examples to score on")
             check_active(target, what)
             backend = self.backend(explainer)
-            scored = await score_target(backend, target, text, max_sequences)
+            scored = await score_target(backend, target, text, max_sequences, EXAMPLES_PER_SPLIT)
             await self.store.add(path, layer, neuron, [scored])
             return scored
 

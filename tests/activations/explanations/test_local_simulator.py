@@ -93,3 +93,12 @@ def test_the_shared_prefix_cache_changes_nothing(lm):
     assert len(prefix) > 100  # the system message and the few-shot examples
     for a, b in zip(with_prefix, whole.simulate("royalty", SEQUENCES), strict=True):
         assert a.expected_activations == pytest.approx(b.expected_activations, abs=1e-5)
+
+
+def test_generation_over_the_shared_prompt_cache_is_plain_generation(lm):
+    plain = LocalLM(lm.model, lm.tokenizer, "tiny-chat", prefix_cache=False)
+    messages = [{"role": "user", "content": "explain w1"}]
+    assert lm.generate(messages, 2, 8, temperature=0) == plain.generate(
+        messages, 2, 8, temperature=0
+    )
+    assert lm.generate(messages, 3, 8, seed=4) == plain.generate(messages, 3, 8, seed=4)
