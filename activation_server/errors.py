@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from activations.errors import (
     DebuggerInputError,
     DebuggerUnsupportedError,
+    ExplanationError,
     LiveRequestError,
     ModelBusyError,
     PoolBusyError,
@@ -52,6 +53,7 @@ STATUS: list[tuple[type[BaseException], int]] = [
     (SearchError, 422),
     (DebuggerInputError, 422),
     (DebuggerUnsupportedError, 422),
+    (ExplanationError, 422),
     (TooManyTokensError, 413),
     (ModelBusyError, 503),
     (WeightsPendingError, 503),

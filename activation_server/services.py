@@ -10,6 +10,8 @@ from fastapi import Request
 
 from activation_server.answers import WarmAnswers
 from activation_server.settings import ServerSettings
+from activations.explanations.search import ExplanationIndex
+from activations.explanations.service import Explanations
 from activations.models.pool import ModelPool
 from activations.pools import Pools
 from activations.search.searches import Searches
@@ -51,6 +53,14 @@ class Services:
     @property
     def weights(self) -> WeightViews:
         return self.workbench.weight_views
+
+    @property
+    def explanations(self) -> Explanations:
+        return self.workbench.explanations
+
+    @property
+    def explanation_index(self) -> ExplanationIndex:
+        return self.workbench.explanation_index
 
     async def stop(self) -> None:
         """Without waiting on work that hangs: queued work fails, threads are daemons."""

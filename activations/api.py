@@ -25,6 +25,12 @@ from typing import Any, TypeVar
 from activations.debugger.attribute import AttributionResult
 from activations.debugger.intervene import InterventionResult
 from activations.debugger.service import run_attribution, run_intervention
+from activations.explanations.views import (
+    ExplanationDatasetView,
+    ScoredExplanationView,
+    sequences_of,
+)
+from activations.explanations.views import neuron_views as _explanation_views
 from activations.search.answers import PromptSearchResult, TokenSearchResult
 from activations.session import SessionSettings, Workbench
 from activations.sources.source import DatasetShape, Record, RecordQuery
@@ -66,6 +72,7 @@ class Session:
         self.sources = self.workbench.sources
         self.searches = self.workbench.searches
         self.weight_views = self.workbench.weight_views
+        self.explanations = self.workbench.explanations
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
@@ -200,6 +207,41 @@ class Dataset:
         if path is None:
             raise ValueError(f"{self.metadata.neuron_dataset_path}: only local files are pushed")
         return push(path, repo_id, **options)
+
+    def explanations(self, layer: int, neuron: int) -> list[ExplanationDatasetView]:
+        """The neuron's stored explanations: per explanation dataset (published, ours, each
+        GLU quadrant's), each with its scores and simulation, best first."""
+        work = _explanation_views(self.session.explanations, self.metadata, layer, neuron)
+        return self.session.run(work)
+
+    def explain(
+        self, layer: int, neuron: int, explainer: str | None = None, again: bool = False
+    ) -> list[ExplanationDatasetView]:
+        """Explain the neuron (neuron-explainer's method; the embedded model in process unless
+        `explainer` names another), store it, and give its explanations."""
+        service = self.session.explanations
+        self.session.run(service.explain(self.metadata, layer, neuron, explainer, again=again))
+        return self.explanations(layer, neuron)
+
+    def score(
+        self,
+        layer: int,
+        neuron: int,
+        text: str,
+        quadrant: str | None = None,
+        explainer: str | None = None,
+    ) -> ScoredExplanationView:
+        """A text's score as an explanation of the neuron (or of a GLU quadrant), stored."""
+        service = self.session.explanations
+        work = service.score(self.metadata, layer, neuron, text, quadrant, explainer=explainer)
+        scored = self.session.run(work)
+        return ScoredExplanationView(
+            explanation=scored.explanation,
+            score=scored.get_preferred_score(),
+            rsquared_score=scored.scored_simulation.rsquared_score,
+            absolute_dev_explained_score=scored.scored_simulation.absolute_dev_explained_score,
+            sequences=sequences_of(scored),
+        )
 
     def search_prompt(
         self, text: str, token_index: int | None = None, top: int = 20, skip_first: bool = False

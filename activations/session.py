@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
+from activations.explanations.search import ExplanationIndex
+from activations.explanations.service import Explanations
 from activations.models.pool import ModelPool
 from activations.pools import Pools
 from activations.records.answers import GluNeuronRecord
@@ -63,7 +65,8 @@ class SessionSettings(BaseModel):
 
 class Workbench:
     """Models (each with its one worker thread, loaded on first use), the pools of blocking
-    work, a record source per dataset, the searches and the weight views."""
+    work, a record source per dataset, the searches, the weight views and the explanations
+    (explained and scored on the models' own workers, stored, searched)."""
 
     def __init__(self, settings: SessionSettings | None = None) -> None:
         self.settings = settings = settings or SessionSettings()
@@ -79,6 +82,8 @@ class Workbench:
         self.sources = RecordSources(self.models, settings.source_settings(), self.pools)
         self.searches = Searches(self.models, self.sources, self.pools)
         self.weight_views = WeightViews(self.models)
+        self.explanations = Explanations(self.sources, self.models)
+        self.explanation_index = ExplanationIndex()
 
     async def record(
         self,
@@ -110,5 +115,6 @@ class Workbench:
     async def close(self) -> None:
         """Without waiting on work that hangs: queued work fails, threads are daemons."""
         self.models.stop()
+        await self.explanations.close()
         self.pools.shutdown()
         await self.sources.close()

@@ -34,6 +34,7 @@ FIGURES = {
     "push": "bench.push",
     "weight_view": "bench.weight_view",
     "debugger": "bench.debugger",
+    "explain": "bench.explain",
 }
 RESULTS = Path(__file__).with_name("results.json")
 

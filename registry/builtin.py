@@ -74,7 +74,16 @@ EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_CORPUS = "shakespeare"
 
 
+# TDB's AZURE_EXPLANATION_DATASET_REGISTRY: the published explanations beside two of them
+PUBLISHED_EXPLANATIONS: tuple[tuple[str, str], ...] = (
+    ("gpt2-xl", f"{_OPENAI}/data/explanations/"),
+    ("gpt2-small", f"{_OPENAI}/gpt2_small_data/explanations/"),
+)
+
+
 def register_builtins() -> None:
+    from registry.explanations import register_explainer, register_explanation_dataset
+
     register_model("gpt2-small", "openai-community/gpt2", user_visible_name="GPT-2 small")
     register_model("gpt2-xl", "openai-community/gpt2-xl", user_visible_name="GPT-2 XL")
     for short_name, dst, visible, path in NEURON_EXPLAINER_DATASETS:
@@ -117,3 +126,6 @@ def register_builtins() -> None:
             model=EMBEDDED_MODEL,
             corpus=DEFAULT_CORPUS,
         )
+    for short_name, path in PUBLISHED_EXPLANATIONS:
+        register_explanation_dataset(short_name, "mlp_post_act", path, name="explanations")
+    register_explainer("embedded", "in_process", EMBEDDED_MODEL)

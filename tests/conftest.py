@@ -24,9 +24,17 @@ from registry import registry as _registry  # noqa: E402
 @pytest.fixture(autouse=True)
 def restore_registry():
     """Registrations made by a test do not leak into the next."""
+    from registry import explanations as _explanations
+
     datasets = dict(_registry.NEURON_DATASET_METADATA_REGISTRY)
     models = dict(_registry.MODEL_REGISTRY)
+    explanation_sets = {k: list(v) for k, v in _explanations.EXPLANATION_DATASET_REGISTRY.items()}
+    explainers = dict(_explanations.EXPLAINER_REGISTRY)
     yield
+    _explanations.EXPLANATION_DATASET_REGISTRY.clear()
+    _explanations.EXPLANATION_DATASET_REGISTRY.update(explanation_sets)
+    _explanations.EXPLAINER_REGISTRY.clear()
+    _explanations.EXPLAINER_REGISTRY.update(explainers)
     _registry.NEURON_DATASET_METADATA_REGISTRY.clear()
     _registry.NEURON_DATASET_METADATA_REGISTRY.update(datasets)
     _registry.MODEL_REGISTRY.clear()

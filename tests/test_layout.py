@@ -31,6 +31,7 @@ ROOMS: list[tuple[str, ...]] = [
     ("collate",),  # collation: engines, accumulators, writer
     ("publish",),  # a collated file to the Hub in the published layout, with its card
     ("debugger",),  # TDB's derived scalars, ablations and traces: one forward + backward pass
+    ("explanations",),  # neuron-explainer's explain, simulate and score; explanation datasets
     # the composition root (what the server and the Python API share), and every error the
     # package raises to its callers
     ("session", "errors"),

@@ -11,7 +11,6 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
-from fastapi.responses import JSONResponse
 from pydantic import AliasChoices, Field, StrictInt
 
 from activation_server.errors import hide_paths, shown_strings
@@ -116,35 +115,3 @@ async def neuron_datasets_metadata(
         d.model_copy(update={"neuron_dataset_path": hide_paths(d.neuron_dataset_path)})
         for d in found
     ]
-
-
-class NotServed(CamelModel):
-    detail: str
-
-
-NOT_SERVED = {
-    "/existing_explanations": "explanations",
-    "/explain": "explanations",
-    "/score": "explanation scores",
-}
-
-
-def _not_served(what: str):
-    async def answer() -> JSONResponse:
-        return JSONResponse(
-            status_code=501,
-            content={"detail": f"{what}: not served by this server (a GLU neuron viewer)"},
-        )
-
-    return answer
-
-
-for _path, _what in NOT_SERVED.items():
-    router.add_api_route(
-        _path,
-        _not_served(_what),
-        methods=["POST"],
-        status_code=501,
-        response_model=NotServed,
-        summary=f"not served: {_what}",
-    )

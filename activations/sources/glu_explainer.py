@@ -52,13 +52,13 @@ async def glu_explainer_record(
     notes = [record.context_note] if record.context_note else []
     if examples and not top and not notes:
         notes.append("the examples have no text to show")
-    random, why_not = await _random_sample(source, record, hook)
+    random, why_not = await random_sample(source, record, hook)
     if why_not:
         notes.append(why_not)
     return explainer_record(public_name(source.metadata), top, random, "; ".join(notes) or None)
 
 
-async def _random_sample(source: GluDatasetSource, record, hook: str) -> tuple[list, str | None]:
+async def random_sample(source: GluDatasetSource, record, hook: str) -> tuple[list, str | None]:
     """The openings of a few documents drawn at random, with the neuron's values."""
     text = source.shared.text
     seed = record.layer * 1_000_003 + record.neuron

@@ -260,14 +260,6 @@ def test_the_welcome_pages_dataset_list(client):
     assert all(not d.neuron_dataset_path.startswith("/") for d in listed)
 
 
-@pytest.mark.parametrize("path", ["/existing_explanations", "/explain", "/score"])
-def test_what_is_not_served_is_a_clear_501(client, path):
-    body = {"dst": "mlp_post_act", "layerIndex": 5, "activationIndex": 131,
-            "explanationDatasets": [], "neuronDataset": "gpt2-small"}  # fmt: skip
-    answer = client.post(path, json=body)
-    assert answer.status_code == 501 and "not served by this server" in answer.json()["detail"]
-
-
 @pytest.mark.parametrize(
     ("origin", "allowed"),
     [

@@ -12,6 +12,7 @@ import {
 } from "./state.js";
 import { histogramFigure } from "./histogram.js";
 import { colouredTokens } from "./tokens.js";
+import { showExplanations } from "./explanations.js";
 import { clearWeights, showWeights } from "./weights.js";
 
 export function recordUrl(dataset, layer, neuron, query) {
@@ -66,6 +67,7 @@ export async function load(dataset, layer, neuron) {
   setStatus("");
   $("title").textContent = `${dataset.userVisibleName} · layer ${layer} · neuron ${neuron}`;
   $("record").hidden = false;
+  showExplanations(dataset, layer, neuron, loadId);
   if (!summary.quadrants) {
     renderTdb(summary);
     $("record").dataset.state = "done";

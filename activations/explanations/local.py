@@ -1,0 +1,279 @@
+"""An in-process language model as explainer and simulator: any Hugging Face causal LM with a
+chat template. No logprob API is needed: one forward pass over a simulation prompt gives every
+"unknown" slot's distribution (sequences batched).
+
+Renormalised over "0".."10", a slot's distribution needs only the digits' logits (the softmax's
+normaliser cancels). Where the tokenizer writes "10" as "1" then "0", P("10") = P("1")·P("0" |
+"1") and P("1") = P("1")·(1 - P("0" | "1")): one more pass of one token per slot, over the first
+pass's cache, each "1" placed at its slot's position and seeing only what precedes it."""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from transformers import StoppingCriteria, StoppingCriteriaList
+
+from activations.explanations.errors import UnsuitableModelError
+from activations.explanations.prompts import DIGITS, SimulationPrompt, simulation_prompt
+from activations.explanations.results import SequenceSimulation
+
+
+class LocalLM:
+    """A model and its tokenizer; its passes run one at a time (a lock), on whatever thread
+    calls them (the server runs them on the model's own worker thread)."""
+
+    def __init__(
+        self, model, tokenizer, name: str, batch_size: int = 8, prefix_cache: bool = True
+    ) -> None:
+        self.model = model
+        self.prefix_cache = prefix_cache
+        self._prefix_state: tuple[list[int], Any] | None = None
+        self.tokenizer = tokenizer
+        self.name = name
+        self.batch_size = batch_size
+        self._lock = threading.Lock()
+        self.digit_ids, self.ten_id, self.one_zero = self._digits()
+
+    def _encode(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def _digits(self) -> tuple[list[int], int | None, tuple[int, int] | None]:
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise UnsuitableModelError(
+                f"model {self.name!r} has no chat template: explaining and simulating need a "
+                "chat model (an instruct model's tokenizer has one)"
+            )
+        tab = self._encode("\t")
+        ids = []
+        for digit in DIGITS[:10]:
+            after = self._encode("\t" + digit)
+            if after[: len(tab)] != tab or len(after) != len(tab) + 1:
+                raise UnsuitableModelError(
+                    f"model {self.name!r}: its tokenizer does not write the digit {digit!r} as "
+                    "one token after a tab; the simulator reads each digit's probability"
+                )
+            ids.append(after[-1])
+        ten = self._encode("\t10")[len(tab) :]
+        if len(ten) == 1:
+            return ids, ten[0], None
+        if ten == [ids[1], ids[0]]:
+            return ids, None, (ids[1], ids[0])
+        raise UnsuitableModelError(f"model {self.name!r}: its tokenizer writes '10' as {ten}")
+
+    # -- prompts -------------------------------------------------------------------------------
+
+    def render(self, messages: list[dict[str, str]], continue_final: bool) -> str:
+        """The chat template's text: continuing the last (assistant) message, or opening the
+        assistant's answer."""
+        return self.tokenizer.apply_chat_template(
+            messages,
+            tokenize=False,
+            continue_final_message=continue_final,
+            add_generation_prompt=not continue_final,
+        )
+
+    def encode_simulation(self, prompt: SimulationPrompt) -> tuple[list[int], list[int]]:
+        """The prompt's ids and each slot's token index (-1 where the tokenizer merged the
+        slot with the character before it: that token is not predicted, as in
+        neuron-explainer, whose parser gives it no distribution)."""
+        text = self.render(prompt.messages, continue_final=True)
+        content = prompt.content
+        stripped = content.strip()
+        base = text.rindex(stripped) - (len(content) - len(content.lstrip()))
+        encoded = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        starts = {start: i for i, (start, end) in enumerate(encoded["offset_mapping"]) if end}
+        return encoded["input_ids"], [starts.get(base + s, -1) for s in prompt.slots]
+
+    # -- simulation ----------------------------------------------------------------------------
+
+    def simulate(self, explanation: str, sequences: Sequence[Sequence[str]]):
+        """neuron-explainer's all-at-once simulation of each sequence."""
+        encoded = [self.encode_simulation(simulation_prompt(explanation, s)) for s in sequences]
+        out: list[SequenceSimulation] = []
+        for start in range(0, len(encoded), self.batch_size):
+            batch = encoded[start : start + self.batch_size]
+            for (ids, slots), probs in zip(batch, self.slot_distributions(batch), strict=True):
+                del ids
+                out.append(self._simulation(sequences[len(out)], slots, probs))
+        return out
+
+    @staticmethod
+    def _simulation(tokens: Sequence[str], slots: list[int], probs: torch.Tensor):
+        values, probabilities, expected = [], [], []
+        for slot, row in zip(slots, probs.tolist(), strict=True):
+            if slot < 0:
+                values.append([])
+                probabilities.append([])
+                expected.append(0.0)
+                continue
+            values.append([float(v) for v in range(len(row))])
+            probabilities.append(row)
+            expected.append(float(sum(v * p for v, p in enumerate(row))))
+        return SequenceSimulation(
+            tokens=list(tokens),
+            expected_activations=expected,
+            distribution_values=values,
+            distribution_probabilities=probabilities,
+        )
+
+    def _prefix(self) -> tuple[list[int], Any]:
+        """The ids of what every simulation prompt begins with (the system message and the
+        few-shot examples, up to a special token) and the model's cache over them, made once:
+        each pass then runs only the explanation and the sequence."""
+        if self._prefix_state is None:
+            messages = simulation_prompt("x", ["x"]).messages[:-2]
+            text = self.tokenizer.apply_chat_template(messages, tokenize=False)
+            ids = self._encode(text)
+            out = self.model.get_decoder()(
+                input_ids=torch.tensor([ids], device=self.model.device), use_cache=True
+            )
+            self._prefix_state = (ids, _cache_of(out))
+        return self._prefix_state
+
+    @torch.inference_mode()
+    def slot_distributions(self, batch: list[tuple[list[int], list[int]]]) -> list[torch.Tensor]:
+        """Per prompt, [slots, 11]: P(value | prompt up to the slot), renormalised over 0-10."""
+        with self._lock:
+            device = self.model.device
+            prefix, cache = self._prefix() if self.prefix_cache else ([], None)
+            if not all(ids[: len(prefix)] == prefix for ids, _ in batch):
+                prefix, cache = [], None  # a template that does not split there: whole prompts
+            start = len(prefix)
+            if cache is not None:
+                cache = copy.deepcopy(cache)
+                cache.batch_repeat_interleave(len(batch))
+            length = max(len(ids) for ids, _ in batch)
+            pad = self.tokenizer.pad_token_id or 0
+            input_ids = torch.full((len(batch), length - start), pad, dtype=torch.long)
+            mask = torch.zeros((len(batch), length), dtype=torch.long)
+            for b, (ids, _) in enumerate(batch):
+                input_ids[b, : len(ids) - start] = torch.tensor(ids[start:])
+                mask[b, : len(ids)] = 1
+            body = self.model.get_decoder()
+            extra = _cache_argument(body.forward, cache) if cache is not None else {}
+            out = body(
+                input_ids=input_ids.to(device),
+                attention_mask=mask.to(device),
+                use_cache=self.one_zero is not None,
+                **extra,
+            )
+            head = self.model.get_output_embeddings()
+            hidden = out.last_hidden_state
+            slots = [[max(s, start + 1) for s in slots] for _, slots in batch]
+            rows = torch.cat([hidden[b, torch.tensor(s) - 1 - start] for b, s in enumerate(slots)])
+            wanted = self.digit_ids + ([self.ten_id] if self.ten_id is not None else [])
+            logits = head(rows)[:, wanted].float()
+            if self.one_zero is None:
+                probs = torch.softmax(logits, dim=-1)
+            else:
+                probs = self._split_ten(logits, _cache_of(out), slots, length, mask)
+            return list(torch.split(probs.cpu(), [len(s) for s in slots]))
+
+    def _split_ten(self, logits, cache, slots: list[list[int]], length: int, mask) -> torch.Tensor:
+        """The second pass: P("0" | "1") at every slot, from one "1" per slot over the cache."""
+        device = self.model.device
+        n_batch, most = len(slots), max(len(s) for s in slots)
+        one, zero = self.one_zero
+        ids = torch.full((n_batch, most), one, dtype=torch.long)
+        positions = torch.zeros((n_batch, most), dtype=torch.long)
+        dtype = next(self.model.parameters()).dtype
+        allowed = torch.zeros((n_batch, 1, most, length + most), dtype=torch.bool)
+        for b, s in enumerate(slots):
+            positions[b, : len(s)] = torch.tensor(s)
+            for j, position in enumerate(s):
+                allowed[b, 0, j, :position] = True
+            allowed[b, 0, len(s) :, 0] = True  # padding rows: see the first token only
+        allowed[:, 0, torch.arange(most), length + torch.arange(most)] = True
+        del mask
+        bias = torch.zeros(allowed.shape, dtype=dtype)
+        bias.masked_fill_(~allowed, torch.finfo(dtype).min)
+        second = self.model.get_decoder()(
+            input_ids=ids.to(device),
+            position_ids=positions.to(device),
+            attention_mask=bias.to(device),
+            use_cache=True,
+            **_cache_argument(body_forward=self.model.get_decoder().forward, cache=cache),
+        )
+        rows = torch.cat([second.last_hidden_state[b, : len(s)] for b, s in enumerate(slots)])
+        p_zero = torch.softmax(self.model.get_output_embeddings()(rows).float(), dim=-1)[:, zero]
+        first = torch.softmax(logits, dim=-1)  # over "0".."9"
+        ten = first[:, 1] * p_zero
+        first[:, 1] = first[:, 1] * (1 - p_zero)
+        return torch.cat([first, ten[:, None]], dim=-1)
+
+    # -- explanations --------------------------------------------------------------------------
+
+    @property
+    def newline_ids(self) -> torch.Tensor:
+        """The ids of every token whose text holds a line break (an explanation's end)."""
+        if getattr(self, "_newline_ids", None) is None:
+            decoded = self.tokenizer.convert_ids_to_tokens(list(range(len(self.tokenizer))))
+            texts = [self.tokenizer.convert_tokens_to_string([t]) if t else "" for t in decoded]
+            self._newline_ids = torch.tensor([i for i, t in enumerate(texts) if "\n" in t])
+        return self._newline_ids
+
+    @torch.inference_mode()
+    def generate(
+        self,
+        messages: list[dict[str, str]],
+        n: int,
+        max_new_tokens: int = 40,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        seed: int = 0,
+    ) -> list[str]:
+        """n sampled answers to the messages, each up to its first line's end."""
+        text = self.render(messages, continue_final=False)
+        ids = torch.tensor([self._encode(text)], device=self.model.device)
+        eos = [i for i in (self.tokenizer.eos_token_id,) if i is not None]
+        with self._lock, torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            # the prompt is run once and its cache copied to the n samples (generate would run
+            # it n times): the prompt is most of the work
+            extra = {}
+            if self.prefix_cache and ids.shape[1] > 1:
+                body = self.model.get_decoder()
+                cache = _cache_of(body(input_ids=ids[:, :-1], use_cache=True))
+                cache.batch_repeat_interleave(n)
+                extra = _cache_argument(self.model.forward, cache)
+            batch = ids.repeat(n, 1)
+            out = self.model.generate(
+                batch,
+                attention_mask=torch.ones_like(batch),
+                do_sample=temperature > 0,
+                temperature=temperature if temperature > 0 else None,
+                top_p=top_p,
+                max_new_tokens=max_new_tokens,
+                pad_token_id=self.tokenizer.pad_token_id or (eos[0] if eos else 0),
+                eos_token_id=eos or None,
+                stopping_criteria=StoppingCriteriaList([_EndsLine(self.newline_ids)]),
+                **extra,
+            )
+        return self.tokenizer.batch_decode(out[:, ids.shape[1] :], skip_special_tokens=True)
+
+
+class _EndsLine(StoppingCriteria):
+    """A sample ends at its first line break (explanations are one line)."""
+
+    def __init__(self, newline_ids: torch.Tensor) -> None:
+        self.newline_ids = newline_ids
+
+    def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
+        return torch.isin(input_ids[:, -1], self.newline_ids.to(input_ids.device))
+
+
+def _cache_of(output):
+    """The key/value cache a pass returned (`cache` in newer transformers, else
+    `past_key_values`)."""
+    cache = getattr(output, "cache", None)
+    return cache if cache is not None else output.past_key_values
+
+
+def _cache_argument(body_forward, cache) -> dict:
+    parameters = inspect.signature(body_forward).parameters
+    return {"cache": cache} if "cache" in parameters else {"past_key_values": cache}
