@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from activations.debugger.errors import DebuggerInputError
 from activations.debugger.parts import DebuggerUnsupportedError
+from activations.explanations.errors import ExplanationError
 from activations.io.errors import (
     CorruptDatasetError,
     DatasetLayoutError,
@@ -29,6 +30,7 @@ __all__ = [
     "DatasetLayoutError",
     "DebuggerInputError",
     "DebuggerUnsupportedError",
+    "ExplanationError",
     "LiveRequestError",
     "MalformedRecordError",
     "ModelBusyError",
