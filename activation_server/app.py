@@ -14,10 +14,17 @@ from activation_server.errors import install_error_handlers
 from activation_server.guard import RequestGuard
 from activation_server.limits import InFlightLimit
 from activation_server.routes import (
+    catalog,
     debugger,
     explanations,
     intervene,
+    live,
+    neuron_explainer,
+    progress,
+    records,
+    search,
     viewer,
+    weights,
 )
 from activation_server.services import Services
 from activation_server.settings import ServerSettings
@@ -26,9 +33,8 @@ from activations.io.parquet_parts import use_steady_memory_pool
 
 # Every group of routes: a module of routes/ with a `router`. A new group is one more entry.
 ROUTES = [
-    debugger,
-    explanations,
-    intervene,
+    catalog, records, neuron_explainer, debugger, intervene, explanations, live, search, weights,
+    progress, viewer,
 ]  # fmt: skip
 
 
