@@ -19,9 +19,9 @@ import asyncio
 import atexit
 import threading
 from collections.abc import Coroutine, Iterable
-from pathlib import Path
 from typing import Any, TypeVar
 
+from activations.collate.registration import register_file
 from activations.debugger.attribute import AttributionResult
 from activations.debugger.intervene import InterventionResult
 from activations.debugger.service import run_attribution, run_intervention
@@ -271,32 +271,6 @@ def default_session() -> Session:
 def load_registrations(*modules: str) -> list[str]:
     """Import register modules or files (as `--register`): your own models and datasets."""
     return load_register_modules(modules)
-
-
-def register_file(path: str) -> str:
-    """A file `neurons collate` wrote, registered for every hook it holds under its model's
-    short name (returned), with the model (registered from its path where unknown) and the
-    corpus it names: what `neurons serve --dataset FILE` does."""
-    from activations.collate.writer import read_metadata
-    from registry import find_model, model_for, register_glu_dataset
-
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"{path}: no such file")
-    try:
-        metadata = read_metadata(path)
-    except Exception as error:  # not Parquet
-        raise ValueError(f"{path}: not a Parquet file ({error})") from None
-    if not metadata:
-        raise ValueError(f"{path}: not a file `neurons collate` wrote (no metadata)")
-    model = metadata.get("model")
-    if model and find_model(model) is None and metadata.get("model_path"):
-        model = model_for(metadata["model_path"]).short_name
-    name = model or Path(path).stem
-    register_glu_dataset(
-        name, str(Path(path).resolve()), model=model, corpus=metadata.get("corpus"),
-        user_visible_name=name, replace=True,
-    )  # fmt: skip
-    return name
 
 
 def open_file(path: str, dst: DerivedScalarType | str = DerivedScalarType.MLP_POST_ACT) -> Dataset:

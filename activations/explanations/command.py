@@ -12,6 +12,7 @@ import random
 import statistics
 import sys
 import time
+from pathlib import Path
 
 from activations.explanations.errors import BackendError, UnsuitableModelError
 from activations.explanations.pipeline import OVERALL
@@ -36,7 +37,10 @@ def parse_ranges(text: str) -> list[int]:
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", required=True, help="a registered dataset's short name")
+    parser.add_argument(
+        "--dataset", required=True,
+        help="a registered dataset's short name, or a file `neurons collate` wrote",
+    )  # fmt: skip
     parser.add_argument("--dst", default="mlp_post_act", help="its derived scalar type")
     parser.add_argument(
         "--explainer", help="a registered explainer (default: the embedded model, in process)"
@@ -119,7 +123,7 @@ async def explain_all(args) -> int:
     from tqdm import tqdm
 
     service = _service(args.device)
-    metadata = get_neuron_dataset_metadata_by_short_name_and_dst(args.dataset, args.dst)
+    metadata = get_neuron_dataset_metadata_by_short_name_and_dst(_dataset(args.dataset), args.dst)
     try:
         every = await _neurons(service, metadata, args)
         todo = [n for n in every if args.again or not _done(service, metadata, args.out, *n)]
@@ -176,7 +180,7 @@ def explain_command(args: argparse.Namespace) -> int:
 
 async def _score(args) -> int:
     service = _service(args.device)
-    metadata = get_neuron_dataset_metadata_by_short_name_and_dst(args.dataset, args.dst)
+    metadata = get_neuron_dataset_metadata_by_short_name_and_dst(_dataset(args.dataset), args.dst)
     try:
         scored = await service.score(
             metadata,
@@ -204,3 +208,12 @@ def score_command(args: argparse.Namespace) -> int:
     except BackendError as error:
         print(f"neurons: error: {error}", file=sys.stderr)
         return 2
+
+
+def _dataset(name: str) -> str:
+    """A registered short name as it is; a file `neurons collate` wrote, registered by its path."""
+    if not Path(name).is_file():
+        return name
+    from activations.collate.registration import register_file
+
+    return register_file(name)
