@@ -9,7 +9,12 @@ setup(
     include_package_data=True,
     package_data={
         "activation_server": ["static/*", "static/js/*"],
-        "activations.collate": ["glu_kernel.c", "glu_kernel_layout.h", "glu_histogram.h"],
+        "activations.collate": [
+            "glu_kernel.c",
+            "glu_kernel_layout.h",
+            "glu_histogram.h",
+            "glu_vectors.h",
+        ],
     },
     install_requires=[
         "torch>=2.2",

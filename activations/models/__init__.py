@@ -1,0 +1,1 @@
+"""The networks: per-family adapters, GLU-site capture, loading, live runs on one worker."""

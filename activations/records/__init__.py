@@ -1,0 +1,1 @@
+"""Record formats (GLU Parquet, neuron-explainer JSON), their schema and the answers they make."""
