@@ -23,6 +23,8 @@ from activations.sources.source import Record, RecordQuery, SourceSettings
 from activations.weights.views import WeightViews
 from registry.metadata import NeuronDatasetMetadata
 
+CLOSE_WAIT_S = 30.0
+
 
 class SessionSettings(BaseModel):
     """What the models, sources and searches are built with (the server's settings add its
@@ -112,9 +114,14 @@ class Workbench:
             return record.model_copy(update={"weights_note": str(error)})
         return record.model_copy(update={"weights": view})
 
-    async def close(self) -> None:
-        """Without waiting on work that hangs: queued work fails, threads are daemons."""
-        self.models.stop()
+    async def close(self, wait_s: float = CLOSE_WAIT_S) -> None:
+        """Queued work fails; the work that runs on a model or computes a weight table is
+        waited for, up to `wait_s` (a table stops after its current layer): a thread still in
+        torch when the interpreter exits aborts the process. Threads are daemons, so work that
+        hangs beyond that holds nothing up. The waits block the loop: it is closing, and at
+        the interpreter's exit (the API's atexit) no executor takes new work."""
+        self.weight_views.close(wait_s)
+        self.models.stop(wait_s)
         await self.explanations.close()
         self.pools.shutdown()
         await self.sources.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -101,9 +102,11 @@ class ModelPool:
             "waiting": sum(w.waiting() for w in workers),
         }
 
-    def stop(self) -> None:
-        """Stop every worker (what waits fails); the models stay loaded for a restart."""
+    def stop(self, wait_s: float = 0.0) -> None:
+        """Stop every worker (what waits fails; the job each runs is waited for, `wait_s` in
+        all); the models stay loaded for a restart."""
         with self._lock:
             workers, self._workers = list(self._workers.values()), {}
+        deadline = time.monotonic() + wait_s
         for worker in workers:
-            worker.stop()
+            worker.stop(max(0.0, deadline - time.monotonic()))

@@ -77,8 +77,9 @@ class ModelWorker:
         with self._ready:
             return len(self._queue) + len(self._background)
 
-    def stop(self) -> None:
-        """Fail what waits and end the thread after the job it is running."""
+    def stop(self, wait_s: float = 0.0) -> None:
+        """Fail what waits and end the thread after the job it is running, waited for up to
+        `wait_s` (a thread still in torch when the interpreter exits aborts it)."""
         with self._ready:
             self._stopped = True
             jobs = [*self._queue, *self._background]
@@ -87,6 +88,8 @@ class ModelWorker:
         for job in jobs:
             if job.future.set_running_or_notify_cancel():
                 job.future.set_exception(ModelBusyError("the server is shutting down"))
+        if wait_s > 0 and self._thread is not threading.current_thread():
+            self._thread.join(wait_s)
 
     def _put(self, job: _Job) -> Future:
         with self._ready:

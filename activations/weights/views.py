@@ -35,6 +35,10 @@ class WeightsUnavailableError(UpstreamError):
     """The views cannot be computed here (the model is over the budget, or failed to load)."""
 
 
+class _Cancelled(Exception):
+    """The views were closed while a table was being computed: it stops after its layer."""
+
+
 @dataclass
 class _Build:
     started: float = field(default_factory=time.monotonic)
@@ -43,6 +47,8 @@ class _Build:
     failed: str | None = None
     failed_at: float = 0.0
     done: threading.Event = field(default_factory=threading.Event)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
 
     def note(self, model: str) -> str:
         if not self.layers_done:
@@ -100,10 +106,23 @@ class WeightViews:
                 if why is not None:
                     self._fail(build, f"the weight views of {model} need its weights: {why}")
                 else:
-                    threading.Thread(
+                    build.thread = threading.Thread(
                         target=self._compute, args=(model, key, build), daemon=True
-                    ).start()
+                    )
+                    build.thread.start()
             return build
+
+    def close(self, wait_s: float = 60.0) -> None:
+        """Stop the tables being computed after their current layer, and wait (up to `wait_s`)
+        for their threads: a thread still in torch when the interpreter exits aborts it."""
+        with self._lock:
+            builds = list(self._builds.values())
+        for build in builds:
+            build.cancelled.set()
+        deadline = time.monotonic() + wait_s
+        for build in builds:
+            if build.thread is not None:
+                build.thread.join(max(0.0, deadline - time.monotonic()))
 
     def _fail(self, build: _Build, why: str) -> None:
         build.failed, build.failed_at = why, time.monotonic()
@@ -114,9 +133,13 @@ class WeightViews:
             runner = self.models.get(model)
             sites = runner.sites  # loads the model
             build.layers_total = len(sites)
+            if build.cancelled.is_set():
+                raise _Cancelled
 
             def layer_done(_: int) -> None:
                 build.layers_done += 1
+                if build.cancelled.is_set():
+                    raise _Cancelled
 
             table = compute_all(
                 runner.model, sites, runner.metadata.refactor_glu, on_layer=layer_done,
@@ -129,6 +152,8 @@ class WeightViews:
                 # matrices (GBs for a 7B model in bfloat16) are not kept
                 self._matrices.pop(key, None)
             build.done.set()
+        except _Cancelled:
+            self._fail(build, f"the weight views of {model} were stopped: the views were closed")
         except Exception as error:  # said for a while, then tried again
             self._fail(
                 build, f"the weight views of {model} failed: {type(error).__name__}: {error}"
