@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).parents[2]
@@ -49,3 +51,43 @@ def free_port() -> int:
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
+
+
+def _ask_again_and_again(base, method, path, body, pause_s, stop, out) -> None:
+    import httpx
+
+    latencies, answers = [], []
+    with httpx.Client(base_url=base, timeout=60) as client:
+        while not stop.is_set():
+            started = time.perf_counter()
+            response = client.request(method, path, json=body)
+            latencies.append(time.perf_counter() - started)
+            answers.append((response.status_code, response.text[:300]))
+            stop.wait(pause_s)
+    out.put((latencies, answers))
+
+
+class Probe:
+    """Asks one request again and again until stopped, noting each latency and status, from a
+    process of its own: a thread of the process that generates the load would share its
+    interpreter lock, and its wait for that lock would be counted as the server's latency."""
+
+    def __init__(self, base: str, method: str, path: str, body=None, pause_s: float = 0.05):
+        context = multiprocessing.get_context("spawn")
+        self._stop, self._out = context.Event(), context.Queue()
+        self._process = context.Process(
+            target=_ask_again_and_again,
+            args=(base, method, path, body, pause_s, self._stop, self._out),
+            daemon=True,
+        )
+        self.latencies: list[float] = []
+        self.answers: list[tuple[int, str]] = []
+
+    def start(self) -> None:
+        self._process.start()
+
+    def finish(self, timeout: float = 60) -> None:
+        """Stop asking; the latencies and answers noted so far."""
+        self._stop.set()
+        self.latencies, self.answers = self._out.get(timeout=timeout)
+        self._process.join(timeout)

@@ -5,8 +5,8 @@ a remote copy of the dataset, and slow clients that dribble their bodies, all at
 Asserted: no 5xx but 502/503/504, each with its reason; live requests' p99 under 2 s while
 heavy records run; /health's p99 under 100 ms; the server's resident memory at the end within
 RSS_BUDGET_MB of where it started (after a first request of each kind). The figures are printed
-(run with -s). Probes of live and /health latency run on threads of their own, so that the load
-generator's own work (decoding megabytes of JSON) is not counted as the server's.
+(run with -s). Probes of live and /health latency run in processes of their own, so that the
+load generator's own work (reading megabytes of JSON) is not counted as the server's.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from tests.servers import RangeServer
-from tests.stress.common import COLLATE, finished, neurons, percentile
+from tests.stress.common import COLLATE, Probe, finished, neurons, percentile
 from tests.stress.test_mixed_load import Served, vm
 
 pytestmark = pytest.mark.stress
@@ -32,27 +32,6 @@ CACHE_MB = 64  # --cache-mb: each in-memory cache of answers
 LIVE_P99_S = 2.0
 HEALTH_P99_S = 0.100
 NEURONS = 20  # tiny OLMo: 3 layers of 20; a record's context varies so that most are cold
-
-
-class Probe(threading.Thread):
-    """Asks one request again and again until stopped, noting each latency and status."""
-
-    def __init__(self, base: str, method: str, path: str, body=None, pause_s: float = 0.05):
-        super().__init__(daemon=True)
-        self.base, self.method, self.path, self.body = base, method, path, body
-        self.pause_s = pause_s
-        self.latencies: list[float] = []
-        self.answers: list[tuple[int, str]] = []
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        with httpx.Client(base_url=self.base, timeout=60) as client:
-            while not self.stop.is_set():
-                started = time.perf_counter()
-                response = client.request(self.method, self.path, json=self.body)
-                self.latencies.append(time.perf_counter() - started)
-                self.answers.append((response.status_code, response.text[:300]))
-                self.stop.wait(self.pause_s)
 
 
 def slow_client(port: int, stop: threading.Event, sent: list[int]) -> None:
@@ -139,12 +118,11 @@ def test_two_minutes_of_mixed_load(tiny_setup):
         stop, sent = threading.Event(), [0]
         slow = [threading.Thread(target=slow_client, args=(server.port, stop, sent), daemon=True)
                 for _ in range(4)]  # fmt: skip
-        for thread in [live, health, *slow]:
-            thread.start()
+        for started in [live, health, *slow]:
+            started.start()
         asyncio.run(load(time.monotonic() + DURATION_S))
         for probe in (live, health):
-            probe.stop.set()
-            probe.join(60)
+            probe.finish()
         stop.set()
         rss_end = vm(server.process.pid, "VmRSS")
         peak = vm(server.process.pid, "VmHWM")
