@@ -11,6 +11,7 @@ from registry.plugins import PluginError, load_register_modules
 # OSError: what the system refuses of a path given (too long, not permitted, a full disk): said
 # as the system says it
 EXPECTED_ERRORS = (PluginError, LookupError, ValueError, OSError)
+RESUME_HINT = " (a collation resumes from its checkpoint with --resume)"
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -23,5 +24,7 @@ def run_command(args: argparse.Namespace) -> int:
         print(f"neurons: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("neurons: interrupted (a collation resumes from its checkpoint with --resume)")
+        # only a collation has a checkpoint to resume from (it alone takes --resume)
+        resumable = hasattr(args, "resume")
+        print("neurons: interrupted" + (RESUME_HINT if resumable else ""))
         return 130
