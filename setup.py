@@ -34,7 +34,6 @@ setup(
         "pyarrow>=15",
         "pandas",
         "httpx",
-        "requests",  # remote Parquet byte ranges (activations/io/remote.py)
         "numpy",
         "datasets>=2.18",
         "tqdm",

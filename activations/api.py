@@ -21,16 +21,23 @@ import threading
 from collections.abc import Coroutine, Iterable
 from typing import Any, TypeVar
 
+from activations.collate.progress import progress_path, read_progress
 from activations.collate.registration import register_file
 from activations.debugger.attribute import AttributionResult
 from activations.debugger.intervene import InterventionResult
 from activations.debugger.service import run_attribution, run_intervention
+from activations.explanations.pipeline import MAX_EXPLANATION_CHARS
+from activations.explanations.search import ExplanationSearchResult
 from activations.explanations.views import (
     ExplanationDatasetView,
     ScoredExplanationView,
+    SimulatedSequence,
+    neuron_views,
     sequences_of,
 )
 from activations.explanations.views import neuron_views as _explanation_views
+from activations.records.answers import GluNeuronRecord, NeuronRecordResponse
+from activations.records.explainer import ExplainerAttentionRecord, ExplainerRecord
 from activations.search.answers import PromptSearchResult, TokenSearchResult
 from activations.session import SessionSettings, Workbench
 from activations.sources.source import DatasetShape, Record, RecordQuery
@@ -46,6 +53,11 @@ __all__ = [
     "Dataset", "Session", "SessionSettings", "open_dataset", "open_file", "register_file",
     "search_prompt", "load_registrations", "NeuronWeightView", "ClassCounts",
     "PromptSearchResult", "TokenSearchResult", "InterventionResult", "AttributionResult",
+    # the answers (what the server returns too), and the calls its routes make
+    "GluNeuronRecord", "NeuronRecordResponse", "ExplainerRecord", "ExplainerAttentionRecord",
+    "ExplanationSearchResult", "ExplanationDatasetView", "ScoredExplanationView",
+    "SimulatedSequence", "neuron_views", "sequences_of", "MAX_EXPLANATION_CHARS",
+    "run_attribution", "run_intervention", "read_progress", "progress_path",
 ]  # fmt: skip
 
 

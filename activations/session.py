@@ -12,16 +12,32 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
+from activations.debugger.engine import engine_of
 from activations.explanations.search import ExplanationIndex
 from activations.explanations.service import Explanations
+from activations.models.live import LiveRequest, ModelRunner
 from activations.models.pool import ModelPool
 from activations.pools import Pools
 from activations.records.answers import GluNeuronRecord
 from activations.search.searches import Searches
 from activations.sources.catalog import RecordSources
-from activations.sources.source import Record, RecordQuery, SourceSettings
+from activations.sources.source import (
+    NOT_KEPT,
+    Record,
+    RecordQuery,
+    RecordSource,
+    SourceSettings,
+    public_name,
+)
 from activations.weights.views import WeightViews
 from registry.metadata import NeuronDatasetMetadata
+
+# The composition root, and the parts of it the server's routes hand requests to: a model's
+# runner and its live requests, the debugger's engine on a runner, a record source and its query.
+__all__ = [
+    "CLOSE_WAIT_S", "SessionSettings", "Workbench", "ModelRunner", "LiveRequest", "engine_of",
+    "RecordSource", "RecordQuery", "Record", "NOT_KEPT", "public_name",
+]  # fmt: skip
 
 CLOSE_WAIT_S = 30.0
 

@@ -38,6 +38,9 @@ ROOMS: list[tuple[str, ...]] = [
     ("api",),  # the Python API: everything above, no server
 ]
 TIER = {room: tier for tier, rooms in enumerate(ROOMS) for room in rooms}
+# what the server's routes may import of activations: its public surface (the API with the
+# answers it returns, the composition root, the error types), never a room behind it
+ROUTES_IMPORT = {"activations.api", "activations.session", "activations.errors"}
 
 
 def imported_packages(path: Path) -> set[tuple[int, str]]:
@@ -125,6 +128,57 @@ def cycles(edges) -> list[list[str]]:
         if room not in state:
             visit(room, [room])
     return found
+
+
+def activations_imports(path: Path) -> list[tuple[int, str]]:
+    """(line, module) of every import of activations in a file, function-local ones included;
+    `from activations import api` names activations.api."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            modules = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            modules = [node.module]
+            if node.module == "activations":
+                modules = [f"activations.{alias.name}" for alias in node.names]
+        else:
+            continue
+        found += [(node.lineno, m) for m in modules if m.split(".")[0] == "activations"]
+    return sorted(found)
+
+
+def routes_reaching_into_rooms(paths: list[Path]) -> list[str]:
+    """Where a file imports a module of activations that is not in ROUTES_IMPORT."""
+    return [
+        f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path.name}:{line} "
+        f"imports {module}"
+        for path in paths
+        for line, module in activations_imports(path)
+        if module not in ROUTES_IMPORT
+    ]
+
+
+def test_routes_import_only_the_public_surface_of_activations():
+    routes = sorted((ROOT / "activation_server" / "routes").glob("*.py"))
+    assert sum(len(activations_imports(p)) for p in routes), "the check reads no route's import"
+    assert routes_reaching_into_rooms(routes) == []
+
+
+def test_the_routes_check_sees_a_room_reached_into(tmp_path):
+    sample = tmp_path / "sample.py"
+    sample.write_text(
+        "from activations.api import GluNeuronRecord\n"
+        "from activations import errors, records\n"
+        "def f():\n    import activations.sources.source\n"
+    )
+    assert activations_imports(sample) == [
+        (1, "activations.api"), (2, "activations.errors"), (2, "activations.records"),
+        (4, "activations.sources.source"),
+    ]  # fmt: skip
+    assert routes_reaching_into_rooms([sample]) == [
+        "sample.py:2 imports activations.records",
+        "sample.py:4 imports activations.sources.source",
+    ]
 
 
 def test_rooms_of_activations_import_only_rooms_below():

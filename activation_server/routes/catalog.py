@@ -11,7 +11,7 @@ from activation_server.errors import hide_paths, shown_metadata
 from activation_server.schemas import DatasetEntry, HealthResponse, SchemaResponse
 from activation_server.services import Services, services
 from activations.errors import RecordError
-from activations.sources.source import RecordSource
+from activations.session import RecordSource
 from registry import (
     ModelMetadata,
     get_all_models,

@@ -19,8 +19,8 @@ from activation_server.debugger.convert import from_tdb
 from activation_server.routes.live import check_token_limits
 from activation_server.routes.neuron_explainer import NodeIdAndDatasets, first_with_node
 from activation_server.services import Services, services
-from activations.debugger.engine import engine_of
 from activations.errors import RecordNotFoundError
+from activations.session import engine_of
 from registry.errors import UnknownDatasetError
 
 router = APIRouter(tags=["debugger"])

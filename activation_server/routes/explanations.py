@@ -13,16 +13,16 @@ from pydantic import Field
 from activation_server.errors import hide_paths
 from activation_server.routes.neuron_explainer import NodeIdAndDatasets, first_with_node
 from activation_server.services import Services, services
-from activations.explanations.errors import ExplanationError
-from activations.explanations.pipeline import MAX_EXPLANATION_CHARS
-from activations.explanations.search import ExplanationSearchResult
-from activations.explanations.views import (
+from activations.api import (
+    MAX_EXPLANATION_CHARS,
     ExplanationDatasetView,
+    ExplanationSearchResult,
     SimulatedSequence,
     neuron_views,
     sequences_of,
 )
-from activations.sources.source import public_name
+from activations.errors import ExplanationError
+from activations.session import public_name
 from registry import get_all_neuron_dataset_metadata, resolve_dataset
 from registry import get_neuron_dataset_metadata_by_short_name_and_dst as dataset_of
 from registry.errors import UnknownDatasetError

@@ -13,9 +13,12 @@ from pydantic import Field
 
 from activation_server.routes.live import check_token_limits
 from activation_server.services import Services, services
-from activations.debugger.attribute import AttributionResult
-from activations.debugger.intervene import InterventionResult
-from activations.debugger.service import run_attribution, run_intervention
+from activations.api import (
+    AttributionResult,
+    InterventionResult,
+    run_attribution,
+    run_intervention,
+)
 from registry.metadata import CamelModel
 
 router = APIRouter(tags=["debugger"])

@@ -15,7 +15,7 @@ from activation_server.schemas import (
     TextTraceBody,
 )
 from activation_server.services import Services, services
-from activations.models.live import LiveRequest, ModelRunner
+from activations.session import LiveRequest, ModelRunner
 from registry.vocabulary import DST_TO_HOOK
 
 router = APIRouter(tags=["live"])

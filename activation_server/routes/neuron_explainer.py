@@ -15,9 +15,9 @@ from pydantic import AliasChoices, Field, StrictInt
 
 from activation_server.errors import hide_paths, shown_strings
 from activation_server.services import Services, services
+from activations.api import ExplainerAttentionRecord, ExplainerRecord
 from activations.errors import RecordNotFoundError
-from activations.records.explainer import ExplainerAttentionRecord, ExplainerRecord
-from activations.sources.source import RecordSource, public_name
+from activations.session import RecordSource, public_name
 from registry import get_all_neuron_dataset_metadata, resolve_dataset
 from registry.errors import UnknownDatasetError
 from registry.metadata import CamelModel, NeuronDatasetMetadata

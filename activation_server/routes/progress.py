@@ -10,7 +10,7 @@ from fastapi import APIRouter
 from pydantic import Field
 
 from activation_server.errors import hide_paths
-from activations.collate.progress import progress_path, read_progress
+from activations.api import progress_path, read_progress
 from registry import get_all_neuron_dataset_metadata
 from registry.metadata import CamelModel
 from registry.paths import local_path

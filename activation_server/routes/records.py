@@ -14,8 +14,8 @@ from pydantic import BeforeValidator
 
 from activation_server.errors import hide_paths, shown_metadata
 from activation_server.services import Services, services
-from activations.records.answers import GluNeuronRecord, NeuronRecordResponse
-from activations.sources.source import NOT_KEPT, RecordQuery
+from activations.api import GluNeuronRecord, NeuronRecordResponse
+from activations.session import NOT_KEPT, RecordQuery
 from registry import (
     find_model,
     get_neuron_dataset_metadata_by_short_name_and_dst,

@@ -12,7 +12,7 @@ from activation_server.routes.live import check_token_limits
 from activation_server.routes.records import Digits
 from activation_server.schemas import PromptSearchRequest
 from activation_server.services import Services, services
-from activations.search.answers import PromptSearchResult, TokenSearchResult
+from activations.api import PromptSearchResult, TokenSearchResult
 from registry import get_neuron_dataset_metadata_by_short_name_and_dst
 
 router = APIRouter(tags=["search"])

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Path
 
 from activation_server.routes.records import Layer, Name, Neuron
 from activation_server.services import Services, services
-from activations.weights.answers import ClassCounts, NeuronWeightView
+from activations.api import ClassCounts, NeuronWeightView
 
 router = APIRouter(tags=["weights"])
 Model = Annotated[str, Path(max_length=200)]

@@ -69,11 +69,11 @@ def warm_up() -> None:
     (about 0.4 s on a first request otherwise), and the HTTP clients."""
     from huggingface_hub import get_session
 
-    from activations.io.remote import http_session
+    from activations.io import http_client
 
     api()
     get_session()  # with its TLS context, made once per process
-    http_session()
+    http_client.blocking()
 
 
 def api():
@@ -90,7 +90,7 @@ def transport(timeout_s: float) -> Transport:
 
     return Transport(
         headers=lambda: build_hf_headers(token=token()),
-        describe=lambda url, response: f"the Hugging Face Hub ({endpoint()}) for {url}",
+        describe=lambda url: f"the Hugging Face Hub ({endpoint()}) for {url}",
         timeout_s=timeout_s,
     )
 

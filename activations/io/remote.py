@@ -1,9 +1,8 @@
 """Remote Parquet files read by byte ranges: the footer once, then exactly the column chunks an
 answer needs, in one request, kept on disk (byte_cache.py).
 
-Requests go through `requests` (urllib3 underneath, honouring HTTP(S)_PROXY and CA bundles): it
-reads a 20 MB range answer in about 20 ms on loopback where httpx took about 100 ms, and a cold
-neuron of the published dataset is such an answer.
+Requests go through the one HTTP client of byte I/O (http_client.py: aiohttp, from these blocking
+callers through its loop thread), honouring HTTP(S)_PROXY / NO_PROXY.
 
 A request for several ranges asks for them together (`Range: bytes=a-b,c-d`, answered 206
 multipart/byteranges by servers that support it); a server that answers such a request with the
@@ -13,37 +12,34 @@ record error naming the URL and the server's answer.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import re
 import threading
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+import aiohttp
+
+from activations.io import http_client
 from activations.io.byte_cache import ByteCache
 from activations.io.errors import UpstreamError, UpstreamTimeoutError
 from activations.pools import side_by_side
 
 TAIL_BYTES = 64 * 1024  # the first read of a file: its footer, usually whole
 _PART_HEAD_BYTES = 512  # a multipart/byteranges part's boundary and headers, at most
-_READ_BYTES = 1 << 20  # one read of an answer's body: the deadline is checked between reads
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
 Range = tuple[int, int]  # [start, end): end exclusive
 
 
-_SESSION: list = []
-_SESSION_LOCK = threading.Lock()
+@dataclass(frozen=True)
+class Answer:
+    """What one GET answered: its status, its headers, and as much of its body as was read."""
 
-
-def http_session():
-    """One `requests` session for every remote file (its connection pool is thread-safe)."""
-    with _SESSION_LOCK:
-        if not _SESSION:
-            import requests
-
-            _SESSION.append(requests.Session())
-        return _SESSION[0]
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
 
 
 @dataclass
@@ -51,9 +47,8 @@ class Transport:
     """An HTTP client for one kind of URL: how to make it, and the headers every request needs
     (a token for the Hub)."""
 
-    client: Callable[[], object] = http_session
     headers: Callable[[], dict[str, str]] = dict
-    describe: Callable[[str, object], str] = lambda url, response: url
+    describe: Callable[[str], str] = lambda url: url
     timeout_s: float = 10.0
     multi_range: bool | None = None  # None: not known yet for this server
     stats: dict[str, int] = field(default_factory=lambda: {"requests": 0, "bytes": 0})
@@ -102,17 +97,18 @@ class RemoteFile:
             if cached is not None:
                 self._tail, self._tail_start = cached, start
                 return self
-        response, body = self._request(
+        answer = self._request(
             {"Range": f"bytes=-{TAIL_BYTES}"}, expect_ranges=True, limit=TAIL_BYTES
         )
-        match = _CONTENT_RANGE.fullmatch(response.headers.get("content-range", ""))
-        if response.status_code == 206 and match and match.group(3) != "*":
+        body = answer.body
+        match = _CONTENT_RANGE.fullmatch(answer.headers.get("content-range", ""))
+        if answer.status == 206 and match and match.group(3) != "*":
             self.size, start = int(match.group(3)), int(match.group(1))
-        elif response.status_code == 200:  # a small file, sent whole
+        elif answer.status == 200:  # a small file, sent whole
             self.size, start = len(body), 0
         else:
             raise UpstreamError(f"{self.url} answered a range request without a range")
-        self.etag = self.etag or response.headers.get("etag")
+        self.etag = self.etag or answer.headers.get("etag")
         self.key = ByteCache.key(self.url, self.size, self.etag)
         self._tail, self._tail_start = body, start
         self.cache.keep(self.key, start, body)
@@ -160,15 +156,16 @@ class RemoteFile:
 
     def _fetch_one(self, wanted: Range) -> None:
         start, end = wanted
-        response, body = self._request(
+        answer = self._request(
             {"Range": f"bytes={start}-{end - 1}"}, expect_ranges=True, limit=end - start
         )
-        if response.status_code != 206:
+        body = answer.body
+        if answer.status != 206:
             raise UpstreamError(
                 f"{self.url} does not answer byte ranges (HTTP Range requests), which reading "
                 "a remote Parquet file needs"
             )
-        said = response.headers.get("content-range", "")
+        said = answer.headers.get("content-range", "")
         match = _CONTENT_RANGE.fullmatch(said)
         if match is None or (int(match.group(1)), int(match.group(2)) + 1) != (start, end):
             raise UpstreamError(
@@ -188,22 +185,21 @@ class RemoteFile:
         parts = sum(b - a for a, b in wanted) + _PART_HEAD_BYTES * (len(wanted) + 1)
         limit = max(parts, wanted[-1][1] - wanted[0][0])
         try:
-            response, body = self._request(
-                {"Range": f"bytes={spec}"}, expect_ranges=True, limit=limit
-            )
+            answer = self._request({"Range": f"bytes={spec}"}, expect_ranges=True, limit=limit)
         except UpstreamTimeoutError:
             raise
         except UpstreamError:  # a server that fails on several ranges: ask one at a time
             self.transport.multi_range = False
             return False
-        kind = response.headers.get("content-type", "")
-        if response.status_code == 206 and kind.startswith("multipart/byteranges"):
+        body = answer.body
+        kind = answer.headers.get("content-type", "")
+        if answer.status == 206 and kind.startswith("multipart/byteranges"):
             self.transport.multi_range = True
             for start, data in _parts(body, kind, wanted, self.url):
                 self.cache.keep(self.key, start, data)
             return True
-        match = _CONTENT_RANGE.fullmatch(response.headers.get("content-range", ""))
-        if response.status_code == 206 and match:  # one range covering them all
+        match = _CONTENT_RANGE.fullmatch(answer.headers.get("content-range", ""))
+        if answer.status == 206 and match:  # one range covering them all
             first, last = int(match.group(1)), int(match.group(2)) + 1
             if first > wanted[0][0] or last < wanted[-1][1] or len(body) != last - first:
                 raise UpstreamError(
@@ -215,64 +211,80 @@ class RemoteFile:
         self.transport.multi_range = False
         return False
 
-    def _request(
-        self, extra: dict[str, str], expect_ranges: bool, limit: int
-    ) -> tuple[object, bytes]:
+    def _request(self, extra: dict[str, str], expect_ranges: bool, limit: int) -> Answer:
         """One GET whose body is at most `limit` bytes (what was asked): a longer one is not
         read past it; and within the transport's timeout in all (a server that dribbles its
         answer is left then). A 200 where a range was asked is not read (the whole file)."""
         transport = self.transport
         headers = {**transport.headers(), **extra}
-        deadline = time.monotonic() + transport.timeout_s
+        got = [0]  # body bytes read so far, for the message of a deadline
+        client = http_client.blocking()
+        get = lambda: self._get(client.session, headers, expect_ranges, limit, got)  # noqa: E731
         try:
-            with transport.client().get(
-                self.url, headers=headers, timeout=transport.timeout_s, stream=True
-            ) as response:
-                status = response.status_code
-                if status >= 400:
-                    raise _status_error(transport.describe(self.url, response), status, "")
-                if status == 200 and expect_ranges and extra.get("Range", "").count(",") > 0:
-                    return response, b""
-                length = response.headers.get("content-length")
-                declared = int(length) if length and length.isdigit() else None
-                if status == 200 and expect_ranges and not (declared and declared <= TAIL_BYTES):
-                    raise UpstreamError(
-                        f"{self.url} does not answer byte ranges (HTTP Range requests), which "
-                        "reading a remote Parquet file needs"
-                    )
-                if declared is not None and declared > limit:
-                    raise UpstreamError(self._too_much(declared, limit))
-                body = self._body(response, limit, deadline)
+            answer = client.call(
+                lambda: asyncio.wait_for(get(), transport.timeout_s), transport.timeout_s
+            )
         except UpstreamError:
             raise
+        except (TimeoutError, asyncio.TimeoutError):
+            raise UpstreamTimeoutError(
+                f"{transport.describe(self.url)}: no complete answer within "
+                f"{transport.timeout_s:g} s ({got[0]} bytes came)"
+            ) from None
         except Exception as error:
-            raise _transport_error(transport.describe(self.url, None), error) from None
+            raise _transport_error(transport.describe(self.url), error) from None
         with self._lock:
             transport.stats["requests"] += 1
-            transport.stats["bytes"] += len(body)
-        return response, body
+            transport.stats["bytes"] += len(answer.body)
+        return answer
+
+    async def _get(
+        self,
+        session: aiohttp.ClientSession,
+        headers: dict[str, str],
+        expect_ranges: bool,
+        limit: int,
+        got: list[int],
+    ) -> Answer:
+        """The GET itself, on the client's loop. Leaving early closes the connection: the rest
+        of an answer is not read, nor is the connection used again."""
+        async with session.get(self.url, headers=headers) as response:
+            status, said = response.status, response.headers
+            if status >= 400:
+                response.close()
+                raise _status_error(self.transport.describe(self.url), status, "")
+            if status == 200 and expect_ranges and headers.get("Range", "").count(",") > 0:
+                response.close()
+                return Answer(status, said, b"")
+            declared = response.content_length
+            if status == 200 and expect_ranges and not (declared and declared <= TAIL_BYTES):
+                response.close()
+                raise UpstreamError(
+                    f"{self.url} does not answer byte ranges (HTTP Range requests), which "
+                    "reading a remote Parquet file needs"
+                )
+            if declared is not None and declared > limit:
+                response.close()
+                raise UpstreamError(self._too_much(declared, limit))
+            return Answer(status, said, await self._body(response, limit, got))
 
     def _too_much(self, sent: int, limit: int) -> str:
         more = "or more " if sent == limit + 1 else ""
         return f"{self.url} sent {sent} bytes {more}where {limit} were asked for"
 
-    def _body(self, response, limit: int, deadline: float) -> bytes:
-        """At most limit + 1 bytes of the body, read as they come (each read returns what has
-        arrived), before the deadline."""
-        raw, chunks, got = response.raw, [], 0
-        while got <= limit:
-            if time.monotonic() > deadline:
-                raise UpstreamTimeoutError(
-                    f"{self.transport.describe(self.url, None)}: no complete answer within "
-                    f"{self.transport.timeout_s:g} s ({got} bytes came)"
-                )
-            chunk = raw.read1(min(_READ_BYTES, limit + 1 - got), decode_content=True)
+    async def _body(self, response: aiohttp.ClientResponse, limit: int, got: list[int]) -> bytes:
+        """The body as it arrives, a chunk at a time, given up once past `limit` (a deadline
+        around the whole request cuts a dribbling one off)."""
+        chunks = []
+        while got[0] <= limit:
+            chunk = await response.content.readany()
             if not chunk:
                 break
             chunks.append(chunk)
-            got += len(chunk)
-        if got > limit:
-            raise UpstreamError(self._too_much(got, limit))
+            got[0] += len(chunk)
+        if got[0] > limit:
+            response.close()
+            raise UpstreamError(self._too_much(limit + 1, limit))  # at least that many
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 

@@ -1,6 +1,7 @@
 """Read a file's bytes from any path the registry accepts, for the server, without blocking it.
 
-http(s) goes through one shared aiohttp session with timeouts and retries; az://, gs://, hf://
+http(s) goes through one aiohttp session (http_client.py, the client every reader of bytes
+uses) with timeouts and retries; az://, gs://, hf://
 and local files go through their (blocking) libraries in a worker thread. Every failure comes out
 as one of three errors, each naming the path and the reason: SourceNotFoundError,
 SourceUnavailableError and SourceTimeoutError, which are the record errors (errors.py) of their
@@ -19,6 +20,7 @@ from typing import Any
 import aiohttp
 
 from activations.io.errors import RecordNotFoundError, UpstreamError, UpstreamTimeoutError
+from activations.io.http_client import new_session
 from activations.pools import PoolBusyError, Pools, PoolTimeoutError
 from registry.errors import UnsupportedPathError
 from registry.paths import local_path, path_scheme, validate_path
@@ -208,11 +210,7 @@ class SourceReader:
                     "make one reader per loop, or close() it before switching loops"
                 )
             return self._session
-        self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=self.timeout_s),
-            trust_env=self.trust_env,
-            raise_for_status=False,
-        )
+        self._session = new_session(self.timeout_s, trust_env=self.trust_env)
         self._loop = loop
         return self._session
 

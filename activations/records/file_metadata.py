@@ -2,9 +2,10 @@
 typed: what collated it, over what, and how far it got.
 
 Every field is optional (the published files carry none; older versions wrote fewer), and keys
-of other writers are kept. On the wire (a record's `fileMetadata`) it is what the file says,
-under the file's own keys, those it has and no others: the file format's names, which its
-readers (ours, and tools reading the Parquet metadata) share.
+of other writers are kept. In the file the keys are snake_case (the file format's names, which
+its readers, ours and tools reading the Parquet metadata, share); on the wire (a record's
+`fileMetadata`) they are camelCase, as in every answer, with the keys the file has and no
+others; another writer's keys go as that writer wrote them. Python reads the snake_case names.
 """
 
 from __future__ import annotations
@@ -12,22 +13,24 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import (
-    BaseModel,
     ConfigDict,
+    SerializationInfo,
     SerializerFunctionWrapHandler,
     ValidationError,
     model_serializer,
 )
 
+from registry.metadata import CamelModel
 
-class PartialProgress(BaseModel):
+
+class PartialProgress(CamelModel):
     """A file written while its collation is under way (records over the documents so far)."""
 
     documents_done: int
     documents_total: int
 
 
-class CollationMetadata(BaseModel):
+class CollationMetadata(CamelModel):
     model_config = ConfigDict(extra="allow", frozen=True, protected_namespaces=())
 
     version: str | None = None
@@ -78,9 +81,15 @@ class CollationMetadata(BaseModel):
 
     # no return annotation: the schema on the wire stays this model's fields
     @model_serializer(mode="wrap")
-    def _as_written(self, handler: SerializerFunctionWrapHandler):  # noqa: ANN202
+    def _as_written(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo):  # noqa: ANN202
         data = handler(self)
-        kept = self.model_fields_set | set(self.model_extra or {})
+        fields = type(self).model_fields
+        said = {
+            (fields[name].alias or name) if info.by_alias else name
+            for name in self.model_fields_set
+            if name in fields
+        }
+        kept = said | set(self.model_extra or {})
         return {key: value for key, value in data.items() if key in kept}
 
 
@@ -91,6 +100,9 @@ def read_file_metadata(raw: dict[str, Any] | None) -> CollationMetadata:
     try:
         return CollationMetadata.model_validate(raw)
     except ValidationError as error:
+        names = {f.alias: name for name, f in CollationMetadata.model_fields.items() if f.alias}
         for problem in error.errors():
-            raw.pop(str(problem["loc"][0]), None)
+            key = str(problem["loc"][0])
+            raw.pop(key, None)
+            raw.pop(names.get(key, key), None)  # an error names the field by its alias
     return CollationMetadata.model_validate(raw)

@@ -106,9 +106,9 @@ def test_schema_and_file_metadata_are_typed_in_the_openapi(client, tiny_dataset)
         schemas["QuadrantDescription"]["properties"]
     )
     file_fields = schemas["CollationMetadata"]["properties"]
-    assert {"corpus", "n_documents", "top_k", "bos_token", "partial"} <= set(file_fields)
+    assert {"corpus", "nDocuments", "topK", "bosToken", "partial"} <= set(file_fields)
     record = client.get("/neuron_record/tiny-llama/mlp_post_act/0/1").json()
-    assert record["fileMetadata"]["top_k"] == 4 and "partial" not in record["fileMetadata"]
+    assert record["fileMetadata"]["topK"] == 4 and "partial" not in record["fileMetadata"]
 
 
 def test_file_metadata_of_another_writer_is_kept_where_it_types():

@@ -20,7 +20,7 @@ def test_the_record_holds_every_token_s_histogram_and_each_quadrant_s(client, ti
     assert histogram["zeroBin"] == HISTOGRAM_ZERO_BIN
     counts = np.array(histogram["counts"])
     assert counts.shape == (HISTOGRAM_BINS,)
-    assert counts.sum() == body["fileMetadata"]["n_tokens"]  # every token, once
+    assert counts.sum() == body["fileMetadata"]["nTokens"]  # every token, once
     by_quadrant = np.array([q["histogram"] for q in body["quadrants"]])
     assert [int(c) for c in by_quadrant.sum(axis=1)] == [q["count"] for q in body["quadrants"]]
     assert (counts >= by_quadrant.sum(axis=0)).all()  # the rest: tokens in no quadrant

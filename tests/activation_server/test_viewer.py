@@ -64,6 +64,9 @@ def test_viewer_in_chromium(page, server_url):
     page.press("#neuron", "Enter")
     wait_for_neuron(page, 0, 3)
     expect(page.locator("#quadrant-table tbody tr")).to_have_count(4)
+    # the file's metadata, read by its camelCase keys on the wire
+    expect(page.locator("#meta")).to_contain_text("top 4 per quadrant")
+    expect(page.locator("#meta")).to_contain_text(" tokens")
     header = page.locator("#quadrant-table thead th").all_inner_texts()
     for column in ("freq", "mean hook_pre", "mean hook_pre_linear", "mean swish", "max hook_post"):
         assert column in header

@@ -18,8 +18,9 @@ HERE = Path(__file__).parent
 REPO = HERE.parents[1]
 GOLDEN = HERE / "golden.json"
 TDB_FIXTURES = HERE.parent / "fixtures" / "tdb" / "collated-activations"
-# fields of the file's metadata that name the machine or the run, not the result
-VOLATILE = {"load_seconds", "version", "model_path"}
+# fields of the file's metadata that name the machine or the run, not the result (in the file,
+# and on the wire: a record's fileMetadata)
+VOLATILE = {"load_seconds", "version", "model_path", "loadSeconds", "modelPath"}
 
 
 def _normalise(value: Any, root: str) -> Any:

@@ -99,18 +99,18 @@ export async function load(dataset, layer, neuron) {
 }
 
 function renderMeta(dataset, record) {
-  // the file's metadata under the file's own keys (CollationMetadata in the OpenAPI schema)
+  // what the file says of its collation, camelCase (CollationMetadata in the OpenAPI schema)
   const meta = record.fileMetadata || {};
   const parts = [`type ${dataset.derivedScalarType} (${record.hook})`];
   if (dataset.model) parts.push(`model ${dataset.model}`);
   const corpus = meta.corpus || dataset.corpus;
   if (corpus) parts.push(`corpus ${corpus}`);
   if (meta.partial) {
-    const { documents_done: done, documents_total: total } = meta.partial;
+    const { documentsDone: done, documentsTotal: total } = meta.partial;
     parts.push(`partial: ${done} of ${total} documents so far (a collation is under way)`);
-  } else if (meta.n_documents != null) parts.push(`${meta.n_documents} documents`);
-  if (meta.n_tokens != null) parts.push(`${meta.n_tokens} tokens`);
-  if (meta.top_k != null) parts.push(`top ${meta.top_k} per quadrant`);
+  } else if (meta.nDocuments != null) parts.push(`${meta.nDocuments} documents`);
+  if (meta.nTokens != null) parts.push(`${meta.nTokens} tokens`);
+  if (meta.topK != null) parts.push(`top ${meta.topK} per quadrant`);
   const shape = state.shapes[datasetKey(dataset)];
   if (shape) parts.push(`${shape.layers.length} layers × ${shape.nNeurons} neurons`);
   $("meta").textContent = parts.join(" · ");

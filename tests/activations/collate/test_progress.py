@@ -57,9 +57,9 @@ def test_progress_and_the_records_so_far_while_it_runs(setup):
     for n, answer in answered:
         assert answer.status_code == 200, answer.text
         partial = answer.json()["fileMetadata"]["partial"]
-        assert partial["documents_total"] == 12 and partial["documents_done"] <= n
+        assert partial["documentsTotal"] == 12 and partial["documentsDone"] <= n
         # the value histogram of the documents so far, every token counted once
-        tokens_so_far = answer.json()["fileMetadata"]["n_tokens"]
+        tokens_so_far = answer.json()["fileMetadata"]["nTokens"]
         assert 0 < sum(answer.json()["histogram"]["counts"]) == tokens_so_far
     # the end: the output, and neither the partial records nor the progress beside it
     assert out.exists() and not partial_path(out).exists() and not progress_path(out).exists()
