@@ -65,8 +65,8 @@ class Served(NamedTuple):
     """The bundle's pages."""
 
 
-def built_bundle() -> tuple[Path, int]:
-    """The bundle's folder and the port of the server address built into it."""
+def built_bundle() -> tuple[Path, str, int]:
+    """The bundle's folder, the server address built into it and its port."""
     named = os.environ.get(BUILD_ENV)
     if not named:
         pytest.skip(f"TDB's frontend: set {BUILD_ENV} to its built bundle (docs/debugger.md)")
@@ -81,7 +81,8 @@ def built_bundle() -> tuple[Path, int]:
     }
     if len(urls) != 1:
         pytest.fail(f"{dist}: server addresses built in: {sorted(urls) or 'none'}. {NOT_BUILT}")
-    return dist, next(iter(urls.values()))
+    ((url, port),) = urls.items()
+    return dist, url, port
 
 
 class BundleServer:
@@ -114,7 +115,7 @@ class BundleServer:
 def served(tmp_path_factory):
     """This server on the bundle's port, with a small GLU dataset of the embedded model (layer
     3 of four Shakespeare documents), the TDB JSON fixture and a tiny chat explainer."""
-    dist, port = built_bundle()
+    dist, url, port = built_bundle()
     root = tmp_path_factory.mktemp("tdb-frontend")
     home = root / "home"
     home.mkdir()
@@ -135,7 +136,7 @@ def served(tmp_path_factory):
         pages = BundleServer(dist)
         try:
             with LiveServer(create_app(settings), settings, port=port):
-                yield Served(f"http://localhost:{port}", pages.origin)
+                yield Served(url, pages.origin)
         finally:
             pages.close()
 
