@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 
@@ -21,24 +22,33 @@ import pytest  # noqa: E402
 from registry import registry as _registry  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def restore_registry():
-    """Registrations made by a test do not leak into the next."""
+@contextlib.contextmanager
+def kept_registry():
+    """The registry as it was on entry, restored on exit (for fixtures wider than a test)."""
     from registry import explanations as _explanations
 
     datasets = dict(_registry.NEURON_DATASET_METADATA_REGISTRY)
     models = dict(_registry.MODEL_REGISTRY)
     explanation_sets = {k: list(v) for k, v in _explanations.EXPLANATION_DATASET_REGISTRY.items()}
     explainers = dict(_explanations.EXPLAINER_REGISTRY)
-    yield
-    _explanations.EXPLANATION_DATASET_REGISTRY.clear()
-    _explanations.EXPLANATION_DATASET_REGISTRY.update(explanation_sets)
-    _explanations.EXPLAINER_REGISTRY.clear()
-    _explanations.EXPLAINER_REGISTRY.update(explainers)
-    _registry.NEURON_DATASET_METADATA_REGISTRY.clear()
-    _registry.NEURON_DATASET_METADATA_REGISTRY.update(datasets)
-    _registry.MODEL_REGISTRY.clear()
-    _registry.MODEL_REGISTRY.update(models)
+    try:
+        yield
+    finally:
+        _explanations.EXPLANATION_DATASET_REGISTRY.clear()
+        _explanations.EXPLANATION_DATASET_REGISTRY.update(explanation_sets)
+        _explanations.EXPLAINER_REGISTRY.clear()
+        _explanations.EXPLAINER_REGISTRY.update(explainers)
+        _registry.NEURON_DATASET_METADATA_REGISTRY.clear()
+        _registry.NEURON_DATASET_METADATA_REGISTRY.update(datasets)
+        _registry.MODEL_REGISTRY.clear()
+        _registry.MODEL_REGISTRY.update(models)
+
+
+@pytest.fixture(autouse=True)
+def restore_registry():
+    """Registrations made by a test do not leak into the next."""
+    with kept_registry():
+        yield
 
 
 @pytest.fixture(scope="session")

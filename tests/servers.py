@@ -140,14 +140,14 @@ def _ranges(spec: str, size: int) -> list[tuple[int, int]]:
 
 class LiveServer:
     """The app under uvicorn, as `neurons serve` runs it (protocol, keep-alive), on an
-    ephemeral loopback port in a background thread."""
+    ephemeral loopback port (or `port`) in a background thread."""
 
-    def __init__(self, app, settings) -> None:
+    def __init__(self, app, settings, port: int = 0) -> None:
         import uvicorn
 
         from activation_server.cli import server_config
 
-        config = server_config(app, settings.model_copy(update={"port": 0}))
+        config = server_config(app, settings.model_copy(update={"port": port}))
         self.app = app
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
