@@ -33,8 +33,8 @@ def scalar_for(node_type: NodeType, scalars: list[TdbScalar]) -> TdbScalar | Non
 def _ranked(
     store: Scalars, scalars: list[TdbScalar], k: int | None, largest: bool, token: int | None
 ) -> list[tuple[float, Node]]:
-    """The k largest (or smallest) values of the scalars over every layer and node, one topk
-    per scalar over its layers stacked."""
+    """The k largest (or smallest) values of the scalars over every layer and node, one
+    ranking per scalar over its layers stacked (ties by position, as ranking.extremes)."""
     candidates: list[tuple[float, Node]] = []
     for scalar in scalars:
         layers = store.layers(scalar)
@@ -47,9 +47,8 @@ def _ranked(
                 )
             first = token if token >= 0 else store.n_tokens + token
             stacked = stacked[:, first : first + 1]
-        flat = stacked.reshape(-1)
-        take = flat.numel() if k is None else min(k, flat.numel())
-        values, where = flat.topk(take, largest=largest, sorted=True)
+        take = stacked.numel() if k is None else k
+        values, where = store.ranked(scalar, take, largest, None if token is None else first)
         shape = list(stacked.shape)
         for value, at in zip(values.tolist(), where.tolist(), strict=True):
             position = []

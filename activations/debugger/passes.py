@@ -98,6 +98,8 @@ class _Recorder:
         self.embedding: torch.Tensor | None = None
         self.final_residual: torch.Tensor | None = None
         self.traced: torch.Tensor | None = None
+        self.last_logits: torch.Tensor | None = None  # [1, V], graph-connected (a logit loss)
+        self.unembedded: torch.Tensor | None = None  # [B, T, V] as the unembedding returned it
         self.applied: dict[int, int] = {}
 
     def _ablations(self, kind: NodeKind, layer: int) -> list[Ablation]:
@@ -216,6 +218,25 @@ class _Observer:
         self.recorder.values_of(layer, value)
 
 
+def _logits_hook(recorder: _Recorder, last_only: bool):
+    """Logits that carry a gradient only where the explained scalar reads them: a logit
+    difference reads the last token's, recomputed from its row alone and written into the
+    others (kept as the recorder's `last_logits`), a traced node none. Without it the backward
+    pass would multiply every token's zero logit gradients by the unembedding ([T, V] × [V, D],
+    about a tenth of the pass on a small model)."""
+
+    def hook(module, args, output):
+        logits = output.detach()
+        if last_only:
+            last = module.forward(args[0][:, -1:])  # its hooks (this one) do not run again
+            logits[:, -1:] = last
+            recorder.last_logits = last[0]
+            recorder.unembedded = logits
+        return logits
+
+    return hook
+
+
 def logit_difference(logits: torch.Tensor, targets, distractors) -> torch.Tensor:
     """TDB's loss: mean logit of the targets at the last token minus that of the distractors."""
     last = logits[-1].float()
@@ -233,10 +254,15 @@ def run_pass(parts: ModelParts, variant: Variant) -> PassResult:
     ids = torch.tensor([list(variant.ids)], device=device)
     explains = variant.backward and (variant.trace is not None or bool(variant.targets))
     handles = recorder.hooks()
+    unembed = model.get_output_embeddings()
+    if explains and unembed is not None:
+        hook = _logits_hook(recorder, last_only=variant.trace is None)
+        handles.append(unembed.register_forward_hook(hook))
     try:
         grad = torch.enable_grad() if explains else torch.no_grad()
         with grad, observed_attention(model, _Observer(recorder)):
-            logits = model(input_ids=ids, use_cache=False).logits[0]
+            output = model(input_ids=ids, use_cache=False)
+            logits = output.logits[0]
     finally:
         for handle in handles:
             handle.remove()
@@ -245,7 +271,10 @@ def run_pass(parts: ModelParts, variant: Variant) -> PassResult:
     if variant.trace is not None:
         target = recorder.traced
     elif variant.targets:
-        loss = logit_difference(logits, variant.targets, variant.distractors)
+        read = logits
+        if recorder.unembedded is not None and output.logits is recorder.unembedded:
+            read = recorder.last_logits  # the model's logits are the unembedding's own
+        loss = logit_difference(read, variant.targets, variant.distractors)
         target = loss
     return _result(parts, recorder, variant, logits, loss, target)
 

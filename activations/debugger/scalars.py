@@ -23,6 +23,7 @@ import torch
 from activations.debugger.errors import DebuggerInputError
 from activations.debugger.parts import ModelParts
 from activations.debugger.passes import PassResult
+from activations.debugger.ranking import extremes
 from activations.models.capture import site_values
 from registry.debugger_vocabulary import NODE_TYPE, NodeType, TdbScalar
 from registry.vocabulary import DST_TO_HOOK, GATE_HOOK, HOOK_POST, IN_HOOK, SWISH
@@ -77,6 +78,7 @@ class Scalars:
         self.weights = weights
         self._cache: dict[TdbScalar, torch.Tensor] = {}
         self._sums: dict[TdbScalar, torch.Tensor] = {}
+        self._ranked: dict[tuple, tuple[int, torch.Tensor, torch.Tensor]] = {}
 
     @property
     def n_tokens(self) -> int:
@@ -96,6 +98,23 @@ class Scalars:
 
     def get(self, scalar: TdbScalar, layer: int | None) -> torch.Tensor:
         return self.stacked(scalar)[0 if layer is None else layer]
+
+    def ranked(
+        self, scalar: TdbScalar, k: int, largest: bool, token: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The k largest (or smallest) values of the stacked scalar (at one token, counted from
+        the start, or all) and their flat indices in it (ranking.extremes' order). A request's
+        node table and token display rank the same scalars with different k: the longer
+        ranking is kept and a shorter one is its prefix."""
+        key = (scalar, largest, token)
+        kept = self._ranked.get(key)
+        if kept is None or kept[0] < k:
+            stacked = self.stacked(scalar)
+            if token is not None:
+                stacked = stacked[:, token : token + 1]
+            kept = (k, *extremes(stacked, k, largest))
+            self._ranked[key] = kept
+        return kept[1][:k], kept[2][:k]
 
     def _grad(self, name: str) -> torch.Tensor:
         grad = self.result.grads.get(name)
