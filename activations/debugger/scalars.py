@@ -66,6 +66,13 @@ class Weights:
         rows = [s.gate_in_weights()[0].detach().float().cpu() for s in self.parts.sites]
         return torch.stack(rows)
 
+    @cached_property
+    def head_grams(self) -> torch.Tensor:
+        """W_O[h]·W_O[h]ᵀ per layer and head, [L, H, head_dim, head_dim], in float64: the norm of
+        a head's write v·W_O[h] is √(v·G·v), without the [L, H, S, D] writes themselves."""
+        heads = self.heads.double()
+        return heads @ heads.transpose(-1, -2)
+
     def gate_rows(self, layer: int) -> torch.Tensor | None:
         return None if self.gates is None else self.gates[layer]
 
@@ -143,26 +150,28 @@ class Scalars:
         if scalar == TdbScalar.MLP_POST_ACT:
             return r.post if w.sign_stack is None else r.post * w.sign_stack
         if scalar == TdbScalar.MLP_WRITE_NORM:
-            return r.post.abs() * w.out_norms[:, None, :]
+            return r.post.abs().mul_(w.out_norms[:, None, :])
         if scalar == TdbScalar.MLP_ACT_TIMES_GRAD:
             return r.post * self._grad("post")
         if scalar == TdbScalar.MLP_WRITE_TO_FINAL_RESIDUAL_GRAD:
             rows, grad = self._final_rows()
             direct = torch.zeros_like(r.post)
-            direct[:, rows] = torch.einsum("td,lnd->ltn", grad, w.out)
-            return r.post * direct
+            direct[:, rows] = r.post[:, rows] * torch.einsum("td,lnd->ltn", grad, w.out)
+            return direct
         if scalar == TdbScalar.ATTN_QK_PROBS:
-            return r.probs.permute(0, 2, 3, 1)
+            return _heads_last(r.probs)
         if scalar == TdbScalar.UNFLATTENED_ATTN_ACT_TIMES_GRAD:
-            return (r.probs * self._grad("probs")).permute(0, 2, 3, 1)
+            return _heads_last(r.probs * self._grad("probs"))
         if scalar == TdbScalar.UNFLATTENED_ATTN_WRITE_NORM:
-            norms = self.head_writes.norm(dim=-1)[:, :, None, :]  # [L, H, 1, S]
-            return (r.probs * norms).permute(0, 2, 3, 1)
+            norms = self.head_write_norms[:, :, None, :]  # [L, H, 1, S]
+            return _heads_last(r.probs * norms)
         if scalar == TdbScalar.UNFLATTENED_ATTN_WRITE_TO_FINAL_RESIDUAL_GRAD:
             rows, grad = self._final_rows()
+            # v(s)·(W_O[h]·g(t)): each head's output projection reads the gradient once
+            read = torch.einsum("lhde,te->lhdt", w.heads, grad)  # [L, H, d, R]
             direct = torch.zeros_like(r.probs)
-            direct[:, :, rows] = torch.einsum("lhsd,td->lhts", self.head_writes, grad)
-            return (r.probs * direct).permute(0, 2, 3, 1)
+            direct[:, :, rows] = r.probs[:, :, rows] * (self._head_values() @ read).transpose(2, 3)
+            return _heads_last(direct)
         emb = r.embedding
         if scalar == TdbScalar.RESID_POST_EMBEDDING_NORM:
             value = emb.norm(dim=-1, keepdim=True)
@@ -181,14 +190,25 @@ class Scalars:
             )
         return value[None]
 
-    @cached_property
-    def head_writes(self) -> torch.Tensor:
-        """v(s)·W_O[h] for each layer, head and attended-to token, [L, H, S, D]: a head's write
-        from token t to s is p(t, s) times it (grouped-query heads read value head h // groups)."""
+    def _head_values(self) -> torch.Tensor:
+        """Each query head's value vectors, [L, H, S, d] (grouped-query heads read value head
+        h // groups)."""
         values = self.result.values  # [L, KV, S, d]
         groups = self.weights.parts.n_heads // values.shape[1]
-        values = values.repeat_interleave(groups, dim=1)
-        return torch.einsum("lhsd,lhde->lhse", values, self.weights.heads)
+        return values.repeat_interleave(groups, dim=1)
+
+    @cached_property
+    def head_write_norms(self) -> torch.Tensor:
+        """|v(s)·W_O[h]| for each layer, head and attended-to token, [L, H, S]: a head's write
+        from token t to s is p(t, s) times that vector (weights.head_grams)."""
+        values = self._head_values().double()
+        squares = ((values @ self.weights.head_grams) * values).sum(-1)
+        return squares.clamp(min=0).sqrt().float()
+
+    def head_write(self, layer: int, head: int, source: int) -> torch.Tensor:
+        """v(s)·W_O[h], [D]."""
+        groups = self.weights.parts.n_heads // self.result.values.shape[1]
+        return self.result.values[layer, head // groups, source] @ self.weights.heads[layer, head]
 
     def write_vector(self, node_type: NodeType, layer: int | None, index: tuple) -> torch.Tensor:
         """What a node adds to the residual stream, [D]."""
@@ -198,7 +218,7 @@ class Scalars:
         if node_type == NodeType.ATTENTION_HEAD:
             token, source, head = index
             prob = self.result.probs[layer, head, token, source]
-            return prob * self.head_writes[layer, head, source]
+            return prob * self.head_write(layer, head, source)
         if node_type == NodeType.LAYER:
             return self.result.embedding[index[0]]
         raise ValueError(f"a {node_type.value} node writes nothing to the residual stream")
@@ -207,13 +227,19 @@ class Scalars:
         """Summed over layers and nodes, keeping tokens (and attended-to tokens): TDB's
         intermediate sums for the token display."""
         if scalar not in self._sums:
-            total = self.stacked(scalar).sum(0)
-            self._sums[scalar] = total.sum(-1) if total.ndim > 1 else total
+            stacked = self.stacked(scalar)
+            dims = (0, -1) if stacked.ndim > 2 else 0  # layers, then nodes (or heads)
+            self._sums[scalar] = stacked.sum(dims)
         return self._sums[scalar]
 
 
 GLU_SCALARS = (TdbScalar.MLP_PRE_ACT, TdbScalar.MLP_PRE_LINEAR, TdbScalar.MLP_SWISH)
 PER_PASS = [s for s in TdbScalar if s != TdbScalar.VOCAB_TOKEN_WRITE_TO_INPUT_DIRECTION]
+
+
+def _heads_last(per_head: torch.Tensor) -> torch.Tensor:
+    """[L, H, T, S] as TDB's [L, T, S, H], laid out so (rankings read it flat)."""
+    return per_head.permute(0, 2, 3, 1).contiguous()
 
 
 def _per_layer(acts, gate: torch.Tensor) -> torch.Tensor:
