@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 
 from activations.debugger.errors import DebuggerInputError
+from activations.debugger.ranking import row_extremes
 from activations.debugger.scalars import Scalars
 from registry.debugger_vocabulary import NODE_TYPE, GroupId, NodeType, TdbScalar
 
@@ -107,24 +108,26 @@ def top_tokens(
     scores: torch.Tensor, k: int, decode
 ) -> list[tuple[list[ScoredToken], list[ScoredToken]]]:
     """Per row of [nodes, V] scores: the k highest and k lowest tokens, scalars normalized by the
-    largest |score| of the two ends (TDB's get_most_upvoted_and_downvoted_tokens_for_nodes)."""
+    largest |score| of the two ends (TDB's get_most_upvoted_and_downvoted_tokens_for_nodes);
+    ties in token order. Each token is decoded once."""
     k = min(k, scores.shape[1])
-    top_values, top_ids = scores.topk(k, dim=1)
-    bottom_values, bottom_ids = scores.topk(k, dim=1, largest=False)
-    scale = torch.maximum(top_values[:, :1].abs(), bottom_values[:, :1].abs())
-    out = []
-    for row in range(scores.shape[0]):
-        ends = []
-        for values, ids in ((top_values, top_ids), (bottom_values, bottom_ids)):
-            denominator = float(scale[row, 0])
-            ends.append(
+    top_values, top_ids = row_extremes(scores, k, largest=True)
+    bottom_values, bottom_ids = row_extremes(scores, k, largest=False)
+    scales = torch.maximum(top_values[:, :1].abs(), bottom_values[:, :1].abs())[:, 0].tolist()
+    ids = (top_ids.tolist(), bottom_ids.tolist())
+    names = {i: decode(i) for i in {i for end in ids for row in end for i in row}}
+    ends = []
+    for values, end in zip((top_values.tolist(), bottom_values.tolist()), ids, strict=True):
+        ends.append(
+            [
                 [
-                    ScoredToken(decode(i), v, v / denominator if denominator else 0.0)
-                    for v, i in zip(values[row].tolist(), ids[row].tolist(), strict=True)
+                    ScoredToken(names[i], v, v / scale if scale else 0.0)
+                    for v, i in zip(row_values, row_ids, strict=True)
                 ]
-            )
-        out.append((ends[0], ends[1]))
-    return out
+                for scale, row_values, row_ids in zip(scales, values, end, strict=True)
+            ]
+        )
+    return list(zip(ends[0], ends[1], strict=True))
 
 
 def output_token_scores(store: Scalars, nodes: list[Node]) -> torch.Tensor:
@@ -141,7 +144,7 @@ def input_token_scores_of(store: Scalars, nodes: list[Node]) -> torch.Tensor | N
     if gates is None or not nodes:
         return None
     rows = torch.stack([gates[n.layer, n.indices[-1]] for n in nodes])  # [n, D]
-    return (store.weights.embedding @ rows.T).T
+    return rows @ store.weights.embedding.T
 
 
 def input_token_scores(store: Scalars, layer: int, neuron: int) -> torch.Tensor | None:

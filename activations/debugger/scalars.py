@@ -67,11 +67,12 @@ class Weights:
         return torch.stack(rows)
 
     @cached_property
-    def head_grams(self) -> torch.Tensor:
-        """W_O[h]·W_O[h]ᵀ per layer and head, [L, H, head_dim, head_dim], in float64: the norm of
-        a head's write v·W_O[h] is √(v·G·v), without the [L, H, S, D] writes themselves."""
-        heads = self.heads.double()
-        return heads @ heads.transpose(-1, -2)
+    def head_factors(self) -> torch.Tensor:
+        """Rᵀ of W_O[h]ᵀ = Q·R per layer and head, [L, H, head_dim, head_dim]: Q's columns are
+        orthonormal, so a head's write v·W_O[h] = v·Rᵀ·Qᵀ has the norm of v·Rᵀ, a product
+        with 64 columns instead of the model's width."""
+        r = torch.linalg.qr(self.heads.double().transpose(-1, -2), mode="r").R
+        return r.transpose(-1, -2).float()
 
     def gate_rows(self, layer: int) -> torch.Tensor | None:
         return None if self.gates is None else self.gates[layer]
@@ -200,10 +201,8 @@ class Scalars:
     @cached_property
     def head_write_norms(self) -> torch.Tensor:
         """|v(s)·W_O[h]| for each layer, head and attended-to token, [L, H, S]: a head's write
-        from token t to s is p(t, s) times that vector (weights.head_grams)."""
-        values = self._head_values().double()
-        squares = ((values @ self.weights.head_grams) * values).sum(-1)
-        return squares.clamp(min=0).sqrt().float()
+        from token t to s is p(t, s) times that vector (weights.head_factors)."""
+        return (self._head_values() @ self.weights.head_factors).norm(dim=-1)
 
     def head_write(self, layer: int, head: int, source: int) -> torch.Tensor:
         """v(s)·W_O[h], [D]."""
