@@ -10,7 +10,6 @@ from dataclasses import dataclass
 import torch
 
 from activations.debugger.errors import DebuggerInputError
-from activations.debugger.ranking import row_extremes
 from activations.debugger.scalars import Scalars
 from registry.debugger_vocabulary import NODE_TYPE, GroupId, NodeType, TdbScalar
 
@@ -108,11 +107,11 @@ def top_tokens(
     scores: torch.Tensor, k: int, decode
 ) -> list[tuple[list[ScoredToken], list[ScoredToken]]]:
     """Per row of [nodes, V] scores: the k highest and k lowest tokens, scalars normalized by the
-    largest |score| of the two ends (TDB's get_most_upvoted_and_downvoted_tokens_for_nodes);
-    ties in token order. Each token is decoded once."""
+    largest |score| of the two ends (TDB's get_most_upvoted_and_downvoted_tokens_for_nodes).
+    Each token is decoded once."""
     k = min(k, scores.shape[1])
-    top_values, top_ids = row_extremes(scores, k, largest=True)
-    bottom_values, bottom_ids = row_extremes(scores, k, largest=False)
+    top_values, top_ids = scores.topk(k, dim=1)
+    bottom_values, bottom_ids = scores.topk(k, dim=1, largest=False)
     scales = torch.maximum(top_values[:, :1].abs(), bottom_values[:, :1].abs())[:, 0].tolist()
     ids = (top_ids.tolist(), bottom_ids.tolist())
     names = {i: decode(i) for i in {i for end in ids for row in end for i in row}}

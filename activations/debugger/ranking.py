@@ -64,39 +64,3 @@ def _first_k(
     values, where = values[keep], where[keep]
     order = values.sort(descending=largest, stable=True).indices
     return values[order], where[order]
-
-
-def row_extremes(
-    scores: torch.Tensor, k: int, largest: bool, block: int = 512
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per row of [n, V] scores, the k largest (or smallest) values and their columns, [n, k]
-    each, in the same order as `extremes` (ties by column). Each row's k-th largest block
-    maximum bounds its candidates, which are ranked together in one sort."""
-    n, width = scores.shape
-    k = min(k, width)
-    blocks = width // block
-    if n == 0 or k == 0 or blocks < k:
-        return _sorted_topk(scores, k, largest)
-    reduce = torch.amax if largest else torch.amin
-    ends = reduce(scores[:, : blocks * block].reshape(n, blocks, block), dim=2)
-    if width > blocks * block:
-        ends = torch.cat([ends, reduce(scores[:, blocks * block :], dim=1, keepdim=True)], 1)
-    if bool(ends.isnan().any()):
-        return _sorted_topk(scores, k, largest)
-    bound = ends.topk(k, dim=1, largest=largest).values[:, -1:]
-    row, column = torch.nonzero(scores >= bound if largest else scores <= bound).unbind(1)
-    values = scores[row, column]
-    # by value (columns ascending among ties), then grouped by row: each row's best come first
-    order = values.sort(descending=largest, stable=True).indices
-    order = order[row[order].sort(stable=True).indices]
-    row, column, values = row[order], column[order], values[order]
-    starts = torch.cumsum(torch.bincount(row, minlength=n), 0) - torch.bincount(row, minlength=n)
-    keep = torch.arange(len(row)) - starts[row] < k
-    return values[keep].reshape(n, k), column[keep].reshape(n, k)
-
-
-def _sorted_topk(scores: torch.Tensor, k: int, largest: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every row sorted (stable: ties in column order; NaN counts as the largest value, as in
-    torch.topk), its first k kept: for narrow rows, or rows with NaN."""
-    values, columns = scores.sort(dim=1, descending=largest, stable=True)
-    return values[:, :k], columns[:, :k]

@@ -1,12 +1,11 @@
-"""ranking.extremes and row_extremes against a brute force: every value sorted, ties by flat
-index (by column within a row)."""
+"""ranking.extremes against a brute force: every value sorted, ties by flat index."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from activations.debugger.ranking import extremes, row_extremes
+from activations.debugger.ranking import extremes
 
 
 def brute_force(tensor: torch.Tensor, k: int, largest: bool) -> tuple[list[float], list[int]]:
@@ -62,24 +61,3 @@ def test_infinities_rank_and_nan_ranks_as_torch_topk_does():
     values, where = extremes(tensor, 2, True)
     expected = tensor.reshape(-1).topk(2)
     assert where.tolist() == expected.indices.tolist() and values[0].isnan()
-
-
-@pytest.mark.parametrize("largest", [True, False])
-@pytest.mark.parametrize("width", [5000, 6000, 20])
-def test_each_rows_extremes_rank_as_sorting_the_row(largest, width):
-    generator = torch.Generator().manual_seed(width)
-    scores = torch.randint(-40, 40, (7, width), generator=generator).float()  # many ties
-    scores[3] = 0.0
-    scores[5, 100:110] = 50.0 if largest else -50.0
-    values, columns = row_extremes(scores, 10, largest)
-    for row in range(scores.shape[0]):
-        expected = brute_force(scores[row], 10, largest)
-        assert (values[row].tolist(), columns[row].tolist()) == expected
-
-
-def test_a_row_with_nan_ranks_as_torch_topk_does():
-    scores = torch.randn(3, 8192)
-    scores[1, 17] = float("nan")
-    values, columns = row_extremes(scores, 4, True)
-    assert columns[1, 0] == 17 and values[1, 0].isnan()
-    assert columns[0].tolist() == scores[0].topk(4).indices.tolist()
