@@ -9,6 +9,7 @@ Nothing outlives the pass: hooks are removed and the attention implementation re
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -60,6 +61,9 @@ class Variant:
     trace: Trace | None = None
     backward: bool = True
     detach_final_scale: bool = True
+    observe_attention: bool = True
+    """False: the model's own attention implementation runs (no probabilities or values are
+    read), for a pass that reads MLP neurons and logits alone (an intervention's)."""
 
 
 @dataclass
@@ -75,8 +79,8 @@ class PassResult:
     gate: list[torch.Tensor | None]  # [T, N] per layer (None for a plain MLP), stacked on use
     in_: list[torch.Tensor | None]
     post: torch.Tensor  # [L, T, N]: act(gate)·in, as the output projection reads it
-    probs: torch.Tensor  # [L, H, T, S]
-    values: torch.Tensor  # [L, KV, S, head_dim]
+    probs: torch.Tensor | None  # [L, H, T, S]; None where attention was not observed
+    values: torch.Tensor | None  # [L, KV, S, head_dim]
     grads: dict[str, torch.Tensor] = field(default_factory=dict)
     """"embedding", "final_residual" [T, D]; "post" [L, T, N]; "probs" [L, H, T, S]; absent
     where no backward pass ran."""
@@ -258,9 +262,19 @@ def run_pass(parts: ModelParts, variant: Variant) -> PassResult:
     if explains and unembed is not None:
         hook = _logits_hook(recorder, last_only=variant.trace is None)
         handles.append(unembed.register_forward_hook(hook))
+    reads_heads = any(a.kind == "attention" for a in variant.ablations) or (
+        variant.trace is not None and variant.trace.kind == "attention"
+    )
+    if reads_heads and not variant.observe_attention:
+        raise ValueError("a pass that ablates or traces attention heads must observe attention")
+    observed = (
+        observed_attention(model, _Observer(recorder))
+        if variant.observe_attention
+        else contextlib.nullcontext()
+    )
     try:
         grad = torch.enable_grad() if explains else torch.no_grad()
-        with grad, observed_attention(model, _Observer(recorder)):
+        with grad, observed:
             output = model(input_ids=ids, use_cache=False)
             logits = output.logits[0]
     finally:
