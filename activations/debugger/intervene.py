@@ -113,7 +113,9 @@ def intervene(
     ablation = intervention_ablation(layer, neuron, mode, value, quadrant, token)
     plain = Variant(tuple(ids), backward=False, observe_attention=False)  # the model's attention
     before = engine.run(plain)
-    after = engine.run(replace(plain, ablations=(ablation,)))
+    # the layers before the neuron's give what they gave: the second pass starts at its layer
+    after = engine.run(replace(plain, ablations=(ablation,), replay=before.result,
+                               replay_layers=layer))  # fmt: skip
     sign = engine.weights.signs[layer]
     sign = 1.0 if sign is None else float(sign[neuron])  # --refactor-glu's frame
     act_before = before.result.post[layer, :, neuron] * sign

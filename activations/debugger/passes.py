@@ -15,6 +15,7 @@ from typing import Literal
 
 import torch
 
+from activations.debugger import replay
 from activations.debugger.attention import observed_attention
 from activations.debugger.parts import ModelParts, detach_scale, norm_scale
 
@@ -64,6 +65,10 @@ class Variant:
     observe_attention: bool = True
     """False: the model's own attention implementation runs (no probabilities or values are
     read), for a pass that reads MLP neurons and logits alone (an intervention's)."""
+    replay: PassResult | None = field(default=None, compare=False, repr=False)
+    replay_layers: int = 0
+    """The first decoder layers give what they gave in `replay`, an earlier pass without
+    gradients of the same prompt (replay.py), and are not run again."""
 
 
 @dataclass
@@ -85,6 +90,8 @@ class PassResult:
     """"embedding", "final_residual" [T, D]; "post" [L, T, N]; "probs" [L, H, T, S]; absent
     where no backward pass ran."""
     traced_value: float | None = None
+    layer_outputs: list = field(default_factory=list, repr=False)
+    """Each decoder layer's output, kept by a pass without gradients (for replay.py)."""
 
 
 class _Recorder:
@@ -105,6 +112,7 @@ class _Recorder:
         self.last_logits: torch.Tensor | None = None  # [1, V], graph-connected (a logit loss)
         self.unembedded: torch.Tensor | None = None  # [B, T, V] as the unembedding returned it
         self.applied: dict[int, int] = {}
+        self.layer_outputs: list = [None] * n
 
     def _ablations(self, kind: NodeKind, layer: int) -> list[Ablation]:
         return [a for a in self.variant.ablations if a.kind == kind and a.layer == layer]
@@ -267,6 +275,9 @@ def run_pass(parts: ModelParts, variant: Variant) -> PassResult:
     )
     if reads_heads and not variant.observe_attention:
         raise ValueError("a pass that ablates or traces attention heads must observe attention")
+    replay.check(variant, explains)
+    if not explains:
+        handles += replay.keep_layer_outputs(parts, recorder.layer_outputs)
     observed = (
         observed_attention(model, _Observer(recorder))
         if variant.observe_attention
@@ -274,7 +285,7 @@ def run_pass(parts: ModelParts, variant: Variant) -> PassResult:
     )
     try:
         grad = torch.enable_grad() if explains else torch.no_grad()
-        with grad, observed:
+        with grad, observed, replay.replayed(parts, recorder, variant):
             output = model(input_ids=ids, use_cache=False)
             logits = output.logits[0]
     finally:
@@ -315,6 +326,7 @@ def _result(parts, recorder: _Recorder, variant, logits, loss, target) -> PassRe
         probs=stack(recorder.probs),
         values=stack(recorder.values),
         traced_value=None if recorder.traced is None else float(recorder.traced.detach()),
+        layer_outputs=recorder.layer_outputs,
     )
     if target is None or not variant.backward or not target.requires_grad:
         return result
