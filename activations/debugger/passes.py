@@ -265,17 +265,17 @@ def run_pass(parts: ModelParts, variant: Variant) -> PassResult:
     device = parts.unembedding.device
     ids = torch.tensor([list(variant.ids)], device=device)
     explains = variant.backward and (variant.trace is not None or bool(variant.targets))
-    handles = recorder.hooks()
-    unembed = model.get_output_embeddings()
-    if explains and unembed is not None:
-        hook = _logits_hook(recorder, last_only=variant.trace is None)
-        handles.append(unembed.register_forward_hook(hook))
     reads_heads = any(a.kind == "attention" for a in variant.ablations) or (
         variant.trace is not None and variant.trace.kind == "attention"
     )
     if reads_heads and not variant.observe_attention:
         raise ValueError("a pass that ablates or traces attention heads must observe attention")
     replay.check(variant, explains)
+    handles = recorder.hooks()  # from here on, removed in `finally` below
+    unembed = model.get_output_embeddings()
+    if explains and unembed is not None:
+        hook = _logits_hook(recorder, last_only=variant.trace is None)
+        handles.append(unembed.register_forward_hook(hook))
     if not explains:
         handles += replay.keep_layer_outputs(parts, recorder.layer_outputs)
     observed = (

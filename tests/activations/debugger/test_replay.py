@@ -39,9 +39,14 @@ def test_a_replayed_pass_equals_a_full_pass(engine, observe_attention):
     assert torch.equal(engine.run(plain).result.logits, before.logits)
 
 
-def test_a_replay_that_could_differ_is_refused(engine):
+def _hooks(model) -> int:
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
+
+
+def test_a_replay_that_could_differ_is_refused_and_leaves_no_hook(engine):
     plain = Variant(IDS, backward=False, observe_attention=False)
     before = engine.run(plain).result
+    hooks = _hooks(engine.parts.model)
     early = replace(plain, ablations=(Ablation("mlp", 0, None, 3, 0.0),))
     with pytest.raises(ValueError, match="ablation in a replayed layer"):
         engine.run(replace(early, replay=before, replay_layers=1))
@@ -49,3 +54,4 @@ def test_a_replay_that_could_differ_is_refused(engine):
         engine.run(replace(plain, ids=IDS[:-1], replay=before, replay_layers=1))
     with pytest.raises(ValueError, match="no attention to copy"):
         engine.run(replace(plain, observe_attention=True, replay=before, replay_layers=1))
+    assert _hooks(engine.parts.model) == hooks
