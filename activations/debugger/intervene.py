@@ -5,6 +5,7 @@ and heads of each layer carry a logit difference."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Literal
 
 import torch
@@ -110,8 +111,11 @@ def intervene(
     """Two forward passes (as the text is, and with the intervention) on the model's thread."""
     engine.check_node("mlp", layer, neuron, token or 0, len(ids))
     ablation = intervention_ablation(layer, neuron, mode, value, quadrant, token)
-    before = engine.run(Variant(tuple(ids), backward=False))
-    after = engine.run(Variant(tuple(ids), ablations=(ablation,), backward=False))
+    plain = Variant(tuple(ids), backward=False, observe_attention=False)  # the model's attention
+    before = engine.run(plain)
+    # the layers before the neuron's give what they gave: the second pass starts at its layer
+    after = engine.run(replace(plain, ablations=(ablation,), replay=before.result,
+                               replay_layers=layer))  # fmt: skip
     sign = engine.weights.signs[layer]
     sign = 1.0 if sign is None else float(sign[neuron])  # --refactor-glu's frame
     act_before = before.result.post[layer, :, neuron] * sign

@@ -33,8 +33,8 @@ def scalar_for(node_type: NodeType, scalars: list[TdbScalar]) -> TdbScalar | Non
 def _ranked(
     store: Scalars, scalars: list[TdbScalar], k: int | None, largest: bool, token: int | None
 ) -> list[tuple[float, Node]]:
-    """The k largest (or smallest) values of the scalars over every layer and node, one topk
-    per scalar over its layers stacked."""
+    """The k largest (or smallest) values of the scalars over every layer and node, one
+    ranking per scalar over its layers stacked (ties by position, as ranking.extremes)."""
     candidates: list[tuple[float, Node]] = []
     for scalar in scalars:
         layers = store.layers(scalar)
@@ -47,9 +47,8 @@ def _ranked(
                 )
             first = token if token >= 0 else store.n_tokens + token
             stacked = stacked[:, first : first + 1]
-        flat = stacked.reshape(-1)
-        take = flat.numel() if k is None else min(k, flat.numel())
-        values, where = flat.topk(take, largest=largest, sorted=True)
+        take = stacked.numel() if k is None else k
+        values, where = store.ranked(scalar, take, largest, None if token is None else first)
         shape = list(stacked.shape)
         for value, at in zip(values.tolist(), where.tolist(), strict=True):
             position = []
@@ -108,24 +107,26 @@ def top_tokens(
     scores: torch.Tensor, k: int, decode
 ) -> list[tuple[list[ScoredToken], list[ScoredToken]]]:
     """Per row of [nodes, V] scores: the k highest and k lowest tokens, scalars normalized by the
-    largest |score| of the two ends (TDB's get_most_upvoted_and_downvoted_tokens_for_nodes)."""
+    largest |score| of the two ends (TDB's get_most_upvoted_and_downvoted_tokens_for_nodes).
+    Each token is decoded once."""
     k = min(k, scores.shape[1])
     top_values, top_ids = scores.topk(k, dim=1)
     bottom_values, bottom_ids = scores.topk(k, dim=1, largest=False)
-    scale = torch.maximum(top_values[:, :1].abs(), bottom_values[:, :1].abs())
-    out = []
-    for row in range(scores.shape[0]):
-        ends = []
-        for values, ids in ((top_values, top_ids), (bottom_values, bottom_ids)):
-            denominator = float(scale[row, 0])
-            ends.append(
+    scales = torch.maximum(top_values[:, :1].abs(), bottom_values[:, :1].abs())[:, 0].tolist()
+    ids = (top_ids.tolist(), bottom_ids.tolist())
+    names = {i: decode(i) for i in {i for end in ids for row in end for i in row}}
+    ends = []
+    for values, end in zip((top_values.tolist(), bottom_values.tolist()), ids, strict=True):
+        ends.append(
+            [
                 [
-                    ScoredToken(decode(i), v, v / denominator if denominator else 0.0)
-                    for v, i in zip(values[row].tolist(), ids[row].tolist(), strict=True)
+                    ScoredToken(names[i], v, v / scale if scale else 0.0)
+                    for v, i in zip(row_values, row_ids, strict=True)
                 ]
-            )
-        out.append((ends[0], ends[1]))
-    return out
+                for scale, row_values, row_ids in zip(scales, values, end, strict=True)
+            ]
+        )
+    return list(zip(ends[0], ends[1], strict=True))
 
 
 def output_token_scores(store: Scalars, nodes: list[Node]) -> torch.Tensor:
@@ -142,7 +143,7 @@ def input_token_scores_of(store: Scalars, nodes: list[Node]) -> torch.Tensor | N
     if gates is None or not nodes:
         return None
     rows = torch.stack([gates[n.layer, n.indices[-1]] for n in nodes])  # [n, D]
-    return (store.weights.embedding @ rows.T).T
+    return rows @ store.weights.embedding.T
 
 
 def input_token_scores(store: Scalars, layer: int, neuron: int) -> torch.Tensor | None:

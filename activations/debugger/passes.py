@@ -9,11 +9,13 @@ Nothing outlives the pass: hooks are removed and the attention implementation re
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
 
+from activations.debugger import replay
 from activations.debugger.attention import observed_attention
 from activations.debugger.parts import ModelParts, detach_scale, norm_scale
 
@@ -60,6 +62,13 @@ class Variant:
     trace: Trace | None = None
     backward: bool = True
     detach_final_scale: bool = True
+    observe_attention: bool = True
+    """False: the model's own attention implementation runs (no probabilities or values are
+    read), for a pass that reads MLP neurons and logits alone (an intervention's)."""
+    replay: PassResult | None = field(default=None, compare=False, repr=False)
+    replay_layers: int = 0
+    """The first decoder layers give what they gave in `replay`, an earlier pass without
+    gradients of the same prompt (replay.py), and are not run again."""
 
 
 @dataclass
@@ -75,12 +84,14 @@ class PassResult:
     gate: list[torch.Tensor | None]  # [T, N] per layer (None for a plain MLP), stacked on use
     in_: list[torch.Tensor | None]
     post: torch.Tensor  # [L, T, N]: act(gate)·in, as the output projection reads it
-    probs: torch.Tensor  # [L, H, T, S]
-    values: torch.Tensor  # [L, KV, S, head_dim]
+    probs: torch.Tensor | None  # [L, H, T, S]; None where attention was not observed
+    values: torch.Tensor | None  # [L, KV, S, head_dim]
     grads: dict[str, torch.Tensor] = field(default_factory=dict)
     """"embedding", "final_residual" [T, D]; "post" [L, T, N]; "probs" [L, H, T, S]; absent
     where no backward pass ran."""
     traced_value: float | None = None
+    layer_outputs: list = field(default_factory=list, repr=False)
+    """Each decoder layer's output, kept by a pass without gradients (for replay.py)."""
 
 
 class _Recorder:
@@ -98,7 +109,10 @@ class _Recorder:
         self.embedding: torch.Tensor | None = None
         self.final_residual: torch.Tensor | None = None
         self.traced: torch.Tensor | None = None
+        self.last_logits: torch.Tensor | None = None  # [1, V], graph-connected (a logit loss)
+        self.unembedded: torch.Tensor | None = None  # [B, T, V] as the unembedding returned it
         self.applied: dict[int, int] = {}
+        self.layer_outputs: list = [None] * n
 
     def _ablations(self, kind: NodeKind, layer: int) -> list[Ablation]:
         return [a for a in self.variant.ablations if a.kind == kind and a.layer == layer]
@@ -216,6 +230,25 @@ class _Observer:
         self.recorder.values_of(layer, value)
 
 
+def _logits_hook(recorder: _Recorder, last_only: bool):
+    """Logits that carry a gradient only where the explained scalar reads them: a logit
+    difference reads the last token's, recomputed from its row alone and written into the
+    others (kept as the recorder's `last_logits`), a traced node none. Without it the backward
+    pass would multiply every token's zero logit gradients by the unembedding ([T, V] × [V, D],
+    about a tenth of the pass on a small model)."""
+
+    def hook(module, args, output):
+        logits = output.detach()
+        if last_only:
+            last = module.forward(args[0][:, -1:])  # its hooks (this one) do not run again
+            logits[:, -1:] = last
+            recorder.last_logits = last[0]
+            recorder.unembedded = logits
+        return logits
+
+    return hook
+
+
 def logit_difference(logits: torch.Tensor, targets, distractors) -> torch.Tensor:
     """TDB's loss: mean logit of the targets at the last token minus that of the distractors."""
     last = logits[-1].float()
@@ -232,11 +265,29 @@ def run_pass(parts: ModelParts, variant: Variant) -> PassResult:
     device = parts.unembedding.device
     ids = torch.tensor([list(variant.ids)], device=device)
     explains = variant.backward and (variant.trace is not None or bool(variant.targets))
-    handles = recorder.hooks()
+    reads_heads = any(a.kind == "attention" for a in variant.ablations) or (
+        variant.trace is not None and variant.trace.kind == "attention"
+    )
+    if reads_heads and not variant.observe_attention:
+        raise ValueError("a pass that ablates or traces attention heads must observe attention")
+    replay.check(variant, explains)
+    handles = recorder.hooks()  # from here on, removed in `finally` below
+    unembed = model.get_output_embeddings()
+    if explains and unembed is not None:
+        hook = _logits_hook(recorder, last_only=variant.trace is None)
+        handles.append(unembed.register_forward_hook(hook))
+    if not explains:
+        handles += replay.keep_layer_outputs(parts, recorder.layer_outputs)
+    observed = (
+        observed_attention(model, _Observer(recorder))
+        if variant.observe_attention
+        else contextlib.nullcontext()
+    )
     try:
         grad = torch.enable_grad() if explains else torch.no_grad()
-        with grad, observed_attention(model, _Observer(recorder)):
-            logits = model(input_ids=ids, use_cache=False).logits[0]
+        with grad, observed, replay.replayed(parts, recorder, variant):
+            output = model(input_ids=ids, use_cache=False)
+            logits = output.logits[0]
     finally:
         for handle in handles:
             handle.remove()
@@ -245,7 +296,10 @@ def run_pass(parts: ModelParts, variant: Variant) -> PassResult:
     if variant.trace is not None:
         target = recorder.traced
     elif variant.targets:
-        loss = logit_difference(logits, variant.targets, variant.distractors)
+        read = logits
+        if recorder.unembedded is not None and output.logits is recorder.unembedded:
+            read = recorder.last_logits  # the model's logits are the unembedding's own
+        loss = logit_difference(read, variant.targets, variant.distractors)
         target = loss
     return _result(parts, recorder, variant, logits, loss, target)
 
@@ -272,6 +326,7 @@ def _result(parts, recorder: _Recorder, variant, logits, loss, target) -> PassRe
         probs=stack(recorder.probs),
         values=stack(recorder.values),
         traced_value=None if recorder.traced is None else float(recorder.traced.detach()),
+        layer_outputs=recorder.layer_outputs,
     )
     if target is None or not variant.backward or not target.requires_grad:
         return result

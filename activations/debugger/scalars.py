@@ -23,6 +23,7 @@ import torch
 from activations.debugger.errors import DebuggerInputError
 from activations.debugger.parts import ModelParts
 from activations.debugger.passes import PassResult
+from activations.debugger.ranking import extremes
 from activations.models.capture import site_values
 from registry.debugger_vocabulary import NODE_TYPE, NodeType, TdbScalar
 from registry.vocabulary import DST_TO_HOOK, GATE_HOOK, HOOK_POST, IN_HOOK, SWISH
@@ -65,6 +66,14 @@ class Weights:
         rows = [s.gate_in_weights()[0].detach().float().cpu() for s in self.parts.sites]
         return torch.stack(rows)
 
+    @cached_property
+    def head_factors(self) -> torch.Tensor:
+        """Rᵀ of W_O[h]ᵀ = Q·R per layer and head, [L, H, head_dim, head_dim]: Q's columns are
+        orthonormal, so a head's write v·W_O[h] = v·Rᵀ·Qᵀ has the norm of v·Rᵀ, a product
+        with 64 columns instead of the model's width."""
+        r = torch.linalg.qr(self.heads.double().transpose(-1, -2), mode="r").R
+        return r.transpose(-1, -2).float()
+
     def gate_rows(self, layer: int) -> torch.Tensor | None:
         return None if self.gates is None else self.gates[layer]
 
@@ -77,6 +86,7 @@ class Scalars:
         self.weights = weights
         self._cache: dict[TdbScalar, torch.Tensor] = {}
         self._sums: dict[TdbScalar, torch.Tensor] = {}
+        self._ranked: dict[tuple, tuple[int, torch.Tensor, torch.Tensor]] = {}
 
     @property
     def n_tokens(self) -> int:
@@ -96,6 +106,23 @@ class Scalars:
 
     def get(self, scalar: TdbScalar, layer: int | None) -> torch.Tensor:
         return self.stacked(scalar)[0 if layer is None else layer]
+
+    def ranked(
+        self, scalar: TdbScalar, k: int, largest: bool, token: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The k largest (or smallest) values of the stacked scalar (at one token, counted from
+        the start, or all) and their flat indices in it (ranking.extremes' order). A request's
+        node table and token display rank the same scalars with different k: the longer
+        ranking is kept and a shorter one is its prefix."""
+        key = (scalar, largest, token)
+        kept = self._ranked.get(key)
+        if kept is None or kept[0] < k:
+            stacked = self.stacked(scalar)
+            if token is not None:
+                stacked = stacked[:, token : token + 1]
+            kept = (k, *extremes(stacked, k, largest))
+            self._ranked[key] = kept
+        return kept[1][:k], kept[2][:k]
 
     def _grad(self, name: str) -> torch.Tensor:
         grad = self.result.grads.get(name)
@@ -124,26 +151,28 @@ class Scalars:
         if scalar == TdbScalar.MLP_POST_ACT:
             return r.post if w.sign_stack is None else r.post * w.sign_stack
         if scalar == TdbScalar.MLP_WRITE_NORM:
-            return r.post.abs() * w.out_norms[:, None, :]
+            return r.post.abs().mul_(w.out_norms[:, None, :])
         if scalar == TdbScalar.MLP_ACT_TIMES_GRAD:
             return r.post * self._grad("post")
         if scalar == TdbScalar.MLP_WRITE_TO_FINAL_RESIDUAL_GRAD:
             rows, grad = self._final_rows()
             direct = torch.zeros_like(r.post)
-            direct[:, rows] = torch.einsum("td,lnd->ltn", grad, w.out)
-            return r.post * direct
+            direct[:, rows] = r.post[:, rows] * torch.einsum("td,lnd->ltn", grad, w.out)
+            return direct
         if scalar == TdbScalar.ATTN_QK_PROBS:
-            return r.probs.permute(0, 2, 3, 1)
+            return _heads_last(r.probs)
         if scalar == TdbScalar.UNFLATTENED_ATTN_ACT_TIMES_GRAD:
-            return (r.probs * self._grad("probs")).permute(0, 2, 3, 1)
+            return _heads_last(r.probs * self._grad("probs"))
         if scalar == TdbScalar.UNFLATTENED_ATTN_WRITE_NORM:
-            norms = self.head_writes.norm(dim=-1)[:, :, None, :]  # [L, H, 1, S]
-            return (r.probs * norms).permute(0, 2, 3, 1)
+            norms = self.head_write_norms[:, :, None, :]  # [L, H, 1, S]
+            return _heads_last(r.probs * norms)
         if scalar == TdbScalar.UNFLATTENED_ATTN_WRITE_TO_FINAL_RESIDUAL_GRAD:
             rows, grad = self._final_rows()
+            # v(s)·(W_O[h]·g(t)): each head's output projection reads the gradient once
+            read = torch.einsum("lhde,te->lhdt", w.heads, grad)  # [L, H, d, R]
             direct = torch.zeros_like(r.probs)
-            direct[:, :, rows] = torch.einsum("lhsd,td->lhts", self.head_writes, grad)
-            return (r.probs * direct).permute(0, 2, 3, 1)
+            direct[:, :, rows] = r.probs[:, :, rows] * (self._head_values() @ read).transpose(2, 3)
+            return _heads_last(direct)
         emb = r.embedding
         if scalar == TdbScalar.RESID_POST_EMBEDDING_NORM:
             value = emb.norm(dim=-1, keepdim=True)
@@ -162,14 +191,23 @@ class Scalars:
             )
         return value[None]
 
-    @cached_property
-    def head_writes(self) -> torch.Tensor:
-        """v(s)·W_O[h] for each layer, head and attended-to token, [L, H, S, D]: a head's write
-        from token t to s is p(t, s) times it (grouped-query heads read value head h // groups)."""
+    def _head_values(self) -> torch.Tensor:
+        """Each query head's value vectors, [L, H, S, d] (grouped-query heads read value head
+        h // groups)."""
         values = self.result.values  # [L, KV, S, d]
         groups = self.weights.parts.n_heads // values.shape[1]
-        values = values.repeat_interleave(groups, dim=1)
-        return torch.einsum("lhsd,lhde->lhse", values, self.weights.heads)
+        return values.repeat_interleave(groups, dim=1)
+
+    @cached_property
+    def head_write_norms(self) -> torch.Tensor:
+        """|v(s)·W_O[h]| for each layer, head and attended-to token, [L, H, S]: a head's write
+        from token t to s is p(t, s) times that vector (weights.head_factors)."""
+        return (self._head_values() @ self.weights.head_factors).norm(dim=-1)
+
+    def head_write(self, layer: int, head: int, source: int) -> torch.Tensor:
+        """v(s)·W_O[h], [D]."""
+        groups = self.weights.parts.n_heads // self.result.values.shape[1]
+        return self.result.values[layer, head // groups, source] @ self.weights.heads[layer, head]
 
     def write_vector(self, node_type: NodeType, layer: int | None, index: tuple) -> torch.Tensor:
         """What a node adds to the residual stream, [D]."""
@@ -179,7 +217,7 @@ class Scalars:
         if node_type == NodeType.ATTENTION_HEAD:
             token, source, head = index
             prob = self.result.probs[layer, head, token, source]
-            return prob * self.head_writes[layer, head, source]
+            return prob * self.head_write(layer, head, source)
         if node_type == NodeType.LAYER:
             return self.result.embedding[index[0]]
         raise ValueError(f"a {node_type.value} node writes nothing to the residual stream")
@@ -188,13 +226,19 @@ class Scalars:
         """Summed over layers and nodes, keeping tokens (and attended-to tokens): TDB's
         intermediate sums for the token display."""
         if scalar not in self._sums:
-            total = self.stacked(scalar).sum(0)
-            self._sums[scalar] = total.sum(-1) if total.ndim > 1 else total
+            stacked = self.stacked(scalar)
+            dims = (0, -1) if stacked.ndim > 2 else 0  # layers, then nodes (or heads)
+            self._sums[scalar] = stacked.sum(dims)
         return self._sums[scalar]
 
 
 GLU_SCALARS = (TdbScalar.MLP_PRE_ACT, TdbScalar.MLP_PRE_LINEAR, TdbScalar.MLP_SWISH)
 PER_PASS = [s for s in TdbScalar if s != TdbScalar.VOCAB_TOKEN_WRITE_TO_INPUT_DIRECTION]
+
+
+def _heads_last(per_head: torch.Tensor) -> torch.Tensor:
+    """[L, H, T, S] as TDB's [L, T, S, H], laid out so (rankings read it flat)."""
+    return per_head.permute(0, 2, 3, 1).contiguous()
 
 
 def _per_layer(acts, gate: torch.Tensor) -> torch.Tensor:

@@ -208,6 +208,28 @@ def test_a_neurons_output_tokens_are_its_write_through_the_unembedding(runner, r
     close(scores, logits - logits.mean())
 
 
+def test_logits_changed_after_the_unembedding_carry_the_loss_and_its_gradients(runner):
+    """A model that transforms its logits after the unembedding (Gemma 2's soft cap; here
+    doubled by a hook) explains its own logits: the loss and every gradient double."""
+    engine = engine_of(runner)
+    plain = engine.run(Variant(IDS, (TARGET,), (DISTRACTOR,)))
+
+    def doubled(module, args, output):
+        output.logits = output.logits * 2
+        return output
+
+    handle = engine.parts.model.register_forward_hook(doubled)
+    try:
+        store = engine.run(Variant(IDS, (TARGET,), (DISTRACTOR,)))
+    finally:
+        handle.remove()
+    assert store.result.loss == pytest.approx(2 * plain.result.loss, abs=1e-5)
+    close(store.result.logits, 2 * plain.result.logits)
+    for name in ("post", "probs", "final_residual", "embedding"):
+        close(store.result.grads[name], 2 * plain.result.grads[name])
+    assert plain.result.grads["post"].abs().sum() > 0
+
+
 @pytest.mark.parametrize("arch", ["olmo", "phi3"])
 def test_other_families_their_norms_and_fused_projections(tiny_models, arch):
     """OLMo's final norm is a LayerNorm without weights (centered: the fixed-scale gradient is
