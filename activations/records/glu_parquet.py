@@ -238,7 +238,11 @@ class GluParquetReader:
             return None
         if isinstance(columns, str):
             columns = [columns]
-        return _checked_columns(tuple(layout.columns), tuple(columns))
+        available, asked = tuple(layout.columns), tuple(columns)
+        try:
+            return _checked_columns(available, asked)
+        except TypeError:  # a name that cannot be hashed: unknown, said as such
+            return _checked_columns.__wrapped__(available, asked)
 
     def _row_group(
         self, layout: DatasetLayout, part: ParquetPart, group: int, wanted: tuple[str, ...] | None
@@ -278,8 +282,7 @@ class GluParquetReader:
 def _checked_columns(available: tuple[str, ...], columns: tuple[str, ...]) -> tuple[str, ...]:
     """The key columns and these, each once, where the dataset has them all (the same few
     sets are asked again and again: kept)."""
-    known = set(available)
-    unknown = [c for c in columns if c not in known]
+    unknown = [c for c in columns if c not in available]
     if unknown:
         raise ValueError(
             f"unknown column(s) {unknown}; this dataset's columns are: " + ", ".join(available)

@@ -5,8 +5,7 @@ A record made from a decoded row group is made on the server's event loop, which
 request shares, so what does not change from neuron to neuron is worked out once: the columns
 an answer reads (per dataset columns and hooks asked) and the file's parsed metadata. The
 record is validated in one call (the nested quadrants and examples as plain values), which
-gives the models the constructors give, in a tenth of the time of one constructor call per
-example.
+gives the models the constructors give, rather than one constructor call per example.
 """
 
 from __future__ import annotations
