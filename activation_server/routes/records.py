@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from dataclasses import replace
 from typing import Annotated
 
 import orjson
@@ -65,6 +66,8 @@ async def answer_record(
     metadata = get_neuron_dataset_metadata_by_short_name_and_dst(short_name, dst)
     source = services.sources.get(metadata)
     version = source.version()  # before reading: a change meanwhile makes the answer stale
+    if version is not NOT_KEPT and not (query.context or with_weights):
+        query = replace(query, kept=False)  # its answer is kept as bytes, below
     # assembled as the Python API assembles it (activations.session.Workbench.record)
     record = await services.workbench.record(metadata, layer, neuron, query, with_weights)
     if isinstance(record, GluNeuronRecord):  # the server's own paths stay its own

@@ -13,9 +13,8 @@ import operator
 import os
 import threading
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
-
-import pyarrow as pa
 
 from activations.io.byte_cache import ByteCache
 from activations.io.dataset_files import dataset_files
@@ -24,6 +23,7 @@ from activations.io.lru import LruCache
 from activations.io.parquet_parts import ParquetPart
 from activations.pools import side_by_side
 from activations.records.layout import DatasetLayout, assemble
+from activations.records.row_view import RowView
 from activations.records.schema import KEY_COLUMNS
 from registry.paths import local_path
 
@@ -155,6 +155,11 @@ class GluParquetReader:
     def columns(self) -> list[str]:
         return list(self._get_layout().columns)
 
+    @property
+    def metadata(self) -> dict[str, Any] | None:
+        """The file metadata of its first file (key `neurons`), as written; no data is read."""
+        return self._get_layout().metadata
+
     def describe(self) -> dict[str, Any]:
         """What the dataset holds, from its footers: no data is read."""
         layout = self._get_layout()
@@ -194,8 +199,6 @@ class GluParquetReader:
                 f"the row of layer {layer} neuron {neuron} holds layer {record['layer']} "
                 f"neuron {record['neuron']}"
             )
-        if wanted is not None:
-            record = {name: record[name] for name in wanted}
         return record
 
     def decoded_record(
@@ -211,22 +214,21 @@ class GluParquetReader:
             part, group, in_group, _ = layout.locate(layout.row(layer, neuron))
         except (LookupError, ValueError, RecordError):
             return None  # read_record says what is wrong
-        table = self._cache.get((part.index, group, None))
-        if table is None and wanted is not None:
-            table = self._cache.get((part.index, group, tuple(sorted(wanted))))
-        if table is None:
+        group_rows = self._cache.get((part.index, group, None))
+        if group_rows is None and wanted is not None:
+            group_rows = self._cache.get((part.index, group, tuple(sorted(wanted))))
+        if group_rows is None:
             return None
-        record = table.slice(in_group, 1).to_pylist()[0]
+        record = group_rows.row(in_group, wanted)
         if (record["layer"], record["neuron"]) != (layer, neuron):
             return None
-        return record if wanted is None else {name: record[name] for name in wanted}
+        return record
 
     def _read_row(
         self, layout: DatasetLayout, layer: int, neuron: int, wanted: tuple[str, ...] | None
     ) -> dict[str, Any]:
         part, group, in_group, _ = layout.locate(layout.row(layer, neuron))
-        table = self._row_group(layout, part, group, wanted)
-        return table.slice(in_group, 1).to_pylist()[0]
+        return self._row_group(layout, part, group, wanted).row(in_group, wanted)
 
     @staticmethod
     def _wanted_columns(
@@ -236,17 +238,15 @@ class GluParquetReader:
             return None
         if isinstance(columns, str):
             columns = [columns]
-        unknown = [c for c in columns if c not in layout.columns]
-        if unknown:
-            raise ValueError(
-                f"unknown column(s) {unknown}; this dataset's columns are: "
-                + ", ".join(layout.columns)
-            )
-        return tuple(dict.fromkeys([*KEY_COLUMNS, *columns]))
+        available, asked = tuple(layout.columns), tuple(columns)
+        try:
+            return _checked_columns(available, asked)
+        except TypeError:  # a name that cannot be hashed: unknown, said as such
+            return _checked_columns.__wrapped__(available, asked)
 
     def _row_group(
         self, layout: DatasetLayout, part: ParquetPart, group: int, wanted: tuple[str, ...] | None
-    ) -> pa.Table:  # noqa: ARG002 (layout: the caller's snapshot of it)
+    ) -> RowView:  # noqa: ARG002 (layout: the caller's snapshot of it)
         """A decoded row group from the cache (all columns, or exactly these), else read once
         even when several threads ask for it together."""
         if part.reads_whole(group):
@@ -270,11 +270,24 @@ class GluParquetReader:
                 table = part.read_group(group, None if wanted is None else list(wanted))
                 # the buffers' total (nbytes walks every list column's offsets: a tenth of a
                 # cold read)
-                self._cache.put(key, table, weight=table.get_total_buffer_size())
-                return table
+                rows = RowView(table)
+                self._cache.put(key, rows, weight=table.get_total_buffer_size())
+                return rows
         finally:
             with self._inflight_lock:
                 self._inflight.pop(key, None)
+
+
+@lru_cache(maxsize=256)
+def _checked_columns(available: tuple[str, ...], columns: tuple[str, ...]) -> tuple[str, ...]:
+    """The key columns and these, each once, where the dataset has them all (the same few
+    sets are asked again and again: kept)."""
+    unknown = [c for c in columns if c not in available]
+    if unknown:
+        raise ValueError(
+            f"unknown column(s) {unknown}; this dataset's columns are: " + ", ".join(available)
+        )
+    return tuple(dict.fromkeys([*KEY_COLUMNS, *columns]))
 
 
 def _stamp(files: list[str]) -> tuple:

@@ -7,7 +7,6 @@ text (tokenized on the CPU pool) and, on request, the neuron's values on it (the
 
 from __future__ import annotations
 
-import math
 import threading
 from typing import Any
 
@@ -21,30 +20,20 @@ from activations.io.errors import (
 from activations.io.lru import LruCache
 from activations.io.storage import StorageError, classify_error
 from activations.pools import PoolBusyError, Pools, PoolTimeoutError
-from activations.records.answers import GluExample, GluNeuronRecord, GluQuadrant, ValueHistogram
+from activations.records.answers import GluNeuronRecord
 from activations.records.file_metadata import read_file_metadata
 from activations.records.glu_parquet import GluParquetReader
-from activations.records.schema import (
-    RecordLayout,
-    count_column,
-    freq_column,
-    has_max,
-    histogram_column,
-    layout_of_columns,
-    max_indices_column,
-    max_positions_column,
-    max_values_column,
-    mean_column,
-)
+from activations.records.schema import layout_of_columns
 from activations.records.sizes import deep_bytes
 from activations.sources.glu_explainer import glu_explainer_record
+from activations.sources.glu_rows import FileMetadataOf, record_columns, summary_of_row
 from activations.sources.source import DatasetShape, ModelProvider, RecordQuery, SourceSettings
 from activations.text.corpora import Corpora
 from activations.text.example_text import ExampleText, refactored
 from registry import find_model
 from registry.metadata import NeuronDatasetMetadata
 from registry.paths import local_path
-from registry.vocabulary import ALL_TOKENS, DST_TO_HOOK, GLU_HOOKS, histogram_description
+from registry.vocabulary import DST_TO_HOOK, GLU_HOOKS
 
 
 def describe_source(metadata: NeuronDatasetMetadata) -> str:
@@ -66,10 +55,6 @@ def _unlocated_note(windows, why: str | None) -> str | None:
         f"{windows.unlocated} examples show their document's opening: the file stores no "
         f"positions, and the max token is located once the model runs on them{because}"
     )
-
-
-def _float(value: Any) -> float | None:
-    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
 
 class GluParquetFormat:
@@ -115,6 +100,7 @@ class GluDatasetSource:
         self.metadata = metadata
         self.shared = shared
         self.hook = DST_TO_HOOK[metadata.derived_scalar_type]  # the registry checked it
+        self._file_metadata = FileMetadataOf()
 
     @property
     def dataset(self) -> GluParquetReader:
@@ -166,7 +152,8 @@ class GluDatasetSource:
             record = await self._in_pool(self._summary, layer, neuron, query.all_hooks)
         if context:
             record.context_note = await self._add_text(record, context, activations)
-        self.shared.cache.put(key, record, weight=deep_bytes(record))
+        if query.kept:
+            self.shared.cache.put(key, record, weight=deep_bytes(record))
         return record
 
     def _decoded_summary(self, layer: int, neuron: int, all_hooks: bool) -> GluNeuronRecord | None:
@@ -310,87 +297,26 @@ class GluDatasetSource:
 
     def _read(
         self, layer: int, neuron: int, hooks: list[str] | None, decoded_only: bool = False
-    ) -> tuple | None:
+    ) -> dict[str, Any] | None:
         """The row's columns for these hooks' examples (all hooks: None) and every summary:
         a cold read decodes only what the answer shows. `decoded_only`: None unless its row
         group is decoded already (then nothing is read or waited for)."""
         dataset = self.dataset
         columns = None
         if hooks is not None:
-            available = dataset.columns
-            layout = layout_of_columns(available)
-            wanted = [freq_column(q) for q in layout.quadrants]
-            wanted += [count_column(q) for q in layout.quadrants]
-            wanted += [mean_column(q, h) for q in layout.quadrants for h in layout.hooks]
-            wanted += [histogram_column(q) for q in layout.histogram_quadrants()]
-            for q, h in layout.max_pairs():
-                if h in hooks:
-                    wanted += [max_values_column(q, h), max_indices_column(q, h)]
-                    wanted.append(max_positions_column(q, h))
-            columns = [c for c in wanted if c in available]
+            columns = record_columns(tuple(dataset.columns), tuple(hooks))
         if decoded_only:
-            row = dataset.decoded_record(layer, neuron, columns)
-            return None if row is None else (row, dataset.describe())
-        row = dataset.read_record(layer, neuron, columns)  # errors are mapped by _in_pool
-        return row, dataset.describe()
+            return dataset.decoded_record(layer, neuron, columns)
+        return dataset.read_record(layer, neuron, columns)  # errors are mapped by _in_pool
 
     def _summary(
         self, layer: int, neuron: int, all_hooks: bool, decoded_only: bool = False
     ) -> GluNeuronRecord | None:
         """The record without example text: one row read (`decoded_only`: see _read)."""
-        found = self._read(layer, neuron, None if all_hooks else [self.hook], decoded_only)
-        if found is None:
+        row = self._read(layer, neuron, None if all_hooks else [self.hook], decoded_only)
+        if row is None:
             return None
-        row, description = found
-        file_metadata = read_file_metadata(description.get("metadata"))
-        layout: RecordLayout = layout_of_columns(list(row))
-        hooks = [h for h in layout.hooks if all_hooks or h == self.hook]
-        quadrants = []
-        for q in layout.quadrants:
-            examples = {}
-            for h in hooks:
-                if not has_max(q, h) or max_values_column(q, h) not in row:
-                    continue
-                positions = row.get(max_positions_column(q, h)) or []
-                items = zip(
-                    row[max_values_column(q, h)], row[max_indices_column(q, h)], strict=True
-                )
-                examples[h] = [
-                    GluExample(
-                        value=value,
-                        document_index=doc,
-                        position=positions[i] if i < len(positions) else None,
-                    )
-                    for i, (value, doc) in enumerate(items)
-                    # an empty slot: value 0.0 (and index -1 in files of version 1)
-                    if doc >= 0 and value != 0.0
-                ]
-            quadrants.append(
-                GluQuadrant(
-                    name=q,
-                    freq=_float(row.get(freq_column(q))),
-                    count=row.get(count_column(q)),
-                    means={h: _float(row.get(mean_column(q, h))) for h in layout.hooks},
-                    examples=examples,
-                    histogram=row.get(histogram_column(q)),
-                )
-            )
-        return GluNeuronRecord(
-            dataset=self.metadata,
-            layer=layer,
-            neuron=neuron,
-            hook=self.hook,
-            quadrants=quadrants,
-            histogram=_histogram(row, file_metadata.histogram),
-            file_metadata=file_metadata,
+        file_metadata = self._file_metadata(self.dataset.metadata)
+        return summary_of_row(
+            row, layer, neuron, self.metadata, self.hook, all_hooks, file_metadata
         )
-
-
-def _histogram(row: dict[str, Any], bins: dict[str, Any] | None) -> ValueHistogram | None:
-    """Every token's histogram, in the bins the file names (else the vocabulary's)."""
-    counts = row.get(histogram_column(ALL_TOKENS))
-    return (
-        None
-        if counts is None
-        else ValueHistogram.of_counts(counts, bins or histogram_description())
-    )

@@ -35,6 +35,10 @@ class RecordQuery:
     """Tokens of text on each side of each example's max (0: no text)."""
     activations: bool = False
     """The neuron's per-token values on that text (needs the model)."""
+    kept: bool = True
+    """Whether the source keeps the record for the next ask. The server keeps a plain
+    record's answer as bytes instead (activation_server.answers): a record kept as models is
+    hundreds of objects that the garbage collector walks again and again."""
 
 
 Record = GluNeuronRecord | NeuronRecordResponse

@@ -103,3 +103,21 @@ def test_answers_that_say_what_went_wrong_are_made_anew(server, asked, tiny_data
     for _ in range(2):  # errors neither
         assert get(server, "/neuron_record/tiny-llama/mlp_post_act/1/99999")[0] == 404
     assert len(asked) == 4
+
+
+def test_a_plain_record_is_kept_as_its_answer_alone(server, monkeypatch):
+    """The answer's bytes are kept; the source is asked not to keep the record's models too.
+    Records with text are kept by the source (their answers are kept only where complete)."""
+    queries = []
+    real = glu_source.GluDatasetSource.record
+
+    async def seen(self, layer, neuron, query):
+        queries.append(query)
+        return await real(self, layer, neuron, query)
+
+    monkeypatch.setattr(glu_source.GluDatasetSource, "record", seen)
+    status, first, _ = get(server, PATH + "?hooks=all")
+    assert status == 200 and [q.kept for q in queries] == [False]
+    assert get(server, PATH + "?hooks=all")[1] == first and len(queries) == 1  # the bytes
+    status, _, _ = get(server, PATH + "?context=2")
+    assert status == 200 and [q.kept for q in queries] == [False, True]

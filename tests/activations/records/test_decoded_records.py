@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 
+import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from activations.pools import Pools
@@ -13,7 +15,16 @@ from activations.records.glu_parquet import GluParquetReader
 from activations.sources.glu_source import GluParquetFormat
 from activations.sources.source import RecordQuery, SourceSettings
 from registry.metadata import NeuronDatasetMetadata
-from tests.activations.records.test_glu_parquet import LAYERS, ROWS_PER_GROUP, N, ours, same
+from tests.activations.records.test_glu_parquet import (
+    LAYERS,
+    ROWS_PER_GROUP,
+    N,
+    metadata_for,
+    ours,
+    random_table,
+    same,
+    write,
+)
 
 __all__ = ["ours"]  # the fixture, shared
 
@@ -70,3 +81,59 @@ def test_the_source_answers_a_neighbour_without_the_pool(ours, monkeypatch):
     want = rows[2]
     for quadrant in neighbour.quadrants:
         assert same(quadrant.freq, want[f"{quadrant.name}_freq"])
+
+
+def test_rows_with_nulls_and_other_number_types_read_as_pyarrow_reads_them(tmp_path):
+    """Null scalars, null lists and null items, float64 lists and int32 counts: every row, read
+    or taken from its decoded group, is pyarrow's own row."""
+    table = random_table(seed=2)
+    rng = np.random.default_rng(5)
+    columns = []
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        values = column.to_pylist()
+        if name.endswith("_positions"):
+            values = [None if rng.random() < 0.1 else [None, *v[1:]] for v in values]
+        elif name.endswith(("_freq", "_mean")):
+            values = [None if rng.random() < 0.1 else v for v in values]
+        kind = column.type
+        if name.endswith("_max_values"):
+            kind = pa.list_(pa.float64())
+        elif name.endswith("_count"):
+            kind = pa.int32()
+        columns.append(pa.array(values, type=kind))
+    odd = pa.Table.from_arrays(columns, names=table.column_names)
+    path = write(odd, tmp_path / "odd.parquet", metadata_for(LAYERS))
+    rows = pq.read_table(path).to_pylist()
+    dataset = GluParquetReader(str(path))
+    some = ["gate+_in+_count", "gate-_in-_hook_post_max_positions", "gate+_in-_freq"]
+    for row in rows:
+        key = (row["layer"], row["neuron"])
+        read = dataset.read_record(*key)
+        assert read.keys() == row.keys() and all(same(read[c], row[c]) for c in row), key
+        decoded = dataset.decoded_record(*key, columns=some)
+        assert decoded is not None and list(decoded) == ["layer", "neuron", *some]
+        assert all(same(decoded[c], row[c]) for c in decoded), key
+
+
+def test_a_record_asked_not_to_be_kept_is_made_but_not_kept(ours):
+    path, _ = ours
+    metadata = NeuronDatasetMetadata(
+        short_name="ours", derived_scalar_type="mlp_post_act", user_visible_name="Ours",
+        neuron_dataset_path=str(path), format="glu_parquet",
+    )  # fmt: skip
+    pools = Pools()
+    records = GluParquetFormat(None, SourceSettings(), pools)
+    source = records.source(metadata)
+
+    async def read() -> tuple:
+        not_kept = await source.record(0, 1, RecordQuery(kept=False))
+        size = len(records.cache)
+        kept = await source.record(0, 1, RecordQuery())
+        return not_kept, size, kept, await source.record(0, 1, RecordQuery(kept=False))
+
+    try:
+        not_kept, size, kept, again = asyncio.run(read())
+    finally:
+        pools.shutdown()
+    assert size == 0 and len(records.cache) == 1
+    assert not_kept == kept and again is kept  # a kept record is given to every ask
