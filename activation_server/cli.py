@@ -152,6 +152,13 @@ def _server_options(parser: argparse.ArgumentParser) -> None:
         help="memory each in-memory cache of answers may take (records, answers' bytes)",
     )
     parser.add_argument(
+        "--decoded-cache-mb",
+        type=float,
+        default=ServerSettings.model_fields["decoded_cache_mb"].default,
+        metavar="MB",
+        help="memory the decoded row groups of every dataset may take together",
+    )
+    parser.add_argument(
         "--max-model-gb",
         type=float,
         default=ServerSettings.model_fields["max_model_gb"].default,
@@ -284,6 +291,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         upstream_timeout_s=args.upstream_timeout,
         max_model_gb=args.max_model_gb,
         record_cache_mb=args.cache_mb,
+        decoded_cache_mb=args.decoded_cache_mb,
         debugger_model=args.debugger_model,
     )
     print(f"serving on http://{args.host}:{args.port}/  (API docs: /docs; Ctrl-C stops)")

@@ -57,6 +57,9 @@ class SessionSettings(BaseModel):
     record_cache_mb: float = 256.0
     """Memory (MB) that each in-memory cache of answers may take: the records of each format,
     and the answers' bytes sent again; the least recently used go first beyond it."""
+    decoded_cache_mb: float = 512.0
+    """Memory (MB) that the decoded row groups of every GLU dataset take together (a
+    46,080-neuron file's are about 70 MB); the least recently used go first beyond it."""
     max_context: int = 64
     """Tokens shown on each side of an example's max (?context=N)."""
     max_example_tokens: int = 32_768
@@ -75,6 +78,7 @@ class SessionSettings(BaseModel):
         return SourceSettings(
             cache_size=self.record_cache_size,
             cache_bytes=self.record_cache_bytes,
+            decoded_bytes=int(self.decoded_cache_mb * 2**20),
             max_context=self.max_context,
             upstream_timeout_s=self.upstream_timeout_s,
             max_example_tokens=self.max_example_tokens,

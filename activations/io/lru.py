@@ -62,5 +62,32 @@ class LruCache(Generic[K, V]):
             self._items.clear()
             self._weight = 0
 
+    def drop(self, prefix: object) -> None:
+        """Drop the items whose key is a tuple that begins with `prefix`."""
+        with self._lock:
+            for key in [k for k in self._items if isinstance(k, tuple) and k[:1] == (prefix,)]:
+                self._weight -= self._items.pop(key)[1]
+
+    def share(self, prefix: object) -> SharedPart:
+        """A part of this cache for one user: its keys under `prefix`, within the budget of
+        the whole (one budget for many readers, not one each)."""
+        return SharedPart(self, prefix)
+
     def __len__(self) -> int:
         return len(self._items)
+
+
+class SharedPart(Generic[K, V]):
+    """One user's part of a shared LruCache: get, put and clear its own keys only."""
+
+    def __init__(self, whole: LruCache, prefix: object) -> None:
+        self.whole, self.prefix = whole, prefix
+
+    def get(self, key: K) -> V | None:
+        return self.whole.get((self.prefix, key))
+
+    def put(self, key: K, value: V, weight: int = 0) -> None:
+        self.whole.put((self.prefix, key), value, weight)
+
+    def clear(self) -> None:
+        self.whole.drop(self.prefix)

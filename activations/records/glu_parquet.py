@@ -19,7 +19,7 @@ from typing import Any
 from activations.io.byte_cache import ByteCache
 from activations.io.dataset_files import dataset_files
 from activations.io.errors import DatasetLayoutError, RecordError
-from activations.io.lru import LruCache
+from activations.io.lru import LruCache, SharedPart
 from activations.io.parquet_parts import ParquetPart
 from activations.pools import side_by_side
 from activations.records.layout import DatasetLayout, assemble
@@ -51,6 +51,7 @@ class GluParquetReader:
         revision: str | None = None,
         byte_cache: ByteCache | None = None,
         cached_bytes: int = DEFAULT_CACHED_BYTES,
+        decoded: LruCache | None = None,
     ) -> None:
         self.path = str(path)
         self.timeout_s = timeout_s
@@ -58,8 +59,10 @@ class GluParquetReader:
         self.revision = revision
         """An hf:// dataset's pinned revision (branch, tag or commit)."""
         self.byte_cache = byte_cache or ByteCache()
-        # decoded row groups: a few of the published files' 34,530-row groups are many MB
-        self._cache = LruCache(cached_row_groups, max_weight=cached_bytes)
+        # decoded row groups: a few of the published files' 34,530-row groups are many MB;
+        # `decoded`, a cache shared by every reader of a server, bounds them all together
+        whole = LruCache(cached_row_groups, cached_bytes) if decoded is None else decoded
+        self._cache: SharedPart = whole.share(object())
         self._local_files: list[str] = []
         self._stamp: tuple | None = None
         self._layout: DatasetLayout | None = None

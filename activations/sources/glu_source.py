@@ -22,7 +22,7 @@ from activations.io.storage import StorageError, classify_error
 from activations.pools import PoolBusyError, Pools, PoolTimeoutError
 from activations.records.answers import GluNeuronRecord
 from activations.records.file_metadata import read_file_metadata
-from activations.records.glu_parquet import GluParquetReader
+from activations.records.glu_parquet import DEFAULT_CACHED_ROW_GROUPS, GluParquetReader
 from activations.records.schema import layout_of_columns
 from activations.records.sizes import deep_bytes
 from activations.sources.glu_explainer import glu_explainer_record
@@ -72,6 +72,8 @@ class GluParquetFormat:
         )
         self._datasets: dict[tuple[str, str | None], GluParquetReader] = {}
         self._lock = threading.Lock()
+        # the decoded row groups of every dataset, within one budget
+        self.decoded: LruCache = LruCache(DEFAULT_CACHED_ROW_GROUPS, settings.decoded_bytes)
 
     def dataset(self, path: str, revision: str | None = None) -> GluParquetReader:
         """One reader per (path, revision), shared by every dst of that dataset."""
@@ -79,7 +81,9 @@ class GluParquetFormat:
             key = (path, revision)
             if key not in self._datasets:
                 timeout = self.settings.upstream_timeout_s
-                self._datasets[key] = GluParquetReader(path, timeout_s=timeout, revision=revision)
+                self._datasets[key] = GluParquetReader(
+                    path, timeout_s=timeout, revision=revision, decoded=self.decoded
+                )
             return self._datasets[key]
 
     def source(self, metadata: NeuronDatasetMetadata) -> GluDatasetSource:

@@ -99,6 +99,8 @@ class SourceSettings:
     """Records kept in memory, per format, at most."""
     cache_bytes: int = 256 * 2**20
     """Memory the records kept take, per format, at most (sizes.deep_bytes of each)."""
+    decoded_bytes: int = 512 * 2**20
+    """Memory the decoded row groups of every GLU dataset take together, at most."""
     max_context: int = 64
     """Tokens shown on each side of an example's max, at most."""
     upstream_timeout_s: float = 10.0
