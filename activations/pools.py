@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -27,6 +28,20 @@ class PoolTimeoutError(TimeoutError):
     """No answer within the job's deadline (its thread may still be running)."""
 
 
+_job = threading.local()  # the deadline (time.monotonic) of the job this thread runs, if any
+
+
+def time_left(own_s: float) -> float:
+    """The seconds one step of a job may take: its own timeout, or less where the job that
+    runs it has a deadline sooner (a job of several remote requests, each with a timeout of
+    its own, would otherwise hold its thread for several deadlines after its caller gave up).
+    0 once the job's deadline has passed."""
+    deadline = getattr(_job, "deadline", None)
+    if deadline is None:
+        return own_s
+    return max(0.0, min(own_s, deadline - time.monotonic()))
+
+
 class DaemonPool:
     """At most `threads` jobs run at once, at most `max_waiting` wait; threads start on demand."""
 
@@ -39,14 +54,16 @@ class DaemonPool:
         self._started = 0
         self._idle = 0
 
-    def submit(self, fn: Callable[..., T], *args: Any) -> Future:
+    def submit(self, fn: Callable[..., T], *args: Any, deadline: float | None = None) -> Future:
+        """fn(*args) on a thread of the pool; `deadline` (time.monotonic) bounds, through
+        time_left, every step of it that asks."""
         future: Future = Future()
         with self._lock:
             if self._jobs.qsize() >= self.max_waiting:
                 raise PoolBusyError(
                     f"{self.max_waiting} {self.name} jobs are waiting already; retry shortly"
                 )
-            self._jobs.put((future, fn, args))
+            self._jobs.put((future, fn, args, deadline))
             if self._idle == 0 and self._started < self.threads:
                 self._started += 1
                 threading.Thread(
@@ -63,13 +80,16 @@ class DaemonPool:
                 self._idle -= 1
             if job is None:
                 return
-            future, fn, args = job
+            future, fn, args, deadline = job
             if not future.set_running_or_notify_cancel():
                 continue  # its caller has gone
+            _job.deadline = deadline
             try:
                 future.set_result(fn(*args))
             except BaseException as error:
                 future.set_exception(error)
+            finally:
+                _job.deadline = None
 
     def shutdown(self) -> None:
         """Drop what waits; idle threads end, busy ones end after their job (without waiting
@@ -77,7 +97,7 @@ class DaemonPool:
         with self._lock:
             while True:
                 try:
-                    future, _, _ = self._jobs.get_nowait()
+                    future, *_ = self._jobs.get_nowait()
                 except queue.Empty:
                     break
                 future.cancel()
@@ -88,7 +108,8 @@ class DaemonPool:
     async def run(self, fn: Callable[..., T], *args: Any, timeout: float | None = None) -> T:
         """fn(*args) on a thread of this pool; PoolTimeoutError after `timeout` seconds (waiting
         for a thread included). A caller that is cancelled cancels the job if it has not begun."""
-        future = asyncio.wrap_future(self.submit(fn, *args))
+        deadline = None if timeout is None else time.monotonic() + timeout
+        future = asyncio.wrap_future(self.submit(fn, *args, deadline=deadline))
         try:
             return await asyncio.wait_for(future, timeout)
         except asyncio.TimeoutError:
@@ -113,10 +134,13 @@ class Pools:
 
 
 def side_by_side(jobs: list[Callable[[], T]]) -> list[tuple[T | None, BaseException | None]]:
-    """Run the jobs on daemon threads at once and wait for all: (result, error) of each."""
+    """Run the jobs on daemon threads at once and wait for all: (result, error) of each;
+    each within the deadline of the job that runs them, if it has one."""
     outcomes: list[tuple[Any, BaseException | None]] = [(None, None)] * len(jobs)
+    deadline = getattr(_job, "deadline", None)
 
     def run(i: int, job: Callable[[], T]) -> None:
+        _job.deadline = deadline
         try:
             outcomes[i] = (job(), None)
         except BaseException as error:

@@ -24,7 +24,7 @@ import aiohttp
 from activations.io import http_client
 from activations.io.byte_cache import ByteCache
 from activations.io.errors import UpstreamError, UpstreamTimeoutError
-from activations.pools import side_by_side
+from activations.pools import side_by_side, time_left
 
 TAIL_BYTES = 64 * 1024  # the first read of a file: its footer, usually whole
 _PART_HEAD_BYTES = 512  # a multipart/byteranges part's boundary and headers, at most
@@ -220,16 +220,17 @@ class RemoteFile:
         got = [0]  # body bytes read so far, for the message of a deadline
         client = http_client.blocking()
         get = lambda: self._get(client.session, headers, expect_ranges, limit, got)  # noqa: E731
+        timeout = time_left(transport.timeout_s)  # within the job's deadline, if it has one
         try:
-            answer = client.call(
-                lambda: asyncio.wait_for(get(), transport.timeout_s), transport.timeout_s
-            )
+            if timeout <= 0:
+                raise TimeoutError
+            answer = client.call(lambda: asyncio.wait_for(get(), timeout), timeout)
         except UpstreamError:
             raise
         except (TimeoutError, asyncio.TimeoutError):
             raise UpstreamTimeoutError(
                 f"{transport.describe(self.url)}: no complete answer within "
-                f"{transport.timeout_s:g} s ({got[0]} bytes came)"
+                f"{timeout:.3g} s ({got[0]} bytes came)"
             ) from None
         except Exception as error:
             raise _transport_error(transport.describe(self.url), error) from None

@@ -4,10 +4,13 @@ asked is not read past it, and one that dribbles is left at the deadline."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from activations.io.byte_cache import ByteCache
 from activations.io.errors import CorruptDatasetError, UpstreamError, UpstreamTimeoutError
+from activations.pools import DaemonPool, time_left
 from activations.records.glu_parquet import GluParquetReader
 from tests.activations.records.test_glu_parquet import metadata_for, random_table, same, write
 from tests.servers import RangeServer
@@ -126,3 +129,30 @@ def test_a_dribbling_answer_is_left_at_the_deadline(upstream):
     assert server.hung_up.wait(30)  # the client left: no thread reads on
     assert server.dribbled < 200
     dataset.close()
+
+
+def test_a_job_past_its_deadline_asks_the_upstream_nothing_more(upstream):
+    """A cold remote record is several requests (footers, then the row group's chunks), each
+    with a timeout of its own; run as a pool job with a deadline, each is cut to what is left,
+    so the job's thread is free once its caller has had its 504, not several timeouts later."""
+    _, _, server, root = upstream
+    dataset = opened(server, ByteCache(root), timeout_s=10.0)
+    pool = DaemonPool("remote read", 1)
+    opening = pool.submit(dataset.describe, deadline=time.monotonic() + 30)
+    opening.result(timeout=60)  # within its deadline: opened
+    asked = len(server.requests)
+    late = pool.submit(dataset.read_record, 1, 5, deadline=time.monotonic() - 1)
+    with pytest.raises(UpstreamTimeoutError, match="no complete answer within 0 s"):
+        late.result(timeout=60)
+    assert len(server.requests) == asked  # nothing was asked after the deadline
+    assert dataset.read_record(1, 5)  # outside any job: its own timeout alone
+    dataset.close()
+
+
+def test_time_left_is_the_jobs_deadline_or_the_steps_own():
+    assert time_left(7.0) == 7.0  # not in a job
+    pool = DaemonPool("cpu", 1)
+    assert pool.submit(time_left, 7.0, deadline=time.monotonic() + 1000).result() == 7.0
+    assert pool.submit(time_left, 7.0, deadline=time.monotonic() + 2).result() <= 2.0
+    assert pool.submit(time_left, 7.0, deadline=time.monotonic() - 1).result() == 0.0
+    assert pool.submit(time_left, 7.0).result() == 7.0  # a job without a deadline
