@@ -22,6 +22,8 @@ from activations.explanations.errors import UnsuitableModelError
 from activations.explanations.prompts import DIGITS, SimulationPrompt, simulation_prompt
 from activations.explanations.results import SequenceSimulation
 
+MAX_PREFIXES = 4
+
 
 class LocalLM:
     """A model and its tokenizer; its passes run one at a time (a lock), on whatever thread
@@ -32,7 +34,7 @@ class LocalLM:
     ) -> None:
         self.model = model
         self.prefix_cache = prefix_cache
-        self._prefix_state: tuple[list[int], Any] | None = None
+        self._prefixes: dict[str, tuple[list[int], Any]] = {}
         self.tokenizer = tokenizer
         self.name = name
         self.batch_size = batch_size
@@ -125,15 +127,23 @@ class LocalLM:
         """The ids of what every simulation prompt begins with (the system message and the
         few-shot examples, up to a special token) and the model's cache over them, made once:
         each pass then runs only the explanation and the sequence."""
-        if self._prefix_state is None:
-            messages = simulation_prompt("x", ["x"]).messages[:-2]
-            text = self.tokenizer.apply_chat_template(messages, tokenize=False)
+        return self._cached(simulation_prompt("x", ["x"]).messages[:-2])
+
+    def _cached(self, messages: list[dict[str, str]]) -> tuple[list[int], Any]:
+        """The ids of the messages' chat text and the model's cache over them, computed on
+        first use and kept (a few: the simulator's and the explainer's few-shot beginnings,
+        the same for every neuron)."""
+        text = self.tokenizer.apply_chat_template(messages, tokenize=False)
+        found = self._prefixes.get(text)
+        if found is None:
             ids = self._encode(text)
             out = self.model.get_decoder()(
                 input_ids=torch.tensor([ids], device=self.model.device), use_cache=True
             )
-            self._prefix_state = (ids, _cache_of(out))
-        return self._prefix_state
+            while len(self._prefixes) >= MAX_PREFIXES:
+                self._prefixes.pop(next(iter(self._prefixes)))
+            found = self._prefixes[text] = (ids, _cache_of(out))
+        return found
 
     @torch.inference_mode()
     def slot_distributions(self, batch: list[tuple[list[int], list[int]]]) -> list[torch.Tensor]:
@@ -234,13 +244,11 @@ class LocalLM:
         with self._lock, torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             # the prompt is run once and its cache copied to the n samples (generate would run
-            # it n times): the prompt is most of the work
+            # it n times): the prompt is most of the work; its few-shot beginning (every
+            # message but the last) is the same for every neuron, its cache kept
             extra = {}
             if self.prefix_cache and ids.shape[1] > 1:
-                body = self.model.get_decoder()
-                cache = _cache_of(body(input_ids=ids[:, :-1], use_cache=True))
-                cache.batch_repeat_interleave(n)
-                extra = _cache_argument(self.model.forward, cache)
+                extra = _cache_argument(self.model.forward, self._prompt_cache(messages, ids, n))
             batch = ids.repeat(n, 1)
             out = self.model.generate(
                 batch,
@@ -255,6 +263,24 @@ class LocalLM:
                 **extra,
             )
         return self.tokenizer.batch_decode(out[:, ids.shape[1] :], skip_special_tokens=True)
+
+    def _prompt_cache(self, messages: list[dict[str, str]], ids: torch.Tensor, n: int):
+        """The cache of the prompt but its last token, for n samples: the cached cache of its
+        first messages extended by the rest (or the whole, where the template does not split
+        there)."""
+        prompt = ids[0].tolist()
+        prefix, cache = self._cached(messages[:-1]) if len(messages) > 1 else ([], None)
+        if cache is None or prompt[: len(prefix)] != prefix or len(prefix) >= len(prompt) - 1:
+            prefix, cache = [], None
+        extra = (
+            _cache_argument(self.model.get_decoder().forward, copy.deepcopy(cache))
+            if cache is not None
+            else {}
+        )
+        out = self.model.get_decoder()(input_ids=ids[:, len(prefix) : -1], use_cache=True, **extra)
+        cache = _cache_of(out)
+        cache.batch_repeat_interleave(n)
+        return cache
 
 
 class _EndsLine(StoppingCriteria):
