@@ -30,9 +30,16 @@ class LocalLM:
     calls them (the server runs them on the model's own worker thread)."""
 
     def __init__(
-        self, model, tokenizer, name: str, batch_size: int = 8, prefix_cache: bool = True
+        self,
+        model,
+        tokenizer,
+        name: str,
+        batch_size: int = 8,
+        prefix_cache: bool = True,
+        dtype: str | None = None,
     ) -> None:
-        self.model = model
+        self.source = model
+        self.model = _in_dtype(model, dtype)
         self.prefix_cache = prefix_cache
         self._prefixes: dict[str, tuple[list[int], Any]] = {}
         self.tokenizer = tokenizer
@@ -291,6 +298,18 @@ class _EndsLine(StoppingCriteria):
 
     def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
         return torch.isin(input_ids[:, -1], self.newline_ids.to(input_ids.device))
+
+
+def _in_dtype(model, dtype: str | None):
+    """The model itself, or a copy of it in another dtype (its own weights stay as they are:
+    the server reads activations from them). bfloat16 on a CPU with AMX runs the simulator's
+    passes about 3x faster than float32."""
+    wanted = getattr(torch, dtype, None) if dtype else None
+    if dtype and not isinstance(wanted, torch.dtype):
+        raise UnsuitableModelError(f"unknown dtype {dtype!r}: give e.g. bfloat16 or float32")
+    if wanted is None or wanted == next(model.parameters()).dtype:
+        return model
+    return copy.deepcopy(model).to(wanted)
 
 
 def _cache_of(output):

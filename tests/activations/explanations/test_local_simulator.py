@@ -115,3 +115,15 @@ def test_generation_over_the_kept_few_shot_cache_is_plain_generation(lm):
         messages = [*few_shot, {"role": "user", "content": last}]
         assert lm.generate(messages, 3, 8, seed=4) == plain.generate(messages, 3, 8, seed=4)
     assert lm.tokenizer.apply_chat_template(few_shot, tokenize=False) in lm._prefixes
+
+
+def test_another_dtype_runs_on_a_copy_and_simulates_alike(lm):
+    half = LocalLM(lm.model, lm.tokenizer, "tiny-chat", dtype="bfloat16")
+    assert half.model.dtype == torch.bfloat16 and lm.model.dtype == torch.float32
+    assert half.source is lm.model
+    simulated = half.simulate("royalty", SEQUENCES), lm.simulate("royalty", SEQUENCES)
+    for a, b in zip(*simulated, strict=True):
+        assert a.expected_activations == pytest.approx(b.expected_activations, abs=0.3)
+    assert LocalLM(lm.model, lm.tokenizer, "tiny-chat", dtype="float32").model is lm.model
+    with pytest.raises(UnsuitableModelError, match="unknown dtype 'half-ish'"):
+        LocalLM(lm.model, lm.tokenizer, "tiny-chat", dtype="half-ish")
