@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from transformers import StoppingCriteria, StoppingCriteriaList
+from transformers import StaticCache, StoppingCriteria, StoppingCriteriaList
 
 from activations.explanations.errors import UnsuitableModelError
 from activations.explanations.prompts import DIGITS, SimulationPrompt, simulation_prompt
@@ -255,7 +255,8 @@ class LocalLM:
             # message but the last) is the same for every neuron, its cache kept
             extra = {}
             if self.prefix_cache and ids.shape[1] > 1:
-                extra = _cache_argument(self.model.forward, self._prompt_cache(messages, ids, n))
+                cache = self._prompt_cache(messages, ids, n, max_new_tokens)
+                extra = _cache_argument(self.model.forward, cache)
             batch = ids.repeat(n, 1)
             out = self.model.generate(
                 batch,
@@ -271,10 +272,13 @@ class LocalLM:
             )
         return self.tokenizer.batch_decode(out[:, ids.shape[1] :], skip_special_tokens=True)
 
-    def _prompt_cache(self, messages: list[dict[str, str]], ids: torch.Tensor, n: int):
-        """The cache of the prompt but its last token, for n samples: the cached cache of its
+    def _prompt_cache(
+        self, messages: list[dict[str, str]], ids: torch.Tensor, n: int, max_new_tokens: int
+    ):
+        """The cache of the prompt but its last token, for n samples: the kept cache of its
         first messages extended by the rest (or the whole, where the template does not split
-        there)."""
+        there), copied into a static cache of room for the answers (a growing cache copies
+        itself at every new token: a fifth of the sampling's time)."""
         prompt = ids[0].tolist()
         prefix, cache = self._cached(messages[:-1]) if len(messages) > 1 else ([], None)
         if cache is None or prompt[: len(prefix)] != prefix or len(prefix) >= len(prompt) - 1:
@@ -285,9 +289,7 @@ class LocalLM:
             else {}
         )
         out = self.model.get_decoder()(input_ids=ids[:, len(prefix) : -1], use_cache=True, **extra)
-        cache = _cache_of(out)
-        cache.batch_repeat_interleave(n)
-        return cache
+        return _static(self.model.config, _cache_of(out), n, ids.shape[1] + max_new_tokens)
 
 
 class _EndsLine(StoppingCriteria):
@@ -298,6 +300,19 @@ class _EndsLine(StoppingCriteria):
 
     def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
         return torch.isin(input_ids[:, -1], self.newline_ids.to(input_ids.device))
+
+
+def _static(config, cache, n: int, length: int):
+    """A static cache of `length` positions holding the cache's n times over (the cache
+    itself, repeated, where its layers are not plain keys and values)."""
+    layers = getattr(cache, "layers", None)
+    if not layers or any(getattr(layer, "keys", None) is None for layer in layers):
+        cache.batch_repeat_interleave(n)
+        return cache
+    static = StaticCache(config=config, max_cache_len=length)
+    for mine, layer in zip(static.layers, layers, strict=True):
+        mine.update(layer.keys.repeat(n, 1, 1, 1), layer.values.repeat(n, 1, 1, 1))
+    return static
 
 
 def _in_dtype(model, dtype: str | None):
