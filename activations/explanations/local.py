@@ -184,7 +184,9 @@ class LocalLM:
             slots = [[max(s, start + 1) for s in slots] for _, slots in batch]
             rows = torch.cat([hidden[b, torch.tensor(s) - 1 - start] for b, s in enumerate(slots)])
             wanted = self.digit_ids + ([self.ten_id] if self.ten_id is not None else [])
-            logits = head(rows)[:, wanted].float()
+            # only the digits' rows of the head: their softmax is renormalised over them
+            bias = head.bias[wanted] if getattr(head, "bias", None) is not None else None
+            logits = torch.nn.functional.linear(rows, head.weight[wanted], bias).float()
             if self.one_zero is None:
                 probs = torch.softmax(logits, dim=-1)
             else:
