@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 import statistics
 import time
 from pathlib import Path
@@ -80,6 +81,7 @@ async def run(args: argparse.Namespace) -> dict:
     metadata = get_neuron_dataset_metadata_by_short_name_and_dst(_dataset(args.dataset), args.dst)
     try:
         every = await _neurons(service, metadata, args)
+        random.Random(args.seed).shuffle(every)  # a run stopped early: still a random sample
         backend = service.backend(args.explainer)
         for layer, neuron in every:
             if (layer, neuron) in done:
