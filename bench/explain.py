@@ -1,16 +1,20 @@
 """Figure `explain`: neuron-explainer's method with the embedded SmolLM2-135M-Instruct, in
 process, on this CPU.
 
-- one neuron explained and scored (3 candidates of up to 40 tokens, each simulated on the
-  valid records: 2 top, 2 random, 25 tokens each), against the goal of 5 s;
-- the simulator's tokens per second (prompt tokens of 8 sequences' all-at-once prompts, one
-  pass over what follows their shared, cached beginning) against a bare forward pass of the
-  base model over the same whole prompts; goal ≥ 0.8×;
+- one neuron explained and scored as `neurons explain` explains a target: 5 train records
+  shown, 3 candidates of up to 40 tokens, each simulated on the valid records (5 top, 5 random,
+  25 tokens each), against the goal of 5 s; its parts (the explanation's generation, one
+  candidate's simulation) and the CPU seconds beside the wall seconds (the cores are shared);
+  and the same with one candidate (`--candidates 1`), and in bfloat16 (`embedded-bf16`);
+- the simulator's tokens per second (prompt tokens of the 10 sequences' all-at-once prompts,
+  one pass over what follows their shared, cached beginning) against a bare forward pass of
+  the base model over the same whole prompts; goal >= 0.8x;
 - a batch of neurons explained one after another (BENCH_EXPLAIN_NEURONS, 100 by default):
   its wall time.
 
 The neuron is synthetic (Shakespeare passages, the neuron firing on pronouns), so that the
-figure needs no collated dataset.
+figure needs no collated dataset. torch's thread count is in each row (OMP_NUM_THREADS=1 on
+cores shared with other work).
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ def _target(tokenizer, seed: int = 0):
     from activations.records.tdb_json import ActivationRecord
     from bench.live import make_texts
 
-    texts = make_texts(tokenizer, 12 + seed)[seed:]
+    texts = make_texts(tokenizer, 35 + seed)[seed:]
     records = []
     for text in texts:
         ids = tokenizer(text, add_special_tokens=False).input_ids[:25]
@@ -39,7 +43,14 @@ def _target(tokenizer, seed: int = 0):
         values = [3.0 + len(t) if t in PRONOUNS else 0.0 for t in tokens]
         records.append(ActivationRecord(tokens=tokens, activations=values))
     ranked = sorted(records, key=lambda r: -max(r.activations))
-    return Target(None, ranked[:8], ranked[8:] + ranked[:1])
+    return Target(None, ranked[:20], ranked[20:])
+
+
+def _timed(work) -> tuple[float, float, object]:
+    """Wall and CPU seconds of a call (CPU: this process's, every thread's)."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    found = work()
+    return time.perf_counter() - wall, time.process_time() - cpu, found
 
 
 def run() -> FigureResult:
@@ -47,12 +58,14 @@ def run() -> FigureResult:
 
     from activations.explanations.backends import InProcessBackend
     from activations.explanations.local import LocalLM
-    from activations.explanations.pipeline import explain
-    from activations.explanations.prompts import simulation_prompt
+    from activations.explanations.pipeline import explain, train_records, valid_records
+    from activations.explanations.prompts import explanation_messages, simulation_prompt
+    from activations.explanations.service import EXAMPLES_PER_SPLIT as PER_SPLIT
     from activations.models.loading import load_model
     from registry import get_model
 
     result = FigureResult("explain")
+    threads = torch.get_num_threads()
     model, tokenizer = load_model(get_model(EMBEDDED_MODEL))
     lm = LocalLM(model, tokenizer, EMBEDDED_MODEL)
 
@@ -61,22 +74,54 @@ def run() -> FigureResult:
 
     backend = InProcessBackend(EMBEDDED_MODEL, on_thread)
     target = _target(tokenizer)
+    sequences = [r.tokens for r in valid_records(target, PER_SPLIT)]
 
-    def one(t) -> tuple[float, float | None]:
-        began = time.perf_counter()
-        found = asyncio.run(explain(backend, t, "bench neuron", candidates=3, max_sequences=4))
-        return time.perf_counter() - began, found[0].get_preferred_score()
+    def one(t, candidates: int = 3):
+        return _timed(
+            lambda: asyncio.run(
+                explain(backend, t, "bench neuron", candidates, per_split=PER_SPLIT)
+            )
+        )
 
-    one(target)  # warm: the shared prefix's cache, first allocations
+    one(target)  # warm: the shared beginnings' caches, first allocations
     times = [one(target) for _ in range(2)]
-    seconds = median([t for t, _ in times])
-    log(f"explain: one neuron {seconds:.2f} s (best score {times[0][1]})")
+    seconds, cpu = median([t[0] for t in times]), median([t[1] for t in times])
+    messages = explanation_messages(train_records(target, PER_SPLIT))
+    gen = _timed(lambda: lm.generate(messages, 3, 40, 1.0, 1.0, 0))
+    sim = _timed(lambda: lm.simulate("pronouns", sequences))
+    single = one(target, candidates=1)
+    log(f"explain: one neuron {seconds:.2f} s ({cpu:.2f} CPU s), generation {gen[0]:.2f} s, "
+        f"one simulation {sim[0]:.2f} s, one candidate {single[0]:.2f} s")  # fmt: skip
     result.rows.append(
-        Row("explain", f"one neuron explained and scored, 3 candidates: {seconds:.2f} s",
-            f"goal {GOAL_S:g} s", GOAL_S / seconds, 1.0)
+        Row("explain", f"one neuron explained and scored, 3 candidates, {len(sequences)} "
+            f"sequences, {threads} thread(s): {seconds:.1f} s ({cpu:.1f} CPU s); generating "
+            f"{gen[0]:.1f} s, simulating one {sim[0]:.1f} s", f"goal {GOAL_S:g} s",
+            GOAL_S / seconds, 1.0)
+    )  # fmt: skip
+    result.rows.append(
+        Row("explain", f"the same, one candidate (--candidates 1): {single[0]:.1f} s "
+            f"({single[1]:.1f} CPU s)", f"goal {GOAL_S:g} s", GOAL_S / single[0], 1.0)
     )  # fmt: skip
 
-    sequences = [r.tokens for r in target.top]
+    half = LocalLM(model, tokenizer, EMBEDDED_MODEL, dtype="bfloat16")
+
+    async def on_half(work):
+        return await asyncio.to_thread(work, half)
+
+    fast = InProcessBackend(EMBEDDED_MODEL, on_half)
+
+    def one_half():
+        return asyncio.run(explain(fast, target, "bench neuron", 3, per_split=PER_SPLIT))
+
+    one_half()  # warm
+    in_bf16 = _timed(one_half)
+    log(f"explain: one neuron in bfloat16 {in_bf16[0]:.2f} s ({in_bf16[1]:.2f} CPU s)")
+    result.rows.append(
+        Row("explain", f"the same in bfloat16 (--explainer embedded-bf16), 3 candidates: "
+            f"{in_bf16[0]:.1f} s ({in_bf16[1]:.1f} CPU s)", f"goal {GOAL_S:g} s",
+            GOAL_S / in_bf16[0], 1.0)
+    )  # fmt: skip
+
     prompts = [lm.encode_simulation(simulation_prompt("pronouns", s)) for s in sequences]
     n_tokens = sum(len(ids) for ids, _ in prompts)
     length = max(len(ids) for ids, _ in prompts)
@@ -106,22 +151,29 @@ def run() -> FigureResult:
     sim_rate, bare_rate = n_tokens / median(sims), n_tokens / median(bares)
     log(f"explain: simulator {sim_rate:.0f} tokens/s, bare forward {bare_rate:.0f} tokens/s")
     result.rows.append(
-        Row("explain", f"simulator, {len(prompts)} prompts, {n_tokens} tokens: "
-            f"{sim_rate:.0f} tokens/s", f"bare forward pass: {bare_rate:.0f} tokens/s",
+        Row("explain", f"simulator, {len(prompts)} prompts, {n_tokens} tokens, {threads} "
+            f"thread(s): {sim_rate:.0f} tokens/s", f"bare forward pass: {bare_rate:.0f} tokens/s",
             ratio, SIM_TARGET)
     )  # fmt: skip
 
     count = int(os.environ.get("BENCH_EXPLAIN_NEURONS", "100"))
     began = time.perf_counter()
-    scores = [one(_target(tokenizer, seed=i % 5))[1] for i in range(count)]
+    scores = [one(_target(tokenizer, seed=i % 5))[2][0].get_preferred_score() for i in range(count)]
     wall = time.perf_counter() - began
     log(f"explain: {count} neurons in {wall:.0f} s")
     result.rows.append(
-        Row("explain", f"{count} neurons explained one after another: {wall:.0f} s "
-            f"({wall / count:.1f} s each)", "none", None)
+        Row("explain", f"{count} neurons explained one after another, {threads} thread(s): "
+            f"{wall:.0f} s ({wall / count:.1f} s each)", "none", None)
     )  # fmt: skip
     result.details = {
-        "one_neuron_s": [t for t, _ in times],
+        "threads": threads,
+        "one_neuron_s": [t[0] for t in times],
+        "one_neuron_cpu_s": [t[1] for t in times],
+        "generation_s": gen[0],
+        "one_simulation_s": sim[0],
+        "one_candidate_s": single[0],
+        "one_neuron_bf16_s": in_bf16[0],
+        "one_neuron_bf16_cpu_s": in_bf16[1],
         "simulator_s": sims,
         "bare_s": bares,
         "prompt_tokens": n_tokens,

@@ -48,11 +48,11 @@ class LocalModels:
         self._lms: dict[Any, LocalLM] = {}
         self._lock = threading.Lock()
 
-    def of(self, key: Any, model, tokenizer, name: str) -> LocalLM:
+    def of(self, key: Any, model, tokenizer, name: str, dtype: str | None = None) -> LocalLM:
         with self._lock:
             lm = self._lms.get(key)
-            if lm is None or lm.model is not model:
-                lm = self._lms[key] = LocalLM(model, tokenizer, name)
+            if lm is None or lm.source is not model:
+                lm = self._lms[key] = LocalLM(model, tokenizer, name, dtype=dtype)
             return lm
 
 

@@ -16,11 +16,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from transformers import StoppingCriteria, StoppingCriteriaList
+from transformers import StaticCache, StoppingCriteria, StoppingCriteriaList
 
 from activations.explanations.errors import UnsuitableModelError
 from activations.explanations.prompts import DIGITS, SimulationPrompt, simulation_prompt
 from activations.explanations.results import SequenceSimulation
+
+MAX_PREFIXES = 4
 
 
 class LocalLM:
@@ -28,11 +30,18 @@ class LocalLM:
     calls them (the server runs them on the model's own worker thread)."""
 
     def __init__(
-        self, model, tokenizer, name: str, batch_size: int = 8, prefix_cache: bool = True
+        self,
+        model,
+        tokenizer,
+        name: str,
+        batch_size: int = 8,
+        prefix_cache: bool = True,
+        dtype: str | None = None,
     ) -> None:
-        self.model = model
+        self.source = model
+        self.model = _in_dtype(model, dtype)
         self.prefix_cache = prefix_cache
-        self._prefix_state: tuple[list[int], Any] | None = None
+        self._prefixes: dict[str, tuple[list[int], Any]] = {}
         self.tokenizer = tokenizer
         self.name = name
         self.batch_size = batch_size
@@ -125,15 +134,23 @@ class LocalLM:
         """The ids of what every simulation prompt begins with (the system message and the
         few-shot examples, up to a special token) and the model's cache over them, made once:
         each pass then runs only the explanation and the sequence."""
-        if self._prefix_state is None:
-            messages = simulation_prompt("x", ["x"]).messages[:-2]
-            text = self.tokenizer.apply_chat_template(messages, tokenize=False)
+        return self._cached(simulation_prompt("x", ["x"]).messages[:-2])
+
+    def _cached(self, messages: list[dict[str, str]]) -> tuple[list[int], Any]:
+        """The ids of the messages' chat text and the model's cache over them, computed on
+        first use and kept (a few: the simulator's and the explainer's few-shot beginnings,
+        the same for every neuron)."""
+        text = self.tokenizer.apply_chat_template(messages, tokenize=False)
+        found = self._prefixes.get(text)
+        if found is None:
             ids = self._encode(text)
             out = self.model.get_decoder()(
                 input_ids=torch.tensor([ids], device=self.model.device), use_cache=True
             )
-            self._prefix_state = (ids, _cache_of(out))
-        return self._prefix_state
+            while len(self._prefixes) >= MAX_PREFIXES:
+                self._prefixes.pop(next(iter(self._prefixes)))
+            found = self._prefixes[text] = (ids, _cache_of(out))
+        return found
 
     @torch.inference_mode()
     def slot_distributions(self, batch: list[tuple[list[int], list[int]]]) -> list[torch.Tensor]:
@@ -167,7 +184,9 @@ class LocalLM:
             slots = [[max(s, start + 1) for s in slots] for _, slots in batch]
             rows = torch.cat([hidden[b, torch.tensor(s) - 1 - start] for b, s in enumerate(slots)])
             wanted = self.digit_ids + ([self.ten_id] if self.ten_id is not None else [])
-            logits = head(rows)[:, wanted].float()
+            # only the digits' rows of the head: their softmax is renormalised over them
+            bias = head.bias[wanted] if getattr(head, "bias", None) is not None else None
+            logits = torch.nn.functional.linear(rows, head.weight[wanted], bias).float()
             if self.one_zero is None:
                 probs = torch.softmax(logits, dim=-1)
             else:
@@ -234,12 +253,11 @@ class LocalLM:
         with self._lock, torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             # the prompt is run once and its cache copied to the n samples (generate would run
-            # it n times): the prompt is most of the work
+            # it n times): the prompt is most of the work; its few-shot beginning (every
+            # message but the last) is the same for every neuron, its cache kept
             extra = {}
             if self.prefix_cache and ids.shape[1] > 1:
-                body = self.model.get_decoder()
-                cache = _cache_of(body(input_ids=ids[:, :-1], use_cache=True))
-                cache.batch_repeat_interleave(n)
+                cache = self._prompt_cache(messages, ids, n, max_new_tokens)
                 extra = _cache_argument(self.model.forward, cache)
             batch = ids.repeat(n, 1)
             out = self.model.generate(
@@ -256,6 +274,25 @@ class LocalLM:
             )
         return self.tokenizer.batch_decode(out[:, ids.shape[1] :], skip_special_tokens=True)
 
+    def _prompt_cache(
+        self, messages: list[dict[str, str]], ids: torch.Tensor, n: int, max_new_tokens: int
+    ):
+        """The cache of the prompt but its last token, for n samples: the kept cache of its
+        first messages extended by the rest (or the whole, where the template does not split
+        there), copied into a static cache of room for the answers (a growing cache copies
+        itself at every new token: a fifth of the sampling's time)."""
+        prompt = ids[0].tolist()
+        prefix, cache = self._cached(messages[:-1]) if len(messages) > 1 else ([], None)
+        if cache is None or prompt[: len(prefix)] != prefix or len(prefix) >= len(prompt) - 1:
+            prefix, cache = [], None
+        extra = (
+            _cache_argument(self.model.get_decoder().forward, copy.deepcopy(cache))
+            if cache is not None
+            else {}
+        )
+        out = self.model.get_decoder()(input_ids=ids[:, len(prefix) : -1], use_cache=True, **extra)
+        return _static(self.model.config, _cache_of(out), n, ids.shape[1] + max_new_tokens)
+
 
 class _EndsLine(StoppingCriteria):
     """A sample ends at its first line break (explanations are one line)."""
@@ -265,6 +302,31 @@ class _EndsLine(StoppingCriteria):
 
     def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
         return torch.isin(input_ids[:, -1], self.newline_ids.to(input_ids.device))
+
+
+def _static(config, cache, n: int, length: int):
+    """A static cache of `length` positions holding the cache's n times over (the cache
+    itself, repeated, where its layers are not plain keys and values)."""
+    layers = getattr(cache, "layers", None)
+    if not layers or any(getattr(layer, "keys", None) is None for layer in layers):
+        cache.batch_repeat_interleave(n)
+        return cache
+    static = StaticCache(config=config, max_cache_len=length)
+    for mine, layer in zip(static.layers, layers, strict=True):
+        mine.update(layer.keys.repeat(n, 1, 1, 1), layer.values.repeat(n, 1, 1, 1))
+    return static
+
+
+def _in_dtype(model, dtype: str | None):
+    """The model itself, or a copy of it in another dtype (its own weights stay as they are:
+    the server reads activations from them). bfloat16 on a CPU with AMX runs the simulator's
+    passes about 3x faster than float32."""
+    wanted = getattr(torch, dtype, None) if dtype else None
+    if dtype and not isinstance(wanted, torch.dtype):
+        raise UnsuitableModelError(f"unknown dtype {dtype!r}: give e.g. bfloat16 or float32")
+    if wanted is None or wanted == next(model.parameters()).dtype:
+        return model
+    return copy.deepcopy(model).to(wanted)
 
 
 def _cache_of(output):

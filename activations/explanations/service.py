@@ -78,11 +78,12 @@ class Explanations:
             from activations.explanations.openai_backend import OpenAIBackend
 
             return OpenAIBackend(metadata)
-        model = metadata.model
+        model, dtype = metadata.model, metadata.dtype
 
         async def run(work):
             def on_worker(runner):
-                return work(self._local.of(model, runner.model, runner.tokenizer, model))
+                lm = self._local.of((model, dtype), runner.model, runner.tokenizer, model, dtype)
+                return work(lm)
 
             return await self.models.run(model, on_worker)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 import registry
 from activation_server.cli import main
@@ -87,7 +88,12 @@ def test_a_random_sample_and_a_score(home, capsys):
     assert "2 neurons, 0 already explained" in out
     assert "top-tokens baseline, scored the same way:" in out
     score = ["score", "--dataset", "tiny-llama", "--explainer", "tiny", "--layer", "1"]
-    assert main([*score, "--neuron", "3", "--text", "w5 and w7"]) == 0
+    before = torch.get_num_threads()
+    try:
+        assert main([*score, "--neuron", "3", "--text", "w5 and w7", "--threads", "2"]) == 0
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
     assert "score " in capsys.readouterr().out
     assert "w5 and w7" in (home / "1" / "3.jsonl").read_text()
 
@@ -96,4 +102,10 @@ def test_a_model_without_a_chat_template_is_named(home, capsys):
     args = ["explain", "--dataset", "tiny-llama", "--explainer", "plain", "--layers", "1"]
     assert main([*args, "--neurons", "2"]) == 2
     assert "'plain-lm' has no chat template" in capsys.readouterr().err
+    assert not home.exists()
+
+
+def test_a_thread_count_below_one_is_refused(home, capsys):
+    assert main([*ARGS, "--layers", "1", "--neurons", "2", "--threads", "0"]) != 0
+    assert "--threads 0: give a positive number of threads" in capsys.readouterr().err
     assert not home.exists()

@@ -102,3 +102,28 @@ def test_generation_over_the_shared_prompt_cache_is_plain_generation(lm):
         messages, 2, 8, temperature=0
     )
     assert lm.generate(messages, 3, 8, seed=4) == plain.generate(messages, 3, 8, seed=4)
+
+
+def test_generation_over_the_kept_few_shot_cache_is_plain_generation(lm):
+    plain = LocalLM(lm.model, lm.tokenizer, "tiny-chat", prefix_cache=False)
+    few_shot = [
+        {"role": "system", "content": "explain neurons"},
+        {"role": "user", "content": "w1 w2"},
+        {"role": "assistant", "content": "w2"},
+    ]
+    for last in ("explain w1", "explain w3 w4"):  # the second reuses the kept cache
+        messages = [*few_shot, {"role": "user", "content": last}]
+        assert lm.generate(messages, 3, 8, seed=4) == plain.generate(messages, 3, 8, seed=4)
+    assert lm.tokenizer.apply_chat_template(few_shot, tokenize=False) in lm._prefixes
+
+
+def test_another_dtype_runs_on_a_copy_and_simulates_alike(lm):
+    half = LocalLM(lm.model, lm.tokenizer, "tiny-chat", dtype="bfloat16")
+    assert half.model.dtype == torch.bfloat16 and lm.model.dtype == torch.float32
+    assert half.source is lm.model
+    simulated = half.simulate("royalty", SEQUENCES), lm.simulate("royalty", SEQUENCES)
+    for a, b in zip(*simulated, strict=True):
+        assert a.expected_activations == pytest.approx(b.expected_activations, abs=0.3)
+    assert LocalLM(lm.model, lm.tokenizer, "tiny-chat", dtype="float32").model is lm.model
+    with pytest.raises(UnsuitableModelError, match="unknown dtype 'half-ish'"):
+        LocalLM(lm.model, lm.tokenizer, "tiny-chat", dtype="half-ish")
