@@ -29,9 +29,19 @@ from tests.activations.records.test_glu_parquet import (
 __all__ = ["ours"]  # the fixture, shared
 
 
+def format_and_source(path) -> tuple[GluParquetFormat, object]:
+    """The GLU format (its caches) and the source of the file as the dataset `ours`."""
+    metadata = NeuronDatasetMetadata(
+        short_name="ours", derived_scalar_type="mlp_post_act", user_visible_name="Ours",
+        neuron_dataset_path=str(path), format="glu_parquet",
+    )  # fmt: skip
+    records = GluParquetFormat(None, SourceSettings(), Pools())
+    return records, records.source(metadata)
+
+
 def test_a_decoded_group_answers_its_rows_without_a_read(ours):
     path, _ = ours
-    rows = pq.read_table(path).to_pylist()
+    rows = pq.read_table(ours[0]).to_pylist()
     dataset = GluParquetReader(str(path))
     assert dataset.decoded_record(0, 0) is None  # not open: nothing decoded
     first = dataset.read_record(0, 0)
@@ -48,25 +58,18 @@ def test_a_decoded_group_answers_its_rows_without_a_read(ours):
 
 
 def test_the_source_answers_a_neighbour_without_the_pool(ours, monkeypatch):
-    path, _ = ours
-    metadata = NeuronDatasetMetadata(
-        short_name="ours", derived_scalar_type="mlp_post_act", user_visible_name="Ours",
-        neuron_dataset_path=str(path), format="glu_parquet",
-    )  # fmt: skip
-    pools = Pools()
-    records = GluParquetFormat(None, SourceSettings(), pools)
-    source = records.source(metadata)
+    records, source = format_and_source(ours[0])
 
     async def read() -> tuple:
         first = await source.record(0, 1, RecordQuery())
         hops = []
-        real = pools.local.run
+        real = records.pools.local.run
 
         async def counted(*args, **kwargs):
             hops.append(args[0])
             return await real(*args, **kwargs)
 
-        monkeypatch.setattr(pools.local, "run", counted)
+        monkeypatch.setattr(records.pools.local, "run", counted)
         neighbour = await source.record(0, 2, RecordQuery())  # the same row group
         far = await source.record(2, N - 1, RecordQuery())  # another one: read in the pool
         return first, neighbour, far, hops
@@ -74,10 +77,10 @@ def test_the_source_answers_a_neighbour_without_the_pool(ours, monkeypatch):
     try:
         first, neighbour, far, hops = asyncio.run(read())
     finally:
-        pools.shutdown()
+        records.pools.shutdown()
     assert (neighbour.layer, neighbour.neuron) == (0, 2) and neighbour.quadrants
     assert len(hops) == 1 and (far.layer, far.neuron) == (2, N - 1)
-    rows = pq.read_table(path).to_pylist()
+    rows = pq.read_table(ours[0]).to_pylist()
     want = rows[2]
     for quadrant in neighbour.quadrants:
         assert same(quadrant.freq, want[f"{quadrant.name}_freq"])
@@ -116,14 +119,7 @@ def test_rows_with_nulls_and_other_number_types_read_as_pyarrow_reads_them(tmp_p
 
 
 def test_a_record_asked_not_to_be_kept_is_made_but_not_kept(ours):
-    path, _ = ours
-    metadata = NeuronDatasetMetadata(
-        short_name="ours", derived_scalar_type="mlp_post_act", user_visible_name="Ours",
-        neuron_dataset_path=str(path), format="glu_parquet",
-    )  # fmt: skip
-    pools = Pools()
-    records = GluParquetFormat(None, SourceSettings(), pools)
-    source = records.source(metadata)
+    records, source = format_and_source(ours[0])
 
     async def read() -> tuple:
         not_kept = await source.record(0, 1, RecordQuery(kept=False))
@@ -134,6 +130,6 @@ def test_a_record_asked_not_to_be_kept_is_made_but_not_kept(ours):
     try:
         not_kept, size, kept, again = asyncio.run(read())
     finally:
-        pools.shutdown()
+        records.pools.shutdown()
     assert size == 0 and len(records.cache) == 1
     assert not_kept == kept and again is kept  # a kept record is given to every ask
