@@ -12,23 +12,11 @@ from __future__ import annotations
 import json
 import math
 from enum import Enum
-from typing import Any
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from activations.records.tdb_json import NeuronId
-
-
-def _tagged(expected: str):
-    def check(value: Any) -> str:
-        if value is None:
-            return expected
-        if value != expected:
-            raise ValueError(f"expected dataclass_name {expected!r}, got {repr(value)[:60]}")
-        return value
-
-    return field_validator("dataclass_name", mode="before")(check)
+from activations.records.tdb_json import NeuronId, dataclass_tag
 
 
 def finite_or_none(value: float | None) -> float | None:
@@ -69,7 +57,7 @@ class SequenceSimulation(_Fast):
     distribution_probabilities: list[list[float]] = Field(default_factory=list)
     uncalibrated_simulation: SequenceSimulation | None = None
 
-    _tag = _tagged("SequenceSimulation")
+    _tag = dataclass_tag("SequenceSimulation")
 
 
 class ScoredSequenceSimulation(_Fast):
@@ -80,7 +68,7 @@ class ScoredSequenceSimulation(_Fast):
     rsquared_score: float | None = None
     absolute_dev_explained_score: float | None = None
 
-    _tag = _tagged("ScoredSequenceSimulation")
+    _tag = dataclass_tag("ScoredSequenceSimulation")
     _finite = _scores_finite()
 
 
@@ -93,7 +81,7 @@ class ScoredSimulation(_Fast):
     rsquared_score: float | None = None
     absolute_dev_explained_score: float | None = None
 
-    _tag = _tagged("ScoredSimulation")
+    _tag = dataclass_tag("ScoredSimulation")
     _finite = _scores_finite()
 
     def get_preferred_score(self) -> float | None:
@@ -106,7 +94,7 @@ class ScoredExplanation(_Fast):
     explanation: str
     scored_simulation: ScoredSimulation
 
-    _tag = _tagged("ScoredExplanation")
+    _tag = dataclass_tag("ScoredExplanation")
 
     def get_preferred_score(self) -> float | None:
         return self.scored_simulation.get_preferred_score()
@@ -119,7 +107,7 @@ class NeuronSimulationResults(_Fast):
     neuron_id: NeuronId
     scored_explanations: list[ScoredExplanation]
 
-    _tag = _tagged("NeuronSimulationResults")
+    _tag = dataclass_tag("NeuronSimulationResults")
 
     def best(self) -> ScoredExplanation | None:
         """The explanation of highest score (scored ones before unscored ones)."""

@@ -28,7 +28,7 @@ from activations.io.errors import MalformedRecordError
 _TOKEN_PAIRS = "token_pairs"  # validation-context key (registry.vocabulary.TOKEN_PAIR_DSTS)
 
 
-def _dataclass_tag(expected: str):
+def dataclass_tag(expected: str):
     """A before-validator: a "dataclass_name" tag, when present, must name this dataclass."""
 
     def check(value: Any) -> str:
@@ -65,7 +65,7 @@ class ActivationRecord(_TdbModel):
     tokens: list[str]
     activations: list[float]
 
-    _tag = _dataclass_tag("ActivationRecord")
+    _tag = dataclass_tag("ActivationRecord")
 
     @model_validator(mode="after")
     def _counts_line_up(self, info: ValidationInfo) -> ActivationRecord:
@@ -86,7 +86,7 @@ class NeuronId(_TdbModel):
     layer_index: int = Field(validation_alias=AliasChoices("layer_index", "layer"))
     neuron_index: int = Field(validation_alias=AliasChoices("neuron_index", "idx"))
 
-    _tag = _dataclass_tag("NeuronId")
+    _tag = dataclass_tag("NeuronId")
 
 
 class NeuronRecord(_TdbModel):
@@ -104,7 +104,7 @@ class NeuronRecord(_TdbModel):
     kurtosis: float | None = None
     most_positive_activation_records: list[ActivationRecord] = Field(default_factory=list)
 
-    _tag = _dataclass_tag("NeuronRecord")
+    _tag = dataclass_tag("NeuronRecord")
 
     @field_validator("mean", "variance", "skewness", "kurtosis")
     @classmethod
