@@ -10,6 +10,8 @@ from Python because both ask this for it.
 
 from __future__ import annotations
 
+import time
+
 from pydantic import BaseModel
 
 from activations.debugger.engine import engine_of
@@ -140,8 +142,9 @@ class Workbench:
         torch when the interpreter exits aborts the process. Threads are daemons, so work that
         hangs beyond that holds nothing up. The waits block the loop: it is closing, and at
         the interpreter's exit (the API's atexit) no executor takes new work."""
+        deadline = time.monotonic() + wait_s  # one wait for both, not one each
         self.weight_views.close(wait_s)
-        self.models.stop(wait_s)
+        self.models.stop(max(0.0, deadline - time.monotonic()))
         await self.explanations.close()
         self.pools.shutdown()
         await self.sources.close()
