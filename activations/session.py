@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from activations.debugger.engine import engine_of
 from activations.explanations.search import ExplanationIndex
@@ -56,10 +56,10 @@ class SessionSettings(BaseModel):
     micro_batch_size: int = 8
     micro_batch_wait_s: float = 0.005
     record_cache_size: int = 4096
-    record_cache_mb: float = 256.0
+    record_cache_mb: float = Field(256.0, ge=0)
     """Memory (MB) that each in-memory cache of answers may take: the records of each format,
     and the answers' bytes sent again; the least recently used go first beyond it."""
-    decoded_cache_mb: float = 512.0
+    decoded_cache_mb: float = Field(512.0, ge=0)
     """Memory (MB) that the decoded row groups of every GLU dataset take together (a
     46,080-neuron file's are about 70 MB); the least recently used go first beyond it."""
     max_context: int = 64
