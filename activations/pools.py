@@ -9,9 +9,9 @@ join every thread at exit). A job waits for a thread at most as long as its dead
 from __future__ import annotations
 
 import asyncio
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -43,67 +43,81 @@ def time_left(own_s: float) -> float:
 
 
 class DaemonPool:
-    """At most `threads` jobs run at once, at most `max_waiting` wait; threads start on demand."""
+    """At most `threads` jobs run at once, at most `max_waiting` wait; threads start on demand.
+
+    A thread leaves the idle count in the same step as it takes a job (under one lock): a job
+    submitted meanwhile sees the thread as busy and starts another where the pool has room,
+    instead of waiting behind a job that may hold its thread for a long time."""
 
     def __init__(self, name: str, threads: int, max_waiting: int = 256) -> None:
         self.name = name
         self.threads = threads
         self.max_waiting = max_waiting
-        self._jobs: queue.Queue = queue.Queue()
-        self._lock = threading.Lock()
+        self._jobs: deque = deque()
+        self._ready = threading.Condition(threading.Lock())
         self._started = 0
-        self._idle = 0
+        self._idle = 0  # threads started and not running a job (taking one or waiting for one)
+        self._generation = 0  # shutdown starts a new one: the threads of older ones end
 
     def submit(self, fn: Callable[..., T], *args: Any, deadline: float | None = None) -> Future:
         """fn(*args) on a thread of the pool; `deadline` (time.monotonic) bounds, through
         time_left, every step of it that asks."""
         future: Future = Future()
-        with self._lock:
-            if self._jobs.qsize() >= self.max_waiting:
+        with self._ready:
+            if len(self._jobs) >= self.max_waiting:
                 raise PoolBusyError(
                     f"{self.max_waiting} {self.name} jobs are waiting already; retry shortly"
                 )
-            self._jobs.put((future, fn, args, deadline))
-            if self._idle == 0 and self._started < self.threads:
+            self._jobs.append((future, fn, args, deadline))
+            if len(self._jobs) > self._idle and self._started < self.threads:
                 self._started += 1
+                self._idle += 1  # counted from now: it will take a job without waiting
                 threading.Thread(
-                    target=self._work, name=f"{self.name}-{self._started}", daemon=True
+                    target=self._work,
+                    args=(self._generation,),
+                    name=f"{self.name}-{self._started}",
+                    daemon=True,
                 ).start()
+            self._ready.notify()
         return future
 
-    def _work(self) -> None:
-        while True:
-            with self._lock:
-                self._idle += 1
-            job = self._jobs.get()
-            with self._lock:
-                self._idle -= 1
-            if job is None:
-                return
+    def _take(self, generation: int) -> tuple | None:
+        """The next job, waited for; None once the pool has shut down since this thread began."""
+        with self._ready:
+            while not self._jobs and generation == self._generation:
+                self._ready.wait()
+            if generation != self._generation:
+                return None
+            self._idle -= 1
+            return self._jobs.popleft()
+
+    def _work(self, generation: int) -> None:
+        while (job := self._take(generation)) is not None:
             future, fn, args, deadline = job
-            if not future.set_running_or_notify_cancel():
-                continue  # its caller has gone
-            _job.deadline = deadline
-            try:
-                future.set_result(fn(*args))
-            except BaseException as error:
-                future.set_exception(error)
-            finally:
-                _job.deadline = None
+            if future.set_running_or_notify_cancel():  # else its caller has gone
+                _job.deadline = deadline
+                try:
+                    future.set_result(fn(*args))
+                except BaseException as error:
+                    future.set_exception(error)
+                finally:
+                    _job.deadline = None
+            with self._ready:
+                if generation != self._generation:
+                    return
+                self._idle += 1
 
     def shutdown(self) -> None:
         """Drop what waits; idle threads end, busy ones end after their job (without waiting
         for them). Jobs submitted later start new threads."""
-        with self._lock:
-            while True:
-                try:
-                    future, *_ = self._jobs.get_nowait()
-                except queue.Empty:
-                    break
+        with self._ready:
+            for future, *_ in self._jobs:
                 future.cancel()
-            for _ in range(self._started):
-                self._jobs.put(None)
+            self._jobs.clear()
+            self._generation += 1
             self._started = 0
+            self._idle = 0
+            self._ready.notify_all()
 
     async def run(self, fn: Callable[..., T], *args: Any, timeout: float | None = None) -> T:
         """fn(*args) on a thread of this pool; PoolTimeoutError after `timeout` seconds (waiting
