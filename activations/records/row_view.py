@@ -6,7 +6,9 @@ A row group's columns are numbers and lists of numbers without nulls, so each co
 numpy views of its buffers (no copy), and a row is a slice of each turned into Python values in
 one call of C code. The values are those pyarrow's conversion gives (a float32 widened to a
 Python float, an int64 an int); a column of any other type, or with nulls, is converted by
-pyarrow as before.
+pyarrow as before. The views are made from the buffers with numpy, not with pyarrow's
+`to_numpy`, which imports pandas the first time (a fifth of a second or more, on the event loop
+of the server's first record).
 """
 
 from __future__ import annotations
@@ -14,14 +16,34 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
-import pyarrow.types as pt
 
 Getter = Callable[[int], Any]
+# the numeric types whose values a numpy view reads as they are stored
+_NUMPY = {
+    pa.int8(): np.int8,
+    pa.int16(): np.int16,
+    pa.int32(): np.int32,
+    pa.int64(): np.int64,
+    pa.uint8(): np.uint8,
+    pa.uint16(): np.uint16,
+    pa.uint32(): np.uint32,
+    pa.uint64(): np.uint64,
+    pa.float32(): np.float32,
+    pa.float64(): np.float64,
+}
 
 
 def _plain_number(type_: pa.DataType) -> bool:
-    return pt.is_integer(type_) or (pt.is_floating(type_) and not pt.is_float16(type_))
+    return type_ in _NUMPY
+
+
+def _numbers(array: pa.Array) -> np.ndarray:
+    """A numeric array without nulls as a numpy view of its data buffer (no copy)."""
+    dtype = np.dtype(_NUMPY[array.type])
+    data = array.buffers()[1]
+    return np.frombuffer(data, dtype, count=len(array), offset=array.offset * dtype.itemsize)
 
 
 def _one_chunk(column: pa.ChunkedArray) -> pa.Array:
@@ -33,15 +55,15 @@ def _getter(column: pa.ChunkedArray) -> Getter:
     array = _one_chunk(column)
     type_ = array.type
     if array.null_count == 0 and _plain_number(type_):
-        return array.to_numpy(zero_copy_only=True).item  # item(i): row i as a Python number
+        return _numbers(array).item  # item(i): row i as a Python number
     if (
         array.null_count == 0
-        and (pt.is_list(type_) or pt.is_large_list(type_))
+        and (pa.types.is_list(type_) or pa.types.is_large_list(type_))
         and _plain_number(type_.value_type)
         and array.values.null_count == 0
     ):
-        offsets = array.offsets.to_pylist()
-        flat = array.values.to_numpy(zero_copy_only=True)
+        offsets = array.offsets.to_pylist()  # into the values of the whole (unsliced) list
+        flat = _numbers(array.values)
         return lambda i: flat[offsets[i] : offsets[i + 1]].tolist()
     return lambda i: array[i].as_py()
 
