@@ -95,8 +95,23 @@ async def _neurons(service: Explanations, metadata, args) -> list[tuple[int, int
     neurons = parse_ranges(args.neurons) if args.neurons else range(shape.neurons_per_layer)
     every = [(layer, neuron) for layer in layers for neuron in neurons]
     if args.sample is not None:
-        every = sorted(random.Random(args.seed).sample(every, min(args.sample, len(every))))
+        every = sorted(nested_sample(every, args.sample, args.seed))
     return every
+
+
+def nested_sample(population: list, k: int, seed: int) -> list:
+    """k of the population drawn at random, without replacement, so that a larger k of the
+    same seed draws the smaller one's first: a run resumed with a larger --sample adds
+    neurons to those done. random.sample does not promise that (on small populations it
+    switches method with k); this is its draw for large ones (the same neurons there), kept
+    for every size."""
+    rng, chosen, seen = random.Random(seed), [], set()
+    while len(chosen) < min(k, len(population)):
+        index = rng.randrange(len(population))
+        if index not in seen:
+            seen.add(index)
+            chosen.append(population[index])
+    return chosen
 
 
 def _done(service: Explanations, metadata, out, layer: int, neuron: int) -> bool:
