@@ -68,6 +68,20 @@ def summarise(lines: list[dict]) -> dict:
     }
 
 
+def _lines_done(out: Path) -> list[dict]:
+    """The lines of a run before (none without its file). Each line is written whole, with its
+    newline; a last line without one was cut by a stop as it was written: it is dropped from
+    the file, so that the run goes on after the last whole line."""
+    if not out.exists():
+        return []
+    text = out.read_bytes()
+    whole = text[: text.rfind(b"\n") + 1]
+    if len(whole) < len(text):
+        with out.open("r+b") as file:
+            file.truncate(len(whole))
+    return [json.loads(line) for line in whole.splitlines() if line]
+
+
 async def run(args: argparse.Namespace) -> dict:
     from activations.explanations.command import _dataset, _neurons, _service
     from activations.explanations.pipeline import explain, score, top_tokens_explanation
@@ -75,7 +89,7 @@ async def run(args: argparse.Namespace) -> dict:
     from registry import get_neuron_dataset_metadata_by_short_name_and_dst
 
     out = Path(args.out)
-    lines = [json.loads(t) for t in out.read_text().splitlines() if t] if out.exists() else []
+    lines = _lines_done(out)
     done = {(line["layer"], line["neuron"]) for line in lines}
     service = _service(args.device)
     metadata = get_neuron_dataset_metadata_by_short_name_and_dst(_dataset(args.dataset), args.dst)

@@ -166,3 +166,15 @@ def test_the_summary_is_the_lines_distribution(bench, tmp_path):
     assert summary["mean_difference"] == pytest.approx(difference.mean())
     seconds = np.mean([line["seconds"] for line in explained])
     assert summary["seconds_per_neuron"] == pytest.approx(seconds)
+
+
+def test_a_line_cut_as_it_was_written_is_dropped_and_the_run_goes_on(bench, tmp_path):
+    out = tmp_path / "dist.jsonl"
+    bench("--sample", "2", "--seed", "3", "--out", str(out))
+    whole = out.read_bytes()
+    out.write_bytes(whole + b'{"layer": 1, "neuron": 7, "explan')  # a stop mid-write
+    summary, _ = bench("--sample", "3", "--seed", "3", "--out", str(out))
+    assert out.read_bytes().startswith(whole)
+    lines = read_lines(out)  # every line whole (read_lines parses each)
+    assert len(lines) == 3 and len(neurons(lines)) == 3
+    assert summary["neurons"] == 3
