@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from activations.io.lru import LruCache
+from activations.session import LruCache
 
 PREFIX = "/neuron_record/"
 MAX_BYTES = 256 * 2**20  # the default of ServerSettings.record_cache_mb

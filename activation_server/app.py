@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import sys
 from contextlib import asynccontextmanager
@@ -29,8 +28,7 @@ from activation_server.routes import (
 )
 from activation_server.services import Services
 from activation_server.settings import ServerSettings
-from activations.io import hub
-from activations.io.parquet_parts import use_steady_memory_pool
+from activations.session import use_steady_memory_pool
 
 # Every group of routes: a module of routes/ with a `router`. A new group is one more entry.
 ROUTES = [
@@ -70,7 +68,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         # before listening (about 0.4 s): a first hf:// record would otherwise wait for them
-        await asyncio.to_thread(hub.warm_up)
+        await shared.workbench.warm_up()
         yield
         await shared.stop()
 

@@ -13,8 +13,17 @@ import orjson
 
 from activation_server.publish_cli import add_publish_commands
 from activation_server.settings import ServerSettings
-from activations.collate.config import add_collate_arguments
-from activations.commands import run_command
+from activations.cli_commands import (
+    ProgressFile,
+    add_collate_arguments,
+    add_explain_arguments,
+    add_score_arguments,
+    collate_command,
+    explain_command,
+    merge_files,
+    run_command,
+    score_command,
+)
 from registry import get_all_models, get_all_neuron_dataset_metadata
 from registry.plugins import REGISTER_ENV
 
@@ -80,8 +89,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _explain_commands(command) -> None:
-    from activations.explanations.command import add_explain_arguments, add_score_arguments
-
     add_explain_arguments(
         command("explain", cmd_explain, "explain and score neurons of a dataset (resumable)")
     )
@@ -89,14 +96,10 @@ def _explain_commands(command) -> None:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from activations.explanations.command import explain_command
-
     return explain_command(args)
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from activations.explanations.command import score_command
-
     return score_command(args)
 
 
@@ -258,14 +261,10 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_collate(args: argparse.Namespace) -> int:
-    from activations.collate.__main__ import collate_command
-
     return collate_command(args)
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    from activations.collate.merge import merge_files
-
     path = merge_files(args.files, args.out, overwrite=args.overwrite)
     print(f"wrote {path}")
     return 0
@@ -356,7 +355,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def start_default_collation(path: Path, max_docs: int, every: int) -> subprocess.Popen:
-    from activations.collate.progress import ProgressFile
     from registry.builtin import DEFAULT_CORPUS, EMBEDDED_MODEL
 
     command = [

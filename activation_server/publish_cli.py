@@ -10,7 +10,13 @@ from pathlib import Path
 
 import orjson
 
-from activations.publish.names import DEFAULT_LICENSE, HUB_TAG
+from activations.cli_commands import (
+    DEFAULT_LICENSE,
+    HUB_TAG,
+    hub_datasets,
+    push,
+    registration_module,
+)
 
 
 def add_publish_commands(command: Callable, datasets: argparse.ArgumentParser) -> None:
@@ -64,8 +70,6 @@ def add_publish_commands(command: Callable, datasets: argparse.ArgumentParser) -
 
 
 def cmd_push(args: argparse.Namespace) -> int:
-    from activations.publish import push
-
     if args.max_shard_mb is not None and args.max_shard_mb <= 0:
         raise ValueError(f"--max-shard-mb must be positive, not {args.max_shard_mb}")
     shard_bytes = int(args.max_shard_mb * 2**20) if args.max_shard_mb else None
@@ -86,7 +90,6 @@ def cmd_push(args: argparse.Namespace) -> int:
 
 def cmd_hub_datasets(args: argparse.Namespace) -> int:
     from activation_server.cli import format_table
-    from activations.publish import hub_datasets, registration_module
 
     found = hub_datasets(args.author, args.following, args.search)
     if args.json:

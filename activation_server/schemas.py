@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pydantic import AliasChoices, Field, StrictInt, model_validator
 
-from activations.sources.source import DatasetShape
+from activations.api import DatasetShape
 from registry.metadata import CamelModel, NeuronDatasetMetadata, VocabularyDescription
 from registry.vocabulary import DerivedScalarType
 

@@ -10,14 +10,16 @@ from fastapi import Request
 
 from activation_server.answers import WarmAnswers
 from activation_server.settings import ServerSettings
-from activations.explanations.search import ExplanationIndex
-from activations.explanations.service import Explanations
-from activations.models.pool import ModelPool
-from activations.pools import Pools
-from activations.search.searches import Searches
-from activations.session import Workbench
-from activations.sources.catalog import RecordSources
-from activations.weights.views import WeightViews
+from activations.session import (
+    ExplanationIndex,
+    Explanations,
+    ModelPool,
+    Pools,
+    RecordSources,
+    Searches,
+    WeightViews,
+    Workbench,
+)
 
 
 @dataclass

@@ -37,7 +37,11 @@ from activations.explanations.views import (
 )
 from activations.explanations.views import neuron_views as _explanation_views
 from activations.records.answers import GluNeuronRecord, NeuronRecordResponse
-from activations.records.explainer import ExplainerAttentionRecord, ExplainerRecord
+from activations.records.explainer import (
+    ExplainerAttentionRecord,
+    ExplainerRecord,
+    TokenAndAttentionScalars,
+)
 from activations.search.answers import PromptSearchResult, TokenSearchResult
 from activations.session import SessionSettings, Workbench
 from activations.sources.source import DatasetShape, Record, RecordQuery
@@ -55,6 +59,7 @@ __all__ = [
     "PromptSearchResult", "TokenSearchResult", "InterventionResult", "AttributionResult",
     # the answers (what the server returns too), and the calls its routes make
     "GluNeuronRecord", "NeuronRecordResponse", "ExplainerRecord", "ExplainerAttentionRecord",
+    "TokenAndAttentionScalars", "DatasetShape",
     "ExplanationSearchResult", "ExplanationDatasetView", "ScoredExplanationView",
     "SimulatedSequence", "neuron_views", "sequences_of", "MAX_EXPLANATION_CHARS",
     "run_attribution", "run_intervention", "read_progress", "progress_path",

@@ -5,7 +5,7 @@ room that raises it; this names them for those outside."""
 
 from __future__ import annotations
 
-from activations.debugger.errors import DebuggerInputError
+from activations.debugger.errors import DebuggerInputError, DebuggerRequestError
 from activations.debugger.parts import DebuggerUnsupportedError
 from activations.explanations.errors import ExplanationError
 from activations.io.errors import (
@@ -29,6 +29,7 @@ __all__ = [
     "CorruptDatasetError",
     "DatasetLayoutError",
     "DebuggerInputError",
+    "DebuggerRequestError",
     "DebuggerUnsupportedError",
     "ExplanationError",
     "LiveRequestError",

@@ -10,17 +10,35 @@ from Python because both ask this for it.
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from pydantic import BaseModel, Field
 
-from activations.debugger.engine import engine_of
+from activations.debugger.engine import Engine, engine_of, single_token
+from activations.debugger.nodes import (
+    NOT_FINITE,
+    Node,
+    input_token_scores,
+    input_token_scores_of,
+    output_token_scores,
+    top_nodes,
+    top_tokens,
+    values_of,
+)
+from activations.debugger.passes import Ablation, Trace, Variant
+from activations.debugger.scalars import Scalars
 from activations.explanations.search import ExplanationIndex
 from activations.explanations.service import Explanations
+from activations.io import hub
+from activations.io.lru import LruCache
+from activations.io.parquet_parts import use_steady_memory_pool
 from activations.models.live import LiveRequest, ModelRunner
 from activations.models.pool import ModelPool
+from activations.models.tokens import Tokens
 from activations.pools import Pools
 from activations.records.answers import GluNeuronRecord
+from activations.records.explainer import attention_record
 from activations.search.searches import Searches
 from activations.sources.catalog import RecordSources
 from activations.sources.source import (
@@ -34,11 +52,24 @@ from activations.sources.source import (
 from activations.weights.views import WeightViews
 from registry.metadata import NeuronDatasetMetadata
 
-# The composition root, and the parts of it the server's routes hand requests to: a model's
-# runner and its live requests, the debugger's engine on a runner, a record source and its query.
+# The composition root, what the server needs to build, run and close it, and the parts of it
+# the server hands requests to (the server imports these, never the rooms they come from).
 __all__ = [
-    "CLOSE_WAIT_S", "SessionSettings", "Workbench", "ModelRunner", "LiveRequest", "engine_of",
-    "RecordSource", "RecordQuery", "Record", "NOT_KEPT", "public_name",
+    "CLOSE_WAIT_S", "SessionSettings", "Workbench",
+    # the Workbench's parts, by type (the server's Services name them)
+    "ModelPool", "Pools", "RecordSources", "Searches", "WeightViews", "Explanations",
+    "ExplanationIndex",
+    # process-wide set-up a server makes before its Workbench (decoding's memory pool), and
+    # the LRU the sources keep answers in (the server keeps its answers' bytes in one too)
+    "use_steady_memory_pool", "LruCache",
+    # a model's runner and its live requests; a record source and its query
+    "ModelRunner", "LiveRequest", "RecordSource", "RecordQuery", "Record", "NOT_KEPT",
+    "public_name",
+    # the debugger's engine on a runner and the pass it runs (a variant with its ablations and
+    # trace; the scalars and nodes the pass gives), which the server's TDB requests become
+    "engine_of", "Engine", "single_token", "Tokens", "Variant", "Ablation", "Trace", "Scalars",
+    "Node", "NOT_FINITE", "top_nodes", "top_tokens", "values_of", "output_token_scores",
+    "input_token_scores", "input_token_scores_of", "attention_record",
 ]  # fmt: skip
 
 CLOSE_WAIT_S = 30.0
@@ -135,6 +166,11 @@ class Workbench:
         except Exception as error:  # computing, over the budget, out of the model's range
             return record.model_copy(update={"weights_note": str(error)})
         return record.model_copy(update={"weights": view})
+
+    async def warm_up(self) -> None:
+        """Make what a first hf:// read needs (the Hub's client, the HTTP clients: about 0.4 s)
+        before it is asked for, in a thread; a server awaits this before listening."""
+        await asyncio.to_thread(hub.warm_up)
 
     async def close(self, wait_s: float = CLOSE_WAIT_S) -> None:
         """Queued work fails; the work that runs on a model or computes a weight table is

@@ -15,10 +15,15 @@ import torch
 
 from activation_server.debugger import wire as w
 from activation_server.debugger.convert import variant_of
-from activations.debugger.engine import DebuggerInputError, DebuggerRequestError, Engine
-from activations.debugger.nodes import (
+from activations.errors import DebuggerInputError, DebuggerRequestError
+from activations.session import (
     NOT_FINITE,
+    Engine,
     Node,
+    Scalars,
+    Tokens,
+    Variant,
+    attention_record,
     input_token_scores,
     input_token_scores_of,
     output_token_scores,
@@ -26,10 +31,6 @@ from activations.debugger.nodes import (
     top_tokens,
     values_of,
 )
-from activations.debugger.passes import Variant
-from activations.debugger.scalars import Scalars
-from activations.models.tokens import Tokens
-from activations.records.explainer import attention_record
 from registry.debugger_vocabulary import NODE_TYPE, NodeType, TdbScalar
 
 # Record maxima for normalized activations, by (sub-request, spec name); None: not found.

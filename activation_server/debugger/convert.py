@@ -19,9 +19,8 @@ from activation_server.debugger.wire import (
     TokenPairAttributionRequestSpec,
     TokenScoringType,
 )
-from activations.debugger.engine import DebuggerInputError, Engine, single_token
-from activations.debugger.passes import Ablation, Trace, Variant
-from activations.models.tokens import Tokens
+from activations.errors import DebuggerInputError
+from activations.session import Ablation, Engine, Tokens, Trace, Variant, single_token
 from registry.debugger_vocabulary import (
     NODE_TABLE_GROUPS,
     ActivationLocation,

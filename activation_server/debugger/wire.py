@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import ConfigDict, Field
 
 from activation_server.routes.neuron_explainer import NodeIdAndDatasets
-from activations.records.explainer import TokenAndAttentionScalars
+from activations.api import TokenAndAttentionScalars
 from registry.debugger_vocabulary import (
     ActivationLocation,
     GroupId,
