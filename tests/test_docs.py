@@ -50,7 +50,11 @@ def test_only_the_listed_commands_are_left_out():
         assert any(c.startswith(start) for c in left_out), start
 
 
+PAGE_TIMEOUT_S = 1500  # a page that explains with the embedded model runs for minutes
+
+
 @pytest.mark.slow
+@pytest.mark.timeout(PAGE_TIMEOUT_S + 120)  # the page's own limit below says what ran over
 @pytest.mark.parametrize("path", PAGES, ids=[p.name for p in PAGES])
 def test_the_page_runs_as_written(path, tmp_path, tiny_models, shared_models, request):
     page = build(path, make_is_current())
@@ -74,7 +78,7 @@ def test_the_page_runs_as_written(path, tmp_path, tiny_models, shared_models, re
     if any(re.search(r"\bolmo-7b\b", line) for line in page.script):
         published, _ = request.getfixturevalue("olmo_replicas")["large"]
     prelude = local_hub(page, env, tmp_path / "hub-storage", published)
-    output = run(page, folder, env, timeout=1500, prelude=prelude)
+    output = run(page, folder, env, timeout=PAGE_TIMEOUT_S, prelude=prelude)
     at = output.find("Traceback")
     assert at < 0, output[max(0, at - 1000) : at + 5000]  # the traceback, not the page's tail
     for name in page.files:
