@@ -126,6 +126,35 @@ def accumulators_to_table(
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
+def _leaf_path(field: pa.Field) -> str:
+    """A column's path in the Parquet schema (a list's values are its `.list.element`)."""
+    if pa.types.is_list(field.type) or pa.types.is_large_list(field.type):
+        return f"{field.name}.list.element"
+    return field.name
+
+
+def parquet_options(schema: pa.Schema) -> dict[str, Any]:
+    """How a GLU record file is written (collation, merges and the Hub's shards alike).
+
+    Compression per column: a row group's chunk of a one-value-per-row column is a few hundred
+    bytes that zstd barely shrinks, while pyarrow's zstd costs a fixed setup for every chunk it
+    decodes (a new decompression context each time); so those are stored plain and the lists
+    (examples, histograms: most of the bytes) in zstd. A cold record decodes 41 chunks of its
+    row group: 1.1 ms against 1.7 ms with zstd everywhere, for a file 5 % larger (the embedded
+    model's dataset). Activations rarely repeat: dictionary pages only cost (a cold row-group
+    read of a full-size file takes 2.3 ms without them against 3.1 ms, and the file is 25 %
+    smaller), so only the key columns have them (and statistics)."""
+    compression = {
+        _leaf_path(field): "zstd" if "." in _leaf_path(field) else "none" for field in schema
+    }
+    return {
+        "compression": compression,
+        "use_dictionary": list(KEY_COLUMNS),
+        "write_statistics": list(KEY_COLUMNS),
+        "write_page_checksum": True,
+    }
+
+
 def write_table_atomically(
     table: pa.Table,
     path: str | os.PathLike,
@@ -137,17 +166,7 @@ def write_table_atomically(
     path = Path(path)
     tmp = temporary_beside(path)
     try:
-        pq.write_table(
-            table,
-            tmp,
-            row_group_size=rows_per_group,
-            compression="zstd",
-            # activations rarely repeat: dictionary pages only cost (a cold row-group read of a
-            # full-size file takes 2.3 ms without them against 3.1 ms, and the file is 25 % smaller)
-            use_dictionary=list(KEY_COLUMNS),
-            write_statistics=list(KEY_COLUMNS),
-            write_page_checksum=True,
-        )
+        pq.write_table(table, tmp, row_group_size=rows_per_group, **parquet_options(table.schema))
         publish(tmp, path, overwrite)
     except FileExistsError:
         raise  # the finished file stays where the message says

@@ -24,7 +24,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from activations.collate.writer import accumulators_to_table, read_metadata, table_to_accumulators
+from activations.collate.writer import (
+    accumulators_to_table,
+    parquet_options,
+    read_metadata,
+    table_to_accumulators,
+)
 from activations.records.schema import (
     GLU_LAYOUT,
     KEY_COLUMNS,
@@ -285,10 +290,7 @@ def _batches(source: pq.ParquetFile | pa.Table, groups: list[int], first: int, s
 
 def _writer(file: Path, schema: pa.Schema) -> pq.ParquetWriter:
     # as collation writes (writer.write_table_atomically): one neuron is one row-group read
-    return pq.ParquetWriter(
-        file, schema, compression="zstd", use_dictionary=list(KEY_COLUMNS),
-        write_statistics=list(KEY_COLUMNS), write_page_checksum=True,
-    )  # fmt: skip
+    return pq.ParquetWriter(file, schema, **parquet_options(schema))
 
 
 def _check_order(path: Path, batch: pa.RecordBatch, start: int, n_neurons: int) -> None:

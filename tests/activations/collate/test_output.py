@@ -6,12 +6,16 @@ from __future__ import annotations
 import os
 import stat
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 import registry
 from activations.collate import CollateConfig, collate
 from activations.collate.output import remove_stale, temporary_beside
+from activations.collate.writer import write_table_atomically
+from registry.columns import KEY_COLUMNS
+from tests.activations.records.test_glu_parquet import random_table
 from tests.tiny import random_documents, write_jsonl
 
 
@@ -81,3 +85,25 @@ def test_temporaries_of_killed_runs_are_removed(tmp_path):
     assert alive.exists() and other.exists() and not dead.exists()
     fresh = temporary_beside(out)
     assert fresh.name.startswith(f".out.parquet.{os.getpid()}.") and fresh.parent == tmp_path
+
+
+def test_one_value_columns_are_stored_plain_and_lists_in_zstd(tmp_path):
+    """A record file as every writer writes it (parquet_options): each one-value-per-row
+    column's chunks uncompressed, each list's in zstd, the key columns with dictionary pages
+    and statistics; the rows read back as written."""
+    table = random_table(layers=[0, 1], n=40, seed=3)
+    path = tmp_path / "records.parquet"
+    write_table_atomically(table, path, rows_per_group=16)
+    file = pq.ParquetFile(path)
+    lists = {f.name for f in table.schema if pa.types.is_list(f.type)}
+    assert lists and len(lists) < len(table.schema)  # both kinds are there
+    for group in range(file.metadata.num_row_groups):
+        row_group = file.metadata.row_group(group)
+        for j in range(row_group.num_columns):
+            chunk = row_group.column(j)
+            name = chunk.path_in_schema.split(".")[0]
+            assert chunk.compression == ("ZSTD" if name in lists else "UNCOMPRESSED"), name
+            assert chunk.is_stats_set == (name in KEY_COLUMNS), name
+            assert chunk.has_dictionary_page == (name in KEY_COLUMNS), name
+    # every value as written (repr: its empty quadrants' NaN means compare equal)
+    assert repr(file.read().to_pylist()) == repr(table.to_pylist())
