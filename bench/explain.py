@@ -1,20 +1,25 @@
 """Figure `explain`: neuron-explainer's method with the embedded SmolLM2-135M-Instruct, in
 process, on this CPU.
 
-- one neuron explained and scored as `neurons explain` explains a target: 5 train records
-  shown, 3 candidates of up to 40 tokens, each simulated on the valid records (5 top, 5 random,
-  25 tokens each), against the goal of 5 s; its parts (the explanation's generation, one
-  candidate's simulation) and the CPU seconds beside the wall seconds (the cores are shared);
-  and the same with one candidate (`--candidates 1`), and in bfloat16 (`embedded-bf16`);
+- one neuron explained and scored as `neurons explain` explains a target, by the default
+  explainer (`embedded`: bfloat16 where the CPU multiplies it natively, else float32): 5 train
+  records shown, 3 candidates of up to 40 tokens, each simulated on the valid records (5 top,
+  5 random, 25 tokens each), against the goal of 5 s; its parts (the explanation's generation,
+  one candidate's simulation) and the CPU seconds beside the wall seconds; the same with one
+  candidate (`--candidates 1`), and in float32 (`embedded-float32`, information);
 - the simulator's tokens per second (prompt tokens of the 10 sequences' all-at-once prompts,
-  one pass over what follows their shared, cached beginning) against a bare forward pass of
-  the base model over the same whole prompts; goal >= 0.8x;
+  one pass over what follows their shared beginning) against a bare forward pass of the base
+  model over the same whole prompts; goal >= 0.8x;
 - a batch of neurons explained one after another (BENCH_EXPLAIN_NEURONS, 100 by default):
   its wall time.
 
-The neuron is synthetic (Shakespeare passages, the neuron firing on pronouns), so that the
-figure needs no collated dataset. torch's thread count is in each row (OMP_NUM_THREADS=1 on
-cores shared with other work).
+Every pass runs on the model's own worker thread, as in `neurons explain` and the server, the
+model loaded there too: torch's OpenMP threads stop spinning between parallel regions once a
+second thread of the process has run one (more threads than cores), and a pass then takes about
+a quarter longer (a simulation 1.02 s on one thread against 1.23-1.55 s across two, measured
+here). The neuron is synthetic (Shakespeare passages, the neuron firing on pronouns), so that
+the figure needs no collated dataset. torch's thread count is in each row (OMP_NUM_THREADS=1
+on cores shared with other work).
 """
 
 from __future__ import annotations
@@ -54,72 +59,78 @@ def _timed(work) -> tuple[float, float, object]:
 
 
 def run() -> FigureResult:
+    from activations.models.pool import ModelPool
+
+    pool = ModelPool()
+    try:
+        return pool.worker(EMBEDDED_MODEL).submit(_figure).result()
+    finally:
+        pool.stop()
+
+
+def _backend(lm):
+    """An in-process backend whose work runs where it is awaited (here: the model's thread)."""
+    from activations.explanations.backends import InProcessBackend
+
+    async def here(work):
+        return work(lm)
+
+    return InProcessBackend(EMBEDDED_MODEL, here)
+
+
+def _figure(runner) -> FigureResult:
     import torch
 
-    from activations.explanations.backends import InProcessBackend
     from activations.explanations.local import LocalLM
     from activations.explanations.pipeline import explain, train_records, valid_records
     from activations.explanations.prompts import explanation_messages, simulation_prompt
     from activations.explanations.service import EXAMPLES_PER_SPLIT as PER_SPLIT
-    from activations.models.loading import load_model
-    from registry import get_model
+    from registry.explanations import get_explainer
 
     result = FigureResult("explain")
     threads = torch.get_num_threads()
-    model, tokenizer = load_model(get_model(EMBEDDED_MODEL))
-    lm = LocalLM(model, tokenizer, EMBEDDED_MODEL)
-
-    async def on_thread(work):
-        return await asyncio.to_thread(work, lm)
-
-    backend = InProcessBackend(EMBEDDED_MODEL, on_thread)
+    model, tokenizer = runner.model, runner.tokenizer
+    lm = LocalLM(model, tokenizer, EMBEDDED_MODEL, dtype=get_explainer().dtype)
+    dtype = str(lm.model.dtype).removeprefix("torch.")
+    backend = _backend(lm)
     target = _target(tokenizer)
     sequences = [r.tokens for r in valid_records(target, PER_SPLIT)]
 
-    def one(t, candidates: int = 3):
+    def one(t, candidates: int = 3, on=backend):
         return _timed(
-            lambda: asyncio.run(
-                explain(backend, t, "bench neuron", candidates, per_split=PER_SPLIT)
-            )
+            lambda: asyncio.run(explain(on, t, "bench neuron", candidates, per_split=PER_SPLIT))
         )
 
     one(target)  # warm: the shared beginnings' caches, first allocations
-    times = [one(target) for _ in range(2)]
+    times = [one(target) for _ in range(3)]
     seconds, cpu = median([t[0] for t in times]), median([t[1] for t in times])
     messages = explanation_messages(train_records(target, PER_SPLIT))
     gen = _timed(lambda: lm.generate(messages, 3, 40, 1.0, 1.0, 0))
     sim = _timed(lambda: lm.simulate("pronouns", sequences))
     single = one(target, candidates=1)
-    log(f"explain: one neuron {seconds:.2f} s ({cpu:.2f} CPU s), generation {gen[0]:.2f} s, "
-        f"one simulation {sim[0]:.2f} s, one candidate {single[0]:.2f} s")  # fmt: skip
+    log(
+        f"explain: one neuron ({dtype}) {seconds:.2f} s ({cpu:.2f} CPU s), generation "
+        f"{gen[0]:.2f} s, one simulation {sim[0]:.2f} s, one candidate {single[0]:.2f} s"
+    )
     result.rows.append(
-        Row("explain", f"one neuron explained and scored, 3 candidates, {len(sequences)} "
-            f"sequences, {threads} thread(s): {seconds:.1f} s ({cpu:.1f} CPU s); generating "
-            f"{gen[0]:.1f} s, simulating one {sim[0]:.1f} s", f"goal {GOAL_S:g} s",
-            GOAL_S / seconds, 1.0)
+        Row("explain", f"one neuron explained and scored (explainer `embedded`: {dtype}), 3 "
+            f"candidates, {len(sequences)} sequences, {threads} thread(s): {seconds:.1f} s "
+            f"({cpu:.1f} CPU s); generating {gen[0]:.1f} s, simulating one {sim[0]:.1f} s",
+            f"goal {GOAL_S:g} s", GOAL_S / seconds, 1.0)
     )  # fmt: skip
     result.rows.append(
         Row("explain", f"the same, one candidate (--candidates 1): {single[0]:.1f} s "
             f"({single[1]:.1f} CPU s)", f"goal {GOAL_S:g} s", GOAL_S / single[0], 1.0)
     )  # fmt: skip
 
-    half = LocalLM(model, tokenizer, EMBEDDED_MODEL, dtype="bfloat16")
-
-    async def on_half(work):
-        return await asyncio.to_thread(work, half)
-
-    fast = InProcessBackend(EMBEDDED_MODEL, on_half)
-
-    def one_half():
-        return asyncio.run(explain(fast, target, "bench neuron", 3, per_split=PER_SPLIT))
-
-    one_half()  # warm
-    in_bf16 = _timed(one_half)
-    log(f"explain: one neuron in bfloat16 {in_bf16[0]:.2f} s ({in_bf16[1]:.2f} CPU s)")
+    full = LocalLM(model, tokenizer, EMBEDDED_MODEL, dtype="float32")
+    one(target, on=_backend(full))  # warm
+    in_fp32 = one(target, on=_backend(full))
+    log(f"explain: one neuron in float32 {in_fp32[0]:.2f} s ({in_fp32[1]:.2f} CPU s)")
     result.rows.append(
-        Row("explain", f"the same in bfloat16 (--explainer embedded-bf16), 3 candidates: "
-            f"{in_bf16[0]:.1f} s ({in_bf16[1]:.1f} CPU s)", f"goal {GOAL_S:g} s",
-            GOAL_S / in_bf16[0], 1.0)
+        Row("explain", f"the same in float32 (--explainer embedded-float32), 3 candidates: "
+            f"{in_fp32[0]:.1f} s ({in_fp32[1]:.1f} CPU s)", f"goal {GOAL_S:g} s",
+            GOAL_S / in_fp32[0], None)
     )  # fmt: skip
 
     prompts = [lm.encode_simulation(simulation_prompt("pronouns", s)) for s in sequences]
@@ -134,7 +145,7 @@ def run() -> FigureResult:
     def bare() -> float:
         began = time.perf_counter()
         with torch.inference_mode():
-            model.get_decoder()(input_ids=batch, attention_mask=mask, use_cache=False)
+            lm.model.get_decoder()(input_ids=batch, attention_mask=mask, use_cache=False)
         return time.perf_counter() - began
 
     def simulate() -> float:
@@ -172,8 +183,9 @@ def run() -> FigureResult:
         "generation_s": gen[0],
         "one_simulation_s": sim[0],
         "one_candidate_s": single[0],
-        "one_neuron_bf16_s": in_bf16[0],
-        "one_neuron_bf16_cpu_s": in_bf16[1],
+        "dtype": dtype,
+        "one_neuron_float32_s": in_fp32[0],
+        "one_neuron_float32_cpu_s": in_fp32[1],
         "simulator_s": sims,
         "bare_s": bares,
         "prompt_tokens": n_tokens,

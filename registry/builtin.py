@@ -128,5 +128,6 @@ def register_builtins() -> None:
         )
     for short_name, path in PUBLISHED_EXPLANATIONS:
         register_explanation_dataset(short_name, "mlp_post_act", path, name="explanations")
-    register_explainer("embedded", "in_process", EMBEDDED_MODEL)
+    register_explainer("embedded", "in_process", EMBEDDED_MODEL, dtype="auto")
+    register_explainer("embedded-float32", "in_process", EMBEDDED_MODEL, dtype="float32")
     register_explainer("embedded-bf16", "in_process", EMBEDDED_MODEL, dtype="bfloat16")

@@ -1,11 +1,10 @@
 """An in-process language model as explainer and simulator: any Hugging Face causal LM with a
-chat template. No logprob API is needed: one forward pass over a simulation prompt gives every
-"unknown" slot's distribution (sequences batched).
+chat template. No logprob API is needed: one forward pass over a batch of simulation prompts
+gives every "unknown" slot's distribution.
 
 Renormalised over "0".."10", a slot's distribution needs only the digits' logits (the softmax's
 normaliser cancels). Where the tokenizer writes "10" as "1" then "0", P("10") = P("1")·P("0" |
-"1") and P("1") = P("1")·(1 - P("0" | "1")): one more pass of one token per slot, over the first
-pass's cache, each "1" placed at its slot's position and seeing only what precedes it."""
+"1") and P("1") = P("1")·(1 - P("0" | "1")), read in the same pass (slot_rows.py)."""
 
 from __future__ import annotations
 
@@ -21,6 +20,7 @@ from transformers import StaticCache, StoppingCriteria, StoppingCriteriaList
 from activations.explanations.errors import UnsuitableModelError
 from activations.explanations.prompts import DIGITS, SimulationPrompt, simulation_prompt
 from activations.explanations.results import SequenceSimulation
+from activations.explanations.slot_rows import shared_length, slot_rows
 
 MAX_PREFIXES = 4
 
@@ -34,7 +34,7 @@ class LocalLM:
         model,
         tokenizer,
         name: str,
-        batch_size: int = 8,
+        batch_size: int = 16,
         prefix_cache: bool = True,
         dtype: str | None = None,
     ) -> None:
@@ -154,76 +154,56 @@ class LocalLM:
 
     @torch.inference_mode()
     def slot_distributions(self, batch: list[tuple[list[int], list[int]]]) -> list[torch.Tensor]:
-        """Per prompt, [slots, 11]: P(value | prompt up to the slot), renormalised over 0-10."""
+        """Per prompt, [slots, 11]: P(value | prompt up to the slot), renormalised over 0-10;
+        one pass over the prompts' tails after their shared beginning (slot_rows.py)."""
         with self._lock:
-            device = self.model.device
-            prefix, cache = self._prefix() if self.prefix_cache else ([], None)
-            if not all(ids[: len(prefix)] == prefix for ids, _ in batch):
-                prefix, cache = [], None  # a template that does not split there: whole prompts
-            start = len(prefix)
-            if cache is not None:
-                cache = copy.deepcopy(cache)
-                cache.batch_repeat_interleave(len(batch))
-            length = max(len(ids) for ids, _ in batch)
-            pad = self.tokenizer.pad_token_id or 0
-            input_ids = torch.full((len(batch), length - start), pad, dtype=torch.long)
-            mask = torch.zeros((len(batch), length), dtype=torch.long)
-            for b, (ids, _) in enumerate(batch):
-                input_ids[b, : len(ids) - start] = torch.tensor(ids[start:])
-                mask[b, : len(ids)] = 1
+            shared, cache = self._shared_cache(batch)
+            one = self.one_zero[0] if self.one_zero is not None else None
+            rows = slot_rows(batch, shared, one, self.tokenizer.pad_token_id or 0)
             body = self.model.get_decoder()
+            device = self.model.device
             extra = _cache_argument(body.forward, cache) if cache is not None else {}
-            out = body(
-                input_ids=input_ids.to(device),
-                attention_mask=mask.to(device),
-                use_cache=self.one_zero is not None,
+            hidden = body(
+                input_ids=rows.ids.to(device),
+                position_ids=rows.positions.to(device),
+                attention_mask=rows.bias(self.model.dtype).to(device),
+                use_cache=cache is not None,
                 **extra,
-            )
+            ).last_hidden_state
+            before = torch.cat([hidden[b, i] for b, i in enumerate(rows.before)])
             head = self.model.get_output_embeddings()
-            hidden = out.last_hidden_state
-            slots = [[max(s, start + 1) for s in slots] for _, slots in batch]
-            rows = torch.cat([hidden[b, torch.tensor(s) - 1 - start] for b, s in enumerate(slots)])
             wanted = self.digit_ids + ([self.ten_id] if self.ten_id is not None else [])
             # only the digits' rows of the head: their softmax is renormalised over them
             bias = head.bias[wanted] if getattr(head, "bias", None) is not None else None
-            logits = torch.nn.functional.linear(rows, head.weight[wanted], bias).float()
-            if self.one_zero is None:
-                probs = torch.softmax(logits, dim=-1)
-            else:
-                probs = self._split_ten(logits, _cache_of(out), slots, length, mask)
-            return list(torch.split(probs.cpu(), [len(s) for s in slots]))
+            probs = torch.softmax(
+                torch.nn.functional.linear(before, head.weight[wanted], bias).float(), dim=-1
+            )
+            if self.one_zero is not None:
+                ones = torch.cat([hidden[b, i] for b, i in enumerate(rows.ones)])
+                p_zero = torch.softmax(head(ones).float(), dim=-1)[:, self.one_zero[1]]
+                ten = probs[:, 1] * p_zero
+                probs[:, 1] = probs[:, 1] * (1 - p_zero)
+                probs = torch.cat([probs, ten[:, None]], dim=-1)
+            return list(torch.split(probs.cpu(), [len(r) for r in rows.before]))
 
-    def _split_ten(self, logits, cache, slots: list[list[int]], length: int, mask) -> torch.Tensor:
-        """The second pass: P("0" | "1") at every slot, from one "1" per slot over the cache."""
-        device = self.model.device
-        n_batch, most = len(slots), max(len(s) for s in slots)
-        one, zero = self.one_zero
-        ids = torch.full((n_batch, most), one, dtype=torch.long)
-        positions = torch.zeros((n_batch, most), dtype=torch.long)
-        dtype = next(self.model.parameters()).dtype
-        allowed = torch.zeros((n_batch, 1, most, length + most), dtype=torch.bool)
-        for b, s in enumerate(slots):
-            positions[b, : len(s)] = torch.tensor(s)
-            for j, position in enumerate(s):
-                allowed[b, 0, j, :position] = True
-            allowed[b, 0, len(s) :, 0] = True  # padding rows: see the first token only
-        allowed[:, 0, torch.arange(most), length + torch.arange(most)] = True
-        del mask
-        bias = torch.zeros(allowed.shape, dtype=dtype)
-        bias.masked_fill_(~allowed, torch.finfo(dtype).min)
-        second = self.model.get_decoder()(
-            input_ids=ids.to(device),
-            position_ids=positions.to(device),
-            attention_mask=bias.to(device),
-            use_cache=True,
-            **_cache_argument(body_forward=self.model.get_decoder().forward, cache=cache),
-        )
-        rows = torch.cat([second.last_hidden_state[b, : len(s)] for b, s in enumerate(slots)])
-        p_zero = torch.softmax(self.model.get_output_embeddings()(rows).float(), dim=-1)[:, zero]
-        first = torch.softmax(logits, dim=-1)  # over "0".."9"
-        ten = first[:, 1] * p_zero
-        first[:, 1] = first[:, 1] * (1 - p_zero)
-        return torch.cat([first, ten[:, None]], dim=-1)
+    def _shared_cache(self, batch: list[tuple[list[int], list[int]]]) -> tuple[int, Any]:
+        """How many first ids the prompts share, and the model's cache over them repeated for
+        each prompt: the kept cache of the simulator's few-shot beginning, extended by the rest
+        of what they share (the explanation), run once. None where nothing is cached."""
+        prefix, cache = self._prefix() if self.prefix_cache else ([], None)
+        if not all(ids[: len(prefix)] == prefix for ids, _ in batch):
+            prefix, cache = [], None  # a template that does not split there: whole prompts
+        shared = shared_length(batch, len(prefix))
+        if shared == 0:
+            return 0, None
+        cache = copy.deepcopy(cache) if cache is not None else None
+        if shared > len(prefix):
+            body = self.model.get_decoder()
+            ids = torch.tensor([batch[0][0][len(prefix) : shared]], device=self.model.device)
+            extra = _cache_argument(body.forward, cache) if cache is not None else {}
+            cache = _cache_of(body(input_ids=ids, use_cache=True, **extra))
+        cache.batch_repeat_interleave(len(batch))
+        return shared, cache
 
     # -- explanations --------------------------------------------------------------------------
 
@@ -319,14 +299,30 @@ def _static(config, cache, n: int, length: int):
 
 def _in_dtype(model, dtype: str | None):
     """The model itself, or a copy of it in another dtype (its own weights stay as they are:
-    the server reads activations from them). bfloat16 on a CPU with AMX runs the simulator's
-    passes about 3x faster than float32."""
+    the server reads activations from them). "auto": bfloat16 where the model's device
+    multiplies it natively (a CPU with AMX: the simulator's passes about 3x faster than in
+    float32; a GPU that supports it), else the model as it is."""
+    if dtype == "auto":
+        dtype = "bfloat16" if native_bfloat16(next(model.parameters()).device) else None
     wanted = getattr(torch, dtype, None) if dtype else None
     if dtype and not isinstance(wanted, torch.dtype):
-        raise UnsuitableModelError(f"unknown dtype {dtype!r}: give e.g. bfloat16 or float32")
+        raise UnsuitableModelError(
+            f"unknown dtype {dtype!r}: give auto, bfloat16, float16 or float32"
+        )
     if wanted is None or wanted == next(model.parameters()).dtype:
         return model
     return copy.deepcopy(model).to(wanted)
+
+
+def native_bfloat16(device: torch.device) -> bool:
+    """Whether the device multiplies bfloat16 natively (CPUs: AMX tiles; many others emulate
+    it, slower than float32)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
+        return bool(amx and amx())
+    return False
 
 
 def _cache_of(output):

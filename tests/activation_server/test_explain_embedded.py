@@ -48,25 +48,29 @@ def embedded():
     return load_model(registry.get_model(EMBEDDED_MODEL))
 
 
-def test_its_simulator_matches_brute_force_at_some_slots(embedded):
+def test_its_simulator_matches_brute_force_at_every_slot(embedded):
+    """A batch of prompts in one call (two of them sharing their first tokens, so that the
+    shared cache reaches into the listed tokens) against full passes with no cache: a trained
+    model reads its context, so any token that saw what it must not would show here."""
     model, tokenizer = embedded
     lm = LocalLM(model, tokenizer, EMBEDDED_MODEL)
     assert lm.ten_id is None and lm.one_zero is not None  # SmolLM2 writes "10" as "1", "0"
-    tokens = [" O", " Romeo", ",", " Romeo", "!"]
-    (simulation,) = lm.simulate("names of people", [tokens])
-    ids, slots = lm.encode_simulation(simulation_prompt("names of people", tokens))
-    for k in (1, 4):
+    batch = [[" O", " Romeo", ",", " Romeo", "!"], [" O", " Romeo", ",", " Juliet"], [" my", " lord"]]
+    simulations = lm.simulate("names of people", batch)
+    one, zero = lm.one_zero
+    for tokens, simulation in zip(batch, simulations, strict=True):
+        ids, slots = lm.encode_simulation(simulation_prompt("names of people", tokens))
         with torch.no_grad():
-            first = torch.softmax(model(torch.tensor([ids[: slots[k]]])).logits[0, -1], -1)
-            one, zero = lm.one_zero
-            after = model(torch.tensor([ids[: slots[k]] + [one]])).logits[0, -1]
-        p = [float(first[i]) for i in lm.digit_ids]
-        ten = p[1] * float(torch.softmax(after, -1)[zero])
-        p[1] -= ten
-        p.append(ten)
-        want = [x / sum(p) for x in p]
-        got = simulation.distribution_probabilities[k]
-        assert got == pytest.approx(want, abs=2e-4)
+            whole = torch.softmax(model(torch.tensor([ids])).logits[0], -1)
+        for k, slot in enumerate(slots):
+            with torch.no_grad():
+                after = model(torch.tensor([ids[:slot] + [one]])).logits[0, -1]
+            p = [float(whole[slot - 1, i]) for i in lm.digit_ids]
+            ten = p[1] * float(torch.softmax(after, -1)[zero])
+            p[1] -= ten
+            p.append(ten)
+            want = [x / sum(p) for x in p]
+            assert simulation.distribution_probabilities[k] == pytest.approx(want, abs=2e-4)
 
 
 def test_explain_score_store_and_read_on_the_embedded_model(tmp_path, embedded):

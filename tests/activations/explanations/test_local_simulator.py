@@ -1,6 +1,8 @@
 """The in-process all-at-once simulator against brute force: each slot's distribution from a
 full forward pass of the prompt up to that slot, with "10" the probability of its full string
-("1" then "0") where the tokenizer writes it as two tokens."""
+("1" then "0") where the tokenizer writes it as two tokens. A tiny random model barely reads
+its context (a token seen or not moves its digits' probabilities by about 1e-6), so what each
+token of the pass may see is checked on the embedded model (test_explain_embedded.py)."""
 
 from __future__ import annotations
 
@@ -40,11 +42,21 @@ def brute_force(lm: LocalLM, ids: list[int], slot: int) -> list[float]:
     return [x / total for x in p]
 
 
-def test_expected_values_match_a_brute_force_softmax_at_every_slot(lm):
-    simulations = lm.simulate("royalty", SEQUENCES)
+@pytest.mark.parametrize(
+    "sequences",
+    [
+        SEQUENCES,
+        [[" the", " king"], [" the", " king"], [" the", " queen"]],  # shared beyond a slot
+        [[" alone", " here"]],  # one prompt: all of it shared but its slots
+        [[], [" x"]],  # a sequence with no token
+    ],
+    ids=["batched", "repeated", "one", "empty"],
+)
+def test_expected_values_match_a_brute_force_softmax_at_every_slot(lm, sequences):
+    simulations = lm.simulate("royalty", sequences)
     assert (lm.ten_id is None) == (lm.one_zero is not None)
     checked = 0
-    for tokens, simulation in zip(SEQUENCES, simulations, strict=True):
+    for tokens, simulation in zip(sequences, simulations, strict=True):
         ids, slots = lm.encode_simulation(simulation_prompt("royalty", tokens))
         assert simulation.tokens == tokens
         for slot, values, probs, expected in zip(
@@ -63,7 +75,7 @@ def test_expected_values_match_a_brute_force_softmax_at_every_slot(lm):
             assert values == [float(v) for v in range(11)]
             assert expected == pytest.approx(sum(v * p for v, p in enumerate(want)), abs=1e-4)
             checked += 1
-    assert checked == sum(map(len, SEQUENCES))
+    assert checked == sum(map(len, sequences))
 
 
 def test_batches_do_not_change_the_answer(lm):
@@ -127,3 +139,13 @@ def test_another_dtype_runs_on_a_copy_and_simulates_alike(lm):
     assert LocalLM(lm.model, lm.tokenizer, "tiny-chat", dtype="float32").model is lm.model
     with pytest.raises(UnsuitableModelError, match="unknown dtype 'half-ish'"):
         LocalLM(lm.model, lm.tokenizer, "tiny-chat", dtype="half-ish")
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_dtype_is_bfloat16_only_where_the_cpu_multiplies_it(lm, monkeypatch, native):
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: native)
+    auto = LocalLM(lm.model, lm.tokenizer, "tiny-chat", dtype="auto")
+    if native:
+        assert auto.model.dtype == torch.bfloat16 and auto.source is lm.model
+    else:
+        assert auto.model is lm.model and auto.model.dtype == torch.float32
