@@ -55,7 +55,11 @@ def test_its_simulator_matches_brute_force_at_every_slot(embedded):
     model, tokenizer = embedded
     lm = LocalLM(model, tokenizer, EMBEDDED_MODEL)
     assert lm.ten_id is None and lm.one_zero is not None  # SmolLM2 writes "10" as "1", "0"
-    batch = [[" O", " Romeo", ",", " Romeo", "!"], [" O", " Romeo", ",", " Juliet"], [" my", " lord"]]
+    batch = [
+        [" O", " Romeo", ",", " Romeo", "!"],
+        [" O", " Romeo", ",", " Juliet"],
+        [" my", " lord"],
+    ]
     simulations = lm.simulate("names of people", batch)
     one, zero = lm.one_zero
     for tokens, simulation in zip(batch, simulations, strict=True):
