@@ -102,6 +102,7 @@ class DaemonPool:
                     future.set_exception(error)
                 finally:
                     _job.deadline = None
+            del job, future, fn, args  # not held while the next is waited for
             with self._ready:
                 if generation != self._generation:
                     return
@@ -126,7 +127,7 @@ class DaemonPool:
         future = asyncio.wrap_future(self.submit(fn, *args, deadline=deadline))
         try:
             return await asyncio.wait_for(future, timeout)
-        except asyncio.TimeoutError:
+        except asyncio.TimeoutError:  # the wait's, or a step's that time_left cut short
             raise PoolTimeoutError(f"no answer within {timeout:g} s") from None
 
 

@@ -13,8 +13,10 @@ one pass at most, not for all the passes queued before it.
 
 from __future__ import annotations
 
+import atexit
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -26,6 +28,21 @@ from activations.models.live import LiveRequest, ModelRunner
 
 class ModelBusyError(RuntimeError):
     """The model's queue is full; the message says how full and what to do."""
+
+
+# Every worker whose thread may still run, stopped and waited for when the interpreter exits
+# (before it finalizes): a thread that frees torch tensors while the interpreter finalizes is
+# ended inside torch's C++ and aborts the process ("terminate called without an active
+# exception"; about one exit in three of `neurons explain` here, before this).
+_LIVE: weakref.WeakSet = weakref.WeakSet()
+EXIT_WAIT_S = 30.0
+
+
+@atexit.register
+def _stop_live() -> None:
+    deadline = time.monotonic() + EXIT_WAIT_S
+    for worker in list(_LIVE):
+        worker.stop(max(0.01, deadline - time.monotonic()))
 
 
 @dataclass
@@ -63,6 +80,7 @@ class ModelWorker:
             target=self._work, name=f"model-{runner.metadata.short_name}", daemon=True
         )
         self._thread.start()
+        _LIVE.add(self)
 
     def submit_live(self, request: LiveRequest) -> Future:
         """A live request; its future's result is its list of TextTrace."""
@@ -79,7 +97,7 @@ class ModelWorker:
 
     def stop(self, wait_s: float = 0.0) -> None:
         """Fail what waits and end the thread after the job it is running, waited for up to
-        `wait_s` (a thread still in torch when the interpreter exits aborts it)."""
+        `wait_s` (a thread still alive when the interpreter exits may abort it: _stop_live)."""
         with self._ready:
             self._stopped = True
             jobs = [*self._queue, *self._background]
@@ -128,20 +146,24 @@ class ModelWorker:
 
     def _work(self) -> None:
         while (jobs := self._next()) is not None:
-            live = [job for job in jobs if job.future.set_running_or_notify_cancel()]
-            self.dropped += len(jobs) - len(live)
-            if not live:
-                continue
-            try:
-                if live[0].run is not None:
-                    results = [live[0].run(self.runner)]
-                else:
-                    results = self.runner.run([job.live for job in live])
-                    self.batches_run += 1
-                    self.requests_run += len(live)
-            except BaseException as error:  # each caller gets the error; the thread goes on
-                for job in live:
-                    job.future.set_exception(error)
-                continue
-            for job, result in zip(live, results, strict=True):
-                job.future.set_result(result)
+            self._run(jobs)
+            del jobs  # not held while the next is waited for (nor freed as the process exits)
+
+    def _run(self, jobs: list[_Job]) -> None:
+        live = [job for job in jobs if job.future.set_running_or_notify_cancel()]
+        self.dropped += len(jobs) - len(live)
+        if not live:
+            return
+        try:
+            if live[0].run is not None:
+                results = [live[0].run(self.runner)]
+            else:
+                results = self.runner.run([job.live for job in live])
+                self.batches_run += 1
+                self.requests_run += len(live)
+        except BaseException as error:  # each caller gets the error; the thread goes on
+            for job in live:
+                job.future.set_exception(error)
+            return
+        for job, result in zip(live, results, strict=True):
+            job.future.set_result(result)

@@ -4,7 +4,12 @@ values, one pass per job) that waits, so a heavy record holds them up for one pa
 from __future__ import annotations
 
 import asyncio
+import gc
+import subprocess
+import sys
 import threading
+import time
+import weakref
 from types import SimpleNamespace
 
 from activations.models.live import LiveRequest
@@ -102,3 +107,46 @@ def test_a_micro_batch_is_about_one_pass_of_tokens():
         future.result(30)
     assert batches == [1, 4, 1]  # 600 | 600+300+50+50 | 900: none over 1,000 tokens
     worker.stop()
+
+
+def test_a_done_job_is_not_held_while_the_worker_waits():
+    """What a job referred to is freed once it is done, not when the next job comes (nor as
+    the process exits, on a thread the interpreter is finalizing)."""
+    worker = ModelWorker(Runner(), micro_batch_wait_s=0)
+
+    class Held:
+        pass
+
+    held = Held()
+    gone = weakref.ref(held)
+    worker.submit(lambda _, held=held: None).result(30)
+    del held
+    for _ in range(100):  # the worker drops its frame's references after setting the result
+        gc.collect()
+        if gone() is None:
+            break
+        time.sleep(0.01)
+    assert gone() is None
+    worker.stop()
+
+
+def test_a_worker_stopped_without_waiting_has_ended_before_the_interpreter_finalizes():
+    """A worker stopped without waiting (or never stopped) is waited for at exit; an exit
+    handler registered before the worker module's runs after its own and sees the thread."""
+    script = """
+import atexit, sys
+seen = []
+atexit.register(lambda: print("alive" if any(t.is_alive() for t in seen) else "ended"))
+from types import SimpleNamespace
+from activations.models.worker import ModelWorker
+runner = SimpleNamespace(metadata=SimpleNamespace(short_name="stand-in"))
+stopped, kept = ModelWorker(runner), ModelWorker(runner)
+seen += [stopped._thread, kept._thread]
+stopped.submit(lambda _: __import__("time").sleep(0.5))
+stopped.stop()  # without waiting: its job goes on
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ended"
