@@ -24,7 +24,7 @@ import aiohttp
 from activations.io import http_client
 from activations.io.byte_cache import ByteCache
 from activations.io.errors import UpstreamError, UpstreamTimeoutError
-from activations.pools import side_by_side, time_left
+from activations.pools import PoolTimeoutError, side_by_side, time_left
 
 TAIL_BYTES = 64 * 1024  # the first read of a file: its footer, usually whole
 _PART_HEAD_BYTES = 512  # a multipart/byteranges part's boundary and headers, at most
@@ -228,6 +228,10 @@ class RemoteFile:
         except UpstreamError:
             raise
         except (TimeoutError, asyncio.TimeoutError):
+            if timeout < transport.timeout_s:
+                # the job's deadline came first: its caller says so, once, in its own words
+                where = transport.describe(self.url)
+                raise PoolTimeoutError(f"{where}: past the deadline") from None
             raise UpstreamTimeoutError(
                 f"{transport.describe(self.url)}: no complete answer within "
                 f"{timeout:.3g} s ({got[0]} bytes came)"

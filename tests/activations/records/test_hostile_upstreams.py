@@ -4,13 +4,14 @@ asked is not read past it, and one that dribbles is left at the deadline."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
 
 from activations.io.byte_cache import ByteCache
 from activations.io.errors import CorruptDatasetError, UpstreamError, UpstreamTimeoutError
-from activations.pools import DaemonPool, time_left
+from activations.pools import DaemonPool, PoolTimeoutError, time_left
 from activations.records.glu_parquet import GluParquetReader
 from tests.activations.records.test_glu_parquet import metadata_for, random_table, same, write
 from tests.servers import RangeServer
@@ -142,10 +143,26 @@ def test_a_job_past_its_deadline_asks_the_upstream_nothing_more(upstream):
     opening.result(timeout=60)  # within its deadline: opened
     asked = len(server.requests)
     late = pool.submit(dataset.read_record, 1, 5, deadline=time.monotonic() - 1)
-    with pytest.raises(UpstreamTimeoutError, match="no complete answer within 0 s"):
+    with pytest.raises(PoolTimeoutError, match="past the deadline"):
         late.result(timeout=60)
     assert len(server.requests) == asked  # nothing was asked after the deadline
     assert dataset.read_record(1, 5)  # outside any job: its own timeout alone
+    dataset.close()
+
+
+def test_a_step_cut_short_by_the_deadline_reads_as_the_callers_timeout(upstream):
+    """The job's step and its caller's wait end at the same moment: whichever is first, the
+    caller is told of its own deadline (never of a step's "within 0.002 s")."""
+    _, _, server, root = upstream
+    dataset = opened(server, ByteCache(root), timeout_s=10.0)
+    dataset.describe()
+    server.dribble_s = 0.05
+    pool = DaemonPool("remote read", 1)
+    cut = pool.submit(dataset.read_record, 3, 3, deadline=time.monotonic() + 0.5)
+    with pytest.raises(PoolTimeoutError, match="past the deadline"):
+        cut.result(timeout=60)  # the step's own error, were it first
+    with pytest.raises(PoolTimeoutError, match="^no answer within 0.5 s$"):
+        asyncio.run(pool.run(dataset.read_record, 3, 3, timeout=0.5))
     dataset.close()
 
 
