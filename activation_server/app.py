@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from activation_server.answers import WarmAnswerMiddleware
+from activation_server.answers import RecordAnswerMiddleware
 from activation_server.errors import install_error_handlers
 from activation_server.guard import RequestGuard
 from activation_server.limits import InFlightLimit
@@ -82,7 +82,11 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     install_error_handlers(app, settings.expose_paths)
     # the last added runs first: the guard sees every request, CORS headers go on its answers;
     # kept answers are sent after both
-    app.add_middleware(WarmAnswerMiddleware, answers=shared.answers)
+    app.add_middleware(
+        RecordAnswerMiddleware,
+        answers=shared.answers,
+        plain=lambda scope: records.plain_record_answer(shared, scope),
+    )
     app.add_middleware(InFlightLimit, limit=settings.max_in_flight_per_client)
     app.add_middleware(
         RequestGuard,

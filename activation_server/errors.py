@@ -118,12 +118,21 @@ def _json(status: int, detail: object, headers: dict[str, str] | None = None) ->
     return JSONResponse(status_code=status, content={"detail": detail}, headers=headers)
 
 
+def known_error_response(exc: BaseException, expose_paths: bool = False) -> JSONResponse | None:
+    """The answer to an error of a known kind (STATUS), as its handler gives it; None for any
+    other."""
+    status = status_of(exc)
+    if status is None:
+        return None
+    detail = str(exc)
+    retry = next((s for kind, s in RETRY_AFTER_S.items() if isinstance(exc, kind)), 1)
+    headers = {"Retry-After": str(retry)} if status == 503 else None
+    return _json(status, detail if expose_paths else hide_paths(detail), headers)
+
+
 def install_error_handlers(app: FastAPI, expose_paths: bool = False) -> None:
     async def known(request: Request, exc: Exception):
-        detail, status = str(exc), status_of(exc) or 500
-        retry = next((s for kind, s in RETRY_AFTER_S.items() if isinstance(exc, kind)), 1)
-        headers = {"Retry-After": str(retry)} if status == 503 else None
-        return _json(status, detail if expose_paths else hide_paths(detail), headers)
+        return known_error_response(exc, expose_paths)
 
     for exc_type, _ in STATUS:
         app.add_exception_handler(exc_type, known)

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BeforeValidator
 
-from activation_server.errors import hide_paths, shown_metadata
+from activation_server.errors import hide_paths, known_error_response, shown_metadata
 from activation_server.services import Services, services
 from activations.api import GluNeuronRecord, NeuronRecordResponse
 from activations.session import NOT_KEPT, RecordQuery
@@ -36,8 +36,10 @@ def _digits(value: object) -> object:
 
 
 Digits = Annotated[int, BeforeValidator(_digits)]
-Layer = Annotated[Digits, Path(ge=0, le=1_000_000, description="zero-based layer index")]
-Neuron = Annotated[Digits, Path(ge=0, le=100_000_000, description="zero-based neuron index")]
+MAX_LAYER = 1_000_000
+MAX_NEURON = 100_000_000
+Layer = Annotated[Digits, Path(ge=0, le=MAX_LAYER, description="zero-based layer index")]
+Neuron = Annotated[Digits, Path(ge=0, le=MAX_NEURON, description="zero-based neuron index")]
 Name = Annotated[str, Path(max_length=200)]
 RecordAnswer = GluNeuronRecord | NeuronRecordResponse
 
@@ -50,12 +52,14 @@ def json_response(content: object) -> Response:
 
 
 def _dumped(record: RecordAnswer) -> Response:
-    return json_response(record.model_dump(mode="json", by_alias=True))
+    """Pydantic's serializer straight to JSON (the same bytes as orjson of its dump, without
+    the Python objects between)."""
+    return Response(record.model_dump_json(by_alias=True), media_type="application/json")
 
 
 async def answer_record(
     services: Services,
-    request: Request,
+    scope: dict,
     short_name: str,
     dst: str,
     layer: int,
@@ -93,8 +97,34 @@ async def answer_record(
                 and source.version() == version
             )
 
-        services.answers.put(request.scope, response.body, still_holds)
+        services.answers.put(scope, response.body, still_holds)
     return response
+
+
+PLAIN_RECORD = re.compile(r"/neuron_record/([^/]{1,200})/([^/]{1,200})/([0-9]{1,7})/([0-9]{1,9})")
+
+
+async def plain_record_answer(services: Services, scope: dict) -> Response | None:
+    """The answer to `GET /neuron_record/{short_name}/{dst}/{layer}/{neuron}` with no query,
+    made without the router: the first thing every neuron page asks for, where routing and
+    checking the path's parameters cost about as much as making the record from a decoded row
+    group. An error of a known kind is answered as its handler answers it (an upstream's 504
+    is not waited for twice); None for anything else: the route below then answers it, with
+    its own checks and error messages."""
+    if scope.get("query_string"):
+        return None
+    found = PLAIN_RECORD.fullmatch(scope["path"])
+    if found is None:
+        return None
+    short_name, dst, layer, neuron = found[1], found[2], int(found[3]), int(found[4])
+    if layer > MAX_LAYER or neuron > MAX_NEURON:
+        return None
+    try:
+        return await answer_record(
+            services, scope, short_name, dst, layer, neuron, RecordQuery(), False
+        )
+    except Exception as error:  # noqa: BLE001 - unknown kinds: the route answers it anew
+        return known_error_response(error, services.settings.expose_paths)
 
 
 @router.get("/neuron_record/{short_name}/{dst}/{layer}/{neuron}", response_model=RecordAnswer)
@@ -116,4 +146,4 @@ async def get_neuron_record(
     writes from the model's weights (routes/weights.py). neuron-explainer datasets: its shape
     (`dataset`, `maxActivation`, `topActivations`, `randomSample`)."""
     query = RecordQuery(all_hooks=hooks == "all", context=context, activations=activations)
-    return await answer_record(s, request, short_name, dst, layer, neuron, query, weights)
+    return await answer_record(s, request.scope, short_name, dst, layer, neuron, query, weights)

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 
 import pytest
 
 import registry
 from activation_server.app import create_app
+from activation_server.routes import records
 from activation_server.settings import ServerSettings
 from activations.sources import glu_source
 from tests.activation_server.conftest import register_tiny
@@ -121,3 +123,25 @@ def test_a_plain_record_is_kept_as_its_answer_alone(server, monkeypatch):
     assert get(server, PATH + "?hooks=all")[1] == first and len(queries) == 1  # the bytes
     status, _, _ = get(server, PATH + "?context=2")
     assert status == 200 and [q.kept for q in queries] == [False, True]
+
+
+def test_a_plain_record_is_answered_before_the_router_as_the_route_answers_it(
+    server, tiny_dataset, monkeypatch
+):
+    """A plain record GET (no query) is made by the records route's own function without the
+    router: the same bytes, and the same errors, as the route gives."""
+    paths = [
+        PATH,
+        "/neuron_record/tiny-llama/mlp_post_act/0/0",
+        "/neuron_record/tiny-llama/mlp_post_act/1/99999",  # past the layer's neurons
+        "/neuron_record/tiny-llama/mlp_post_act/9/0",  # past the layers
+        "/neuron_record/nowhere/mlp_post_act/1/5",  # not registered
+        "/neuron_record/tiny-llama/mlp_post_act/01/005",  # leading zeros
+        "/neuron_record/tiny-llama/mlp_post_act/1/123456789012",  # past the route's bound
+    ]
+    before_router = [get(server, path)[:2] for path in paths]
+    monkeypatch.setattr(records, "PLAIN_RECORD", re.compile(r"(?!)"))  # matches nothing
+    with LiveServer(create_app(SETTINGS), SETTINGS) as routed:
+        by_route = [get(routed, path)[:2] for path in paths]
+    assert [status for status, _ in before_router] == [200, 200, 404, 404, 404, 200, 422]
+    assert before_router == by_route
