@@ -38,9 +38,10 @@ def _digits(value: object) -> object:
 Digits = Annotated[int, BeforeValidator(_digits)]
 MAX_LAYER = 1_000_000
 MAX_NEURON = 100_000_000
+MAX_NAME = 200
 Layer = Annotated[Digits, Path(ge=0, le=MAX_LAYER, description="zero-based layer index")]
 Neuron = Annotated[Digits, Path(ge=0, le=MAX_NEURON, description="zero-based neuron index")]
-Name = Annotated[str, Path(max_length=200)]
+Name = Annotated[str, Path(max_length=MAX_NAME)]
 RecordAnswer = GluNeuronRecord | NeuronRecordResponse
 
 
@@ -101,7 +102,13 @@ async def answer_record(
     return response
 
 
-PLAIN_RECORD = re.compile(r"/neuron_record/([^/]{1,200})/([^/]{1,200})/([0-9]{1,7})/([0-9]{1,9})")
+# the route's path within its bounds (the numbers' lengths; their values are checked after)
+_NAME, _LAYER, _NEURON = (
+    f"{{1,{bound}}}" for bound in (MAX_NAME, len(str(MAX_LAYER)), len(str(MAX_NEURON)))
+)
+PLAIN_RECORD = re.compile(
+    rf"/neuron_record/([^/]{_NAME})/([^/]{_NAME})/([0-9]{_LAYER})/([0-9]{_NEURON})"
+)
 
 
 async def plain_record_answer(services: Services, scope: dict) -> Response | None:
