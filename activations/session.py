@@ -93,6 +93,10 @@ class SessionSettings(BaseModel):
     decoded_cache_mb: float = Field(512.0, ge=0)
     """Memory (MB) that the decoded row groups of every GLU dataset take together (a
     46,080-neuron file's are about 70 MB); the least recently used go first beyond it."""
+    read_ahead: bool = True
+    """Decode a local GLU dataset's row groups in the background once it has answered a
+    record (at the lowest CPU priority, into a quarter of decoded_cache_mb at most): the
+    records of neurons not yet asked are then answered without decoding."""
     max_context: int = 64
     """Tokens shown on each side of an example's max (?context=N)."""
     max_example_tokens: int = 32_768
@@ -112,6 +116,7 @@ class SessionSettings(BaseModel):
             cache_size=self.record_cache_size,
             cache_bytes=self.record_cache_bytes,
             decoded_bytes=int(self.decoded_cache_mb * 2**20),
+            read_ahead=self.read_ahead,
             max_context=self.max_context,
             upstream_timeout_s=self.upstream_timeout_s,
             max_example_tokens=self.max_example_tokens,

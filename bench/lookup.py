@@ -5,10 +5,12 @@ Each round starts a new server, so its caches start empty. Cold: random neurons 
 before, so every answer is made anew from its row group: read from the file on its first touch
 and kept decoded (a file's groups are kept up to 512 MB), so that the neurons asked after it in
 the same group are made without a read (2,000 random neurons of 360 groups: most groups are
-first touched early). Warm: the same neurons again, answered from the server's cache of
-finished records. /health bursts of the same size alternate with them; the ratio compares
-requests per second. For information, a burst of one neuron per row group of a second copy of
-the file (a hard link: a reader of its own), every answer reading its group.
+first touched early); the server decodes the file's other groups in the background once it has
+answered its first record (read ahead, at the lowest CPU priority: here, while the naive
+lookups run, as far as they leave it CPU). Warm: the same neurons again, answered from the
+server's cache of finished records. /health bursts of the same size alternate with them; the
+ratio compares requests per second. For information, a burst of one neuron per row group of a
+second copy of the file (a hard link: a reader of its own), every answer reading its group.
 """
 
 from __future__ import annotations

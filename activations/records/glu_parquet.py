@@ -22,6 +22,7 @@ from activations.io.errors import DatasetLayoutError, RecordError
 from activations.io.lru import LruCache, SharedPart
 from activations.io.parquet_parts import ParquetPart
 from activations.pools import side_by_side
+from activations.records import read_ahead
 from activations.records.layout import DatasetLayout, assemble
 from activations.records.row_view import RowView
 from activations.records.schema import KEY_COLUMNS
@@ -52,6 +53,7 @@ class GluParquetReader:
         byte_cache: ByteCache | None = None,
         cached_bytes: int = DEFAULT_CACHED_BYTES,
         decoded: LruCache | None = None,
+        read_ahead: bool = False,
     ) -> None:
         self.path = str(path)
         self.timeout_s = timeout_s
@@ -69,7 +71,14 @@ class GluParquetReader:
         self._open_lock = threading.Lock()
         self._inflight: dict[tuple, threading.Lock] = {}
         self._inflight_lock = threading.Lock()
+        # a group decoded while the dataset closed (its file replaced) is not kept: under this
+        # lock, closing clears the decoded groups and a decoded group is kept only if still open
+        self._keep_lock = threading.Lock()
         self._top_k_value: tuple[int | None] | None = None
+        self.read_ahead = read_ahead
+        """Whether a local dataset's other row groups are decoded in the background once one
+        is (read_ahead.py; the server's readers do)."""
+        self._ahead: set[tuple[str, ...] | None] = set()
 
     # -- opening ------------------------------------------------------------------------------
 
@@ -130,8 +139,10 @@ class GluParquetReader:
     def close(self) -> None:
         """Close every file handle; the dataset reopens on next use. Never waits for an open
         under way (a hung remote footer read holds the open lock): that open finishes alone."""
-        layout, self._layout = self._layout, None
-        self._cache.clear()
+        with self._keep_lock:
+            layout, self._layout = self._layout, None
+            self._cache.clear()
+            self._ahead.clear()
         self.byte_cache.flush()  # what was fetched is on disk for the next process
         self._top_k_value = None
         if layout is not None:
@@ -249,7 +260,7 @@ class GluParquetReader:
 
     def _row_group(
         self, layout: DatasetLayout, part: ParquetPart, group: int, wanted: tuple[str, ...] | None
-    ) -> RowView:  # noqa: ARG002 (layout: the caller's snapshot of it)
+    ) -> RowView:
         """A decoded row group from the cache (all columns, or exactly these), else read once
         even when several threads ask for it together."""
         if part.reads_whole(group):
@@ -274,11 +285,43 @@ class GluParquetReader:
                 # the buffers' total (nbytes walks every list column's offsets: a tenth of a
                 # cold read)
                 rows = RowView(table)
-                self._cache.put(key, rows, weight=table.get_total_buffer_size())
-                return rows
+                with self._keep_lock:
+                    if self._layout is layout:
+                        self._cache.put(key, rows, weight=table.get_total_buffer_size())
         finally:
             with self._inflight_lock:
                 self._inflight.pop(key, None)
+        self._read_ahead(layout, part, wanted)
+        return rows
+
+    def _read_ahead(
+        self, layout: DatasetLayout, part: ParquetPart, wanted: tuple[str, ...] | None
+    ) -> None:
+        """After a local dataset's first group decoded with these columns, its other groups
+        with the same columns, in the background (read_ahead.py), once per opening."""
+        if not self.read_ahead or part.file.remote is not None:
+            return
+        columns = None if wanted is None else tuple(sorted(wanted))
+        with self._inflight_lock:
+            if columns in self._ahead:
+                return
+            self._ahead.add(columns)
+        whole = self._cache.whole
+        if whole.max_weight is None:
+            return
+        groups = ((p, g) for p in layout.parts for g in range(p.metadata.num_row_groups))
+
+        def decode(item: tuple[ParquetPart, int]) -> bool:
+            if self._layout is not layout:
+                return False  # closed (or reopened on other files): those are not ours
+            self._row_group(layout, *item, wanted).prepare(wanted)
+            return True
+
+        def room() -> bool:
+            share = read_ahead.READ_AHEAD_SHARE
+            return whole.weight < whole.max_weight * share and len(whole) < whole.capacity * share
+
+        read_ahead.start(self.path, groups, decode, room)
 
 
 @lru_cache(maxsize=256)

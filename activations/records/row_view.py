@@ -79,6 +79,13 @@ class RowView:
     def num_rows(self) -> int:
         return self.table.num_rows
 
+    def prepare(self, columns: Iterable[str] | None = None) -> None:
+        """Make these columns' row readers now (all: None), so that a row read later only
+        reads (a list column's reader holds its offsets as Python ints: most of a first row)."""
+        for name in self.table.column_names if columns is None else columns:
+            if name not in self._getters:
+                self._getters[name] = _getter(self.table.column(name))
+
     def row(self, index: int, columns: Iterable[str] | None = None) -> dict[str, Any]:
         """Row `index` of these columns (all: None), in the order asked (else the table's)."""
         getters = self._getters

@@ -82,8 +82,9 @@ class GluParquetFormat:
             if key not in self._datasets:
                 timeout = self.settings.upstream_timeout_s
                 self._datasets[key] = GluParquetReader(
-                    path, timeout_s=timeout, revision=revision, decoded=self.decoded
-                )
+                    path, timeout_s=timeout, revision=revision, decoded=self.decoded,
+                    read_ahead=self.settings.read_ahead,
+                )  # fmt: skip
             return self._datasets[key]
 
     def source(self, metadata: NeuronDatasetMetadata) -> GluDatasetSource:
