@@ -92,10 +92,11 @@ class SessionSettings(BaseModel):
     and the answers' bytes sent again; the least recently used go first beyond it."""
     decoded_cache_mb: float = Field(512.0, ge=0)
     """Memory (MB) that the decoded row groups of every GLU dataset take together (a
-    46,080-neuron file's are about 70 MB); the least recently used go first beyond it."""
+    46,080-neuron file's record columns are about 160 MB); the least recently used go first
+    beyond it."""
     read_ahead: bool = True
     """Decode a local GLU dataset's row groups in the background once it has answered a
-    record (at the lowest CPU priority, into a quarter of decoded_cache_mb at most): the
+    record (at the lowest CPU priority, into half of decoded_cache_mb at most): the
     records of neurons not yet asked are then answered without decoding."""
     max_context: int = 64
     """Tokens shown on each side of an example's max (?context=N)."""

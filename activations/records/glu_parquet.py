@@ -29,8 +29,9 @@ from activations.records.schema import KEY_COLUMNS
 from registry.paths import local_path
 
 # Decoded row groups are kept up to a size (bytes), not a count: a local file's 128-row group
-# of one hook's columns is about 190 KB decoded, so a 46,080-neuron file's 360 groups are 70 MB,
-# where a count of 64 kept one in six and most first reads of a neuron decoded its group again.
+# of one hook's record columns is about 445 KB decoded (histograms included), so a 46,080-neuron
+# file's 360 groups are 160 MB, where a count of 64 kept one in six and most first reads of a
+# neuron decoded its group again.
 DEFAULT_CACHED_ROW_GROUPS = 8192
 DEFAULT_CACHED_BYTES = 512 * 2**20
 

@@ -103,7 +103,7 @@ class SourceSettings:
     """Memory the decoded row groups of every GLU dataset take together, at most."""
     read_ahead: bool = True
     """Whether a local GLU dataset's row groups are decoded in the background once it has
-    answered a record, into a quarter of decoded_bytes at most (records/read_ahead.py)."""
+    answered a record, into half of decoded_bytes at most (records/read_ahead.py)."""
     max_context: int = 64
     """Tokens shown on each side of an example's max, at most."""
     upstream_timeout_s: float = 10.0
