@@ -18,7 +18,7 @@ from typing import Any
 
 from activations.io.byte_cache import ByteCache
 from activations.io.dataset_files import dataset_files
-from activations.io.errors import DatasetLayoutError, RecordError
+from activations.io.errors import CorruptDatasetError, DatasetLayoutError, RecordError
 from activations.io.lru import LruCache, SharedPart
 from activations.io.parquet_parts import ParquetPart
 from activations.pools import side_by_side
@@ -303,26 +303,22 @@ class GluParquetReader:
         if not self.read_ahead or part.file.remote is not None:
             return
         columns = None if wanted is None else tuple(sorted(wanted))
-        with self._inflight_lock:
+        with self._keep_lock:  # the lock under which closing forgets them
             if columns in self._ahead:
                 return
             self._ahead.add(columns)
-        whole = self._cache.whole
-        if whole.max_weight is None:
-            return
         groups = ((p, g) for p in layout.parts for g in range(p.metadata.num_row_groups))
 
         def decode(item: tuple[ParquetPart, int]) -> bool:
             if self._layout is not layout:
                 return False  # closed (or reopened on other files): those are not ours
-            self._row_group(layout, *item, wanted).prepare(wanted)
+            try:
+                self._row_group(layout, *item, wanted).prepare(wanted)
+            except CorruptDatasetError:
+                pass  # the request for that group says so; the others are read on
             return True
 
-        def room() -> bool:
-            share = read_ahead.READ_AHEAD_SHARE
-            return whole.weight < whole.max_weight * share and len(whole) < whole.capacity * share
-
-        read_ahead.start(self.path, groups, decode, room)
+        read_ahead.start(self.path, groups, decode, self._cache.whole)
 
 
 @lru_cache(maxsize=256)

@@ -8,8 +8,9 @@ the same columns, one at a time, into the cache of decoded groups that answers r
 at the lowest CPU priority (nice 19, Linux): it takes only the CPU that nothing else wants, so a
 collation or a request never waits for it. It stops once the cache holds a share of its budget
 (READ_AHEAD_SHARE: it never pushes out what requests decoded), when the dataset closes (a file
-replaced under a running server), at an error (the request for that group reports it), and at
-exit. Remote datasets are not read ahead: their bytes cost requests and their hosts.
+replaced under a running server), at an unexpected error, and at exit (a damaged group is
+skipped by its reader: the request for it says what is wrong, the others are read on). Remote
+datasets are not read ahead: their bytes cost requests and their hosts.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Iterator
+
+from activations.io.lru import LruCache
 
 READ_AHEAD_SHARE = 0.5
 """The share of the decoded-group cache (its bytes and its count) that reading ahead fills: the
@@ -34,10 +37,19 @@ _threads_lock = threading.Lock()
 
 
 def start(
-    name: str, groups: Iterator[object], decode: Callable[[object], bool], room: Callable[[], bool]
-) -> threading.Thread:
+    name: str, groups: Iterator[object], decode: Callable[[object], bool], cache: LruCache
+) -> threading.Thread | None:
     """Decode each of `groups` on a background thread of the lowest priority: decode(group)
-    (False: the dataset closed, stop), while room() says the cache has room."""
+    (False: the dataset closed, stop), while the cache it decodes into has room (its share of
+    the cache's bytes and count). None (no thread) where the cache's bytes are not bounded."""
+    if cache.max_weight is None:
+        return None
+
+    def room() -> bool:
+        return (
+            cache.weight < cache.max_weight * READ_AHEAD_SHARE
+            and len(cache) < cache.capacity * READ_AHEAD_SHARE
+        )
 
     def run() -> None:
         _lowest_priority()

@@ -6,20 +6,24 @@ and at exit."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from activations.io import parquet_parts
+from activations.io.errors import CorruptDatasetError
 from activations.io.lru import LruCache
 from activations.records import read_ahead
 from activations.records.glu_parquet import GluParquetReader
 from tests.activations.records.test_glu_parquet import (
     LAYERS,
+    ROWS_PER_GROUP,
     N,
     metadata_for,
     random_table,
@@ -120,6 +124,25 @@ def test_closing_stops_it(ours, monkeypatch):
     assert dataset._cache.whole.weight == 0  # nothing decoded into the closed reader
 
 
+def test_a_damaged_group_is_skipped_and_said_by_its_request(tmp_path):
+    """A corrupt page in group 3: the groups after it are still decoded ahead; a record of
+    group 3 says what is wrong and where; the file is read, never written."""
+    path = write(random_table(seed=8), tmp_path / "bad.parquet", write_page_checksum=True)
+    chunk = pq.ParquetFile(path).metadata.row_group(3).column(5)
+    middle = chunk.data_page_offset + chunk.total_compressed_size // 2
+    data = bytearray(path.read_bytes())
+    data[middle : middle + 8] = b"\xff" * 8
+    path.write_bytes(bytes(data))
+    dataset = GluParquetReader(str(path), read_ahead=True)
+    dataset.read_record(0, 0)  # every column: the damaged one too
+    last = (LAYERS[-1], N - 1)  # the last group, after the damaged one
+    assert wait_for(lambda: dataset.decoded_record(*last) is not None)
+    with pytest.raises(CorruptDatasetError, match=re.escape(str(path)) + ".*row group 3"):
+        dataset.read_record(1, 3 * ROWS_PER_GROUP - N)  # row 48: row group 3
+    assert path.read_bytes() == bytes(data)
+    dataset.close()
+
+
 def test_a_remote_dataset_is_not_read_ahead(ours):
     path, _ = ours
     server = RangeServer({"/remote.parquet": Path(path).read_bytes()})
@@ -144,7 +167,7 @@ def test_it_runs_at_the_lowest_priority():
         seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
         return True
 
-    read_ahead.start("test", iter([0]), decode, lambda: True).join(10)
+    read_ahead.start("test", iter([0]), decode, LruCache(10, max_weight=100)).join(10)
     assert seen == [19]
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == caller  # its own only
 
@@ -152,12 +175,13 @@ def test_it_runs_at_the_lowest_priority():
 def test_exit_stops_it_after_the_group_it_decodes(tmp_path):
     script = """
 import sys, time
+from activations.io.lru import LruCache
 from activations.records import read_ahead
 def decode(i):
     print("decoding", i, flush=True)
     time.sleep(0.3)
     return True
-read_ahead.start("test", iter(range(1000)), decode, lambda: True)
+read_ahead.start("test", iter(range(1000)), decode, LruCache(10, max_weight=100))
 time.sleep(0.1)
 """
     began = time.monotonic()
