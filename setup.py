@@ -44,6 +44,7 @@ setup(
         "dev": [
             "pytest>=8",
             "pytest-timeout",
+            "pytest-xdist",  # make test runs the suite in TEST_WORKERS processes
             "httpx",
             "ruff",
             "hypothesis",

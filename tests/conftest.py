@@ -9,6 +9,12 @@ import tempfile
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("NEURONS_HOME", tempfile.mkdtemp(prefix="neurons-home-"))
 os.environ.pop("NEURONS_REGISTER", None)
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    # the suite's workers share the cores: torch's threads (and those of every process a test
+    # starts) split them, instead of each worker spinning as many threads as there are cores
+    _CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (_CORES or 1) // _WORKERS)))
 
 import torch  # noqa: E402  (imports no Triton; transformers and torch.compile do)
 
