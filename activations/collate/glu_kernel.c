@@ -342,8 +342,16 @@ int glu_fold_batch(const Batch* batch, const TopLists* top) {
                             flip, batch->docs[b], batch->counts, batch->sums, top);
                 if (local) histogram_vector(copy, batch->valid + b * T, T, local);
             }
-            for (int64_t c = 0; local && c < NG * NB; ++c)
-                for (int i = 0; i < width; ++i) histogram[c * N + n0 + i] += local[c * W + i];
+            // into the layer's histogram, cell by cell: only the cells some token reached (a
+            // neuron's values fall in a few of its groups' bins), so that the others' lines of
+            // the [NG, NB, N] int64 counts, most of them, are neither read nor written
+            for (int64_t c = 0; local && c < NG * NB; ++c) {
+                const int32_t* cell = local + c * W;
+                int32_t reached = 0;
+                for (int i = 0; i < W; ++i) reached |= cell[i];
+                if (!reached) continue;
+                for (int i = 0; i < width; ++i) histogram[c * N + n0 + i] += cell[i];
+            }
         }
     }
     for (int i = 0; i < threads; ++i) free(buffers[i]);
