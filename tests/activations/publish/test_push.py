@@ -146,10 +146,11 @@ def test_a_failed_upload_commits_nothing_and_the_next_push_resumes(
     dropped = upload_hub.uploads[0].split("/")[2]
     sent_before = len(upload_hub.uploads)
     result = push(collated, "me/resume", max_shard_bytes=shard_bytes(collated, 3))
-    resent = {url.split("/")[2] for url in upload_hub.uploads[sent_before:]}
+    sent = upload_hub.uploads[sent_before:]
+    resent = {url.split("/")[2] for url in sent}
     # only what the Hub did not hold: the file whose upload failed, and any not started
     assert dropped in resent and not resent & held, (resent, held)
-    assert all("/part/" in url for url in upload_hub.uploads[sent_before:])
+    assert all("/part/" in url for url in sent)
     assert_same_records(result.path, collated)
 
 
