@@ -233,6 +233,9 @@ static void fold_vector(const float* const* rows, int64_t stride, int product, f
     // token yet" (the key of +0.0 is 1). The first position keeps a tie.
     int32_t best[NP][W], best_at[NP][W];
     {
+        // keys with their top bit flipped (glu_kernel_layout.h): "no token yet" is INT32_MIN
+        const __m512i unset = _mm512_set1_epi32(INT32_MIN);
+        const __m512i key_base = _mm512_set1_epi32(INT32_MIN + 1);
         MAX_DECLARE
         // the position as a vector that counts up: broadcast from t in each step, every
         // position update would cost gcc a second instruction

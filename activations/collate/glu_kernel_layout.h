@@ -104,49 +104,49 @@
     _mm512_storeu_ps(sum[3][1], sum_3_1); \
     _mm512_storeu_ps(sum[3][2], sum_3_2); \
     _mm512_storeu_ps(sum[3][3], sum_3_3);
-#define MAX_DECLARE __m512i best_0 = zero_i, at_0 = _mm512_set1_epi32(-1); \
-    __m512i best_1 = zero_i, at_1 = _mm512_set1_epi32(-1); \
-    __m512i best_2 = zero_i, at_2 = _mm512_set1_epi32(-1); \
-    __m512i best_3 = zero_i, at_3 = _mm512_set1_epi32(-1); \
-    __m512i best_4 = zero_i, at_4 = _mm512_set1_epi32(-1); \
-    __m512i best_5 = zero_i, at_5 = _mm512_set1_epi32(-1); \
-    __m512i best_6 = zero_i, at_6 = _mm512_set1_epi32(-1); \
-    __m512i best_7 = zero_i, at_7 = _mm512_set1_epi32(-1); \
-    __m512i best_8 = zero_i, at_8 = _mm512_set1_epi32(-1); \
-    __m512i best_9 = zero_i, at_9 = _mm512_set1_epi32(-1); \
-    __m512i best_10 = zero_i, at_10 = _mm512_set1_epi32(-1); \
-    __m512i best_11 = zero_i, at_11 = _mm512_set1_epi32(-1); \
-    __m512i best_12 = zero_i, at_12 = _mm512_set1_epi32(-1); \
-    __m512i best_13 = zero_i, at_13 = _mm512_set1_epi32(-1);
-#define MAX_STEP const __m512i key_0 = _mm512_add_epi32(_mm512_rol_epi32(_mm512_castps_si512(v_0), 1), one); \
-    const __m512i key_1 = _mm512_add_epi32(_mm512_rol_epi32(_mm512_castps_si512(v_1), 1), one); \
-    const __m512i key_2 = _mm512_add_epi32(_mm512_rol_epi32(_mm512_castps_si512(v_2), 1), one); \
-    const __m512i key_3 = _mm512_add_epi32(_mm512_rol_epi32(_mm512_castps_si512(v_3), 1), one); \
-    { const lanes16 up = _mm512_mask_cmp_epu32_mask(in_q_0, key_0, best_0, _MM_CMPINT_NLE); best_0 = _mm512_mask_mov_epi32(best_0, up, key_0); at_0 = _mm512_mask_mov_epi32(at_0, up, here); } \
-    { const lanes16 up = _mm512_mask_cmp_epu32_mask(in_q_0, key_1, best_1, _MM_CMPINT_NLE); best_1 = _mm512_mask_mov_epi32(best_1, up, key_1); at_1 = _mm512_mask_mov_epi32(at_1, up, here); } \
-    { const lanes16 up = _mm512_mask_cmp_epu32_mask(in_q_0, key_3, best_2, _MM_CMPINT_NLE); best_2 = _mm512_mask_mov_epi32(best_2, up, key_3); at_2 = _mm512_mask_mov_epi32(at_2, up, here); } \
-    { const lanes16 up = _mm512_mask_cmp_epu32_mask(in_q_1, key_0, best_3, _MM_CMPINT_NLE); best_3 = _mm512_mask_mov_epi32(best_3, up, key_0); at_3 = _mm512_mask_mov_epi32(at_3, up, here); } \
-    { const lanes16 up = _mm512_mask_cmp_epu32_mask(in_q_1, key_1, best_4, _MM_CMPINT_NLE); best_4 = _mm512_mask_mov_epi32(best_4, up, key_1); at_4 = _mm512_mask_mov_epi32(at_4, up, here); } \
-    { const lanes16 up = _mm512_mask_cmp_epu32_mask(in_q_1, key_3, best_5, _MM_CMPINT_NLE); best_5 = _mm512_mask_mov_epi32(best_5, up, key_3); at_5 = _mm512_mask_mov_epi32(at_5, up, here); } \
-    { const lanes16 up = _mm512_mask_cmp_epu32_mask(in_q_2, key_0, best_6, _MM_CMPINT_NLE); best_6 = _mm512_mask_mov_epi32(best_6, up, key_0); at_6 = _mm512_mask_mov_epi32(at_6, up, here); } \
-    { const lanes16 up = _mm512_mask_cmp_epu32_mask(in_q_2, key_1, best_7, _MM_CMPINT_NLE); best_7 = _mm512_mask_mov_epi32(best_7, up, key_1); at_7 = _mm512_mask_mov_epi32(at_7, up, here); } \
-    { const lanes16 up = _mm512_mask_cmp_epu32_mask(in_q_2, key_2, best_8, _MM_CMPINT_NLE); best_8 = _mm512_mask_mov_epi32(best_8, up, key_2); at_8 = _mm512_mask_mov_epi32(at_8, up, here); } \
-    { const lanes16 up = _mm512_mask_cmp_epu32_mask(in_q_2, key_3, best_9, _MM_CMPINT_NLE); best_9 = _mm512_mask_mov_epi32(best_9, up, key_3); at_9 = _mm512_mask_mov_epi32(at_9, up, here); } \
-    { const lanes16 up = _mm512_mask_cmp_epu32_mask(in_q_3, key_0, best_10, _MM_CMPINT_NLE); best_10 = _mm512_mask_mov_epi32(best_10, up, key_0); at_10 = _mm512_mask_mov_epi32(at_10, up, here); } \
-    { const lanes16 up = _mm512_mask_cmp_epu32_mask(in_q_3, key_1, best_11, _MM_CMPINT_NLE); best_11 = _mm512_mask_mov_epi32(best_11, up, key_1); at_11 = _mm512_mask_mov_epi32(at_11, up, here); } \
-    { const lanes16 up = _mm512_mask_cmp_epu32_mask(in_q_3, key_2, best_12, _MM_CMPINT_NLE); best_12 = _mm512_mask_mov_epi32(best_12, up, key_2); at_12 = _mm512_mask_mov_epi32(at_12, up, here); } \
-    { const lanes16 up = _mm512_mask_cmp_epu32_mask(in_q_3, key_3, best_13, _MM_CMPINT_NLE); best_13 = _mm512_mask_mov_epi32(best_13, up, key_3); at_13 = _mm512_mask_mov_epi32(at_13, up, here); }
-#define MAX_STORE(best, at) _mm512_storeu_si512(best[0], best_0); _mm512_storeu_si512(at[0], at_0); \
-    _mm512_storeu_si512(best[1], best_1); _mm512_storeu_si512(at[1], at_1); \
-    _mm512_storeu_si512(best[2], best_2); _mm512_storeu_si512(at[2], at_2); \
-    _mm512_storeu_si512(best[3], best_3); _mm512_storeu_si512(at[3], at_3); \
-    _mm512_storeu_si512(best[4], best_4); _mm512_storeu_si512(at[4], at_4); \
-    _mm512_storeu_si512(best[5], best_5); _mm512_storeu_si512(at[5], at_5); \
-    _mm512_storeu_si512(best[6], best_6); _mm512_storeu_si512(at[6], at_6); \
-    _mm512_storeu_si512(best[7], best_7); _mm512_storeu_si512(at[7], at_7); \
-    _mm512_storeu_si512(best[8], best_8); _mm512_storeu_si512(at[8], at_8); \
-    _mm512_storeu_si512(best[9], best_9); _mm512_storeu_si512(at[9], at_9); \
-    _mm512_storeu_si512(best[10], best_10); _mm512_storeu_si512(at[10], at_10); \
-    _mm512_storeu_si512(best[11], best_11); _mm512_storeu_si512(at[11], at_11); \
-    _mm512_storeu_si512(best[12], best_12); _mm512_storeu_si512(at[12], at_12); \
-    _mm512_storeu_si512(best[13], best_13); _mm512_storeu_si512(at[13], at_13);
+#define MAX_DECLARE __m512i best_0 = unset, at_0 = _mm512_set1_epi32(-1); \
+    __m512i best_1 = unset, at_1 = _mm512_set1_epi32(-1); \
+    __m512i best_2 = unset, at_2 = _mm512_set1_epi32(-1); \
+    __m512i best_3 = unset, at_3 = _mm512_set1_epi32(-1); \
+    __m512i best_4 = unset, at_4 = _mm512_set1_epi32(-1); \
+    __m512i best_5 = unset, at_5 = _mm512_set1_epi32(-1); \
+    __m512i best_6 = unset, at_6 = _mm512_set1_epi32(-1); \
+    __m512i best_7 = unset, at_7 = _mm512_set1_epi32(-1); \
+    __m512i best_8 = unset, at_8 = _mm512_set1_epi32(-1); \
+    __m512i best_9 = unset, at_9 = _mm512_set1_epi32(-1); \
+    __m512i best_10 = unset, at_10 = _mm512_set1_epi32(-1); \
+    __m512i best_11 = unset, at_11 = _mm512_set1_epi32(-1); \
+    __m512i best_12 = unset, at_12 = _mm512_set1_epi32(-1); \
+    __m512i best_13 = unset, at_13 = _mm512_set1_epi32(-1);
+#define MAX_STEP const __m512i key_0 = _mm512_add_epi32(_mm512_rol_epi32(_mm512_castps_si512(v_0), 1), key_base); \
+    const __m512i key_1 = _mm512_add_epi32(_mm512_rol_epi32(_mm512_castps_si512(v_1), 1), key_base); \
+    const __m512i key_2 = _mm512_add_epi32(_mm512_rol_epi32(_mm512_castps_si512(v_2), 1), key_base); \
+    const __m512i key_3 = _mm512_add_epi32(_mm512_rol_epi32(_mm512_castps_si512(v_3), 1), key_base); \
+    { const lanes16 up = _mm512_mask_cmp_epi32_mask(in_q_0, key_0, best_0, _MM_CMPINT_NLE); best_0 = _mm512_mask_mov_epi32(best_0, up, key_0); at_0 = _mm512_mask_mov_epi32(at_0, up, here); } \
+    { const lanes16 up = _mm512_mask_cmp_epi32_mask(in_q_0, key_1, best_1, _MM_CMPINT_NLE); best_1 = _mm512_mask_mov_epi32(best_1, up, key_1); at_1 = _mm512_mask_mov_epi32(at_1, up, here); } \
+    { const lanes16 up = _mm512_mask_cmp_epi32_mask(in_q_0, key_3, best_2, _MM_CMPINT_NLE); best_2 = _mm512_mask_mov_epi32(best_2, up, key_3); at_2 = _mm512_mask_mov_epi32(at_2, up, here); } \
+    { const lanes16 up = _mm512_mask_cmp_epi32_mask(in_q_1, key_0, best_3, _MM_CMPINT_NLE); best_3 = _mm512_mask_mov_epi32(best_3, up, key_0); at_3 = _mm512_mask_mov_epi32(at_3, up, here); } \
+    { const lanes16 up = _mm512_mask_cmp_epi32_mask(in_q_1, key_1, best_4, _MM_CMPINT_NLE); best_4 = _mm512_mask_mov_epi32(best_4, up, key_1); at_4 = _mm512_mask_mov_epi32(at_4, up, here); } \
+    { const lanes16 up = _mm512_mask_cmp_epi32_mask(in_q_1, key_3, best_5, _MM_CMPINT_NLE); best_5 = _mm512_mask_mov_epi32(best_5, up, key_3); at_5 = _mm512_mask_mov_epi32(at_5, up, here); } \
+    { const lanes16 up = _mm512_mask_cmp_epi32_mask(in_q_2, key_0, best_6, _MM_CMPINT_NLE); best_6 = _mm512_mask_mov_epi32(best_6, up, key_0); at_6 = _mm512_mask_mov_epi32(at_6, up, here); } \
+    { const lanes16 up = _mm512_mask_cmp_epi32_mask(in_q_2, key_1, best_7, _MM_CMPINT_NLE); best_7 = _mm512_mask_mov_epi32(best_7, up, key_1); at_7 = _mm512_mask_mov_epi32(at_7, up, here); } \
+    { const lanes16 up = _mm512_mask_cmp_epi32_mask(in_q_2, key_2, best_8, _MM_CMPINT_NLE); best_8 = _mm512_mask_mov_epi32(best_8, up, key_2); at_8 = _mm512_mask_mov_epi32(at_8, up, here); } \
+    { const lanes16 up = _mm512_mask_cmp_epi32_mask(in_q_2, key_3, best_9, _MM_CMPINT_NLE); best_9 = _mm512_mask_mov_epi32(best_9, up, key_3); at_9 = _mm512_mask_mov_epi32(at_9, up, here); } \
+    { const lanes16 up = _mm512_mask_cmp_epi32_mask(in_q_3, key_0, best_10, _MM_CMPINT_NLE); best_10 = _mm512_mask_mov_epi32(best_10, up, key_0); at_10 = _mm512_mask_mov_epi32(at_10, up, here); } \
+    { const lanes16 up = _mm512_mask_cmp_epi32_mask(in_q_3, key_1, best_11, _MM_CMPINT_NLE); best_11 = _mm512_mask_mov_epi32(best_11, up, key_1); at_11 = _mm512_mask_mov_epi32(at_11, up, here); } \
+    { const lanes16 up = _mm512_mask_cmp_epi32_mask(in_q_3, key_2, best_12, _MM_CMPINT_NLE); best_12 = _mm512_mask_mov_epi32(best_12, up, key_2); at_12 = _mm512_mask_mov_epi32(at_12, up, here); } \
+    { const lanes16 up = _mm512_mask_cmp_epi32_mask(in_q_3, key_3, best_13, _MM_CMPINT_NLE); best_13 = _mm512_mask_mov_epi32(best_13, up, key_3); at_13 = _mm512_mask_mov_epi32(at_13, up, here); }
+#define MAX_STORE(best, at) _mm512_storeu_si512(best[0], _mm512_xor_si512(best_0, unset)); _mm512_storeu_si512(at[0], at_0); \
+    _mm512_storeu_si512(best[1], _mm512_xor_si512(best_1, unset)); _mm512_storeu_si512(at[1], at_1); \
+    _mm512_storeu_si512(best[2], _mm512_xor_si512(best_2, unset)); _mm512_storeu_si512(at[2], at_2); \
+    _mm512_storeu_si512(best[3], _mm512_xor_si512(best_3, unset)); _mm512_storeu_si512(at[3], at_3); \
+    _mm512_storeu_si512(best[4], _mm512_xor_si512(best_4, unset)); _mm512_storeu_si512(at[4], at_4); \
+    _mm512_storeu_si512(best[5], _mm512_xor_si512(best_5, unset)); _mm512_storeu_si512(at[5], at_5); \
+    _mm512_storeu_si512(best[6], _mm512_xor_si512(best_6, unset)); _mm512_storeu_si512(at[6], at_6); \
+    _mm512_storeu_si512(best[7], _mm512_xor_si512(best_7, unset)); _mm512_storeu_si512(at[7], at_7); \
+    _mm512_storeu_si512(best[8], _mm512_xor_si512(best_8, unset)); _mm512_storeu_si512(at[8], at_8); \
+    _mm512_storeu_si512(best[9], _mm512_xor_si512(best_9, unset)); _mm512_storeu_si512(at[9], at_9); \
+    _mm512_storeu_si512(best[10], _mm512_xor_si512(best_10, unset)); _mm512_storeu_si512(at[10], at_10); \
+    _mm512_storeu_si512(best[11], _mm512_xor_si512(best_11, unset)); _mm512_storeu_si512(at[11], at_11); \
+    _mm512_storeu_si512(best[12], _mm512_xor_si512(best_12, unset)); _mm512_storeu_si512(at[12], at_12); \
+    _mm512_storeu_si512(best[13], _mm512_xor_si512(best_13, unset)); _mm512_storeu_si512(at[13], at_13);

@@ -39,6 +39,9 @@ typedef __mmask16 lanes16;
 #define GLU_PART 16
 #endif
 #define GLU_PARTS (64 / GLU_PART)
+// bytes, as the blend instructions of glu_select take them (immintrin.h would bring its own
+// __m512 along)
+typedef char glu_bytes __attribute__((vector_size(GLU_PART)));
 typedef float glu_fpart __attribute__((vector_size(GLU_PART)));
 typedef int32_t glu_ipart __attribute__((vector_size(GLU_PART)));
 typedef uint32_t glu_upart __attribute__((vector_size(GLU_PART)));
@@ -157,10 +160,9 @@ GLU_INLINE lanes16 glu_cmp_LT(__m512 a, __m512 b) {
     GLU_EACH r.p[i] = a.p[i] < b.p[i];
     return r;
 }
-// unsigned a > b within the lanes of k: signed, on lanes with their sign bits flipped
+// signed a > b within the lanes of k
 GLU_INLINE lanes16 glu_cmp_NLE(lanes16 k, __m512i a, __m512i b) {
-    const glu_ipart sign = (glu_ipart){0} + INT32_MIN;
-    GLU_EACH k.p[i] &= (a.p[i] ^ sign) > (b.p[i] ^ sign);
+    GLU_EACH k.p[i] &= a.p[i] > b.p[i];
     return k;
 }
 #define _CMP_GT_OQ GT
@@ -169,10 +171,19 @@ GLU_INLINE lanes16 glu_cmp_NLE(lanes16 k, __m512i a, __m512i b) {
 #define glu_compare(a, b, op) glu_cmp_##op(a, b)
 #define glu_compare_in(k, a, b, op) glu_cmp_##op(k, a, b)
 #define _mm512_cmp_ps_mask(a, b, op) glu_compare((a), (b), op)
-#define _mm512_mask_cmp_epu32_mask(k, a, b, op) glu_compare_in((k), (a), (b), op)
+#define _mm512_mask_cmp_epi32_mask(k, a, b, op) glu_compare_in((k), (a), (b), op)
 
+// `yes` where k (lanes of 0 or -1), else `no`: one blend where the target has it (gcc turns
+// the portable form into three operations, xor, and, xor; the maxima's updates make two
+// selects per (quadrant, hook) pair and token)
 GLU_INLINE glu_ipart glu_select(glu_ipart k, glu_ipart yes, glu_ipart no) {
+#if defined(__AVX2__)
+    return (glu_ipart)__builtin_ia32_pblendvb256((glu_bytes)no, (glu_bytes)yes, (glu_bytes)k);
+#elif defined(__SSE4_1__)
+    return (glu_ipart)__builtin_ia32_pblendvb128((glu_bytes)no, (glu_bytes)yes, (glu_bytes)k);
+#else
     return (yes & k) | (no & ~k);
+#endif
 }
 // the integer operations of the value histogram's bins
 GLU_INLINE __m512i _mm512_and_si512(__m512i a, __m512i b) {

@@ -96,22 +96,27 @@ def layout_header() -> str:
     sum_store += [f"_mm512_storeu_ps(sum[{q}][{h}], sum_{q}_{h});" for q, h in counted]
     pair_index = [(quadrants.index(q), hooks.index(h)) for q, h in pairs]
     keyed = sorted({h for _, h in pair_index})
+    # The keys run with their top bit flipped (key + 2^31, wrapping), so that their unsigned
+    # order is the signed order of what the loop holds: a signed compare, which AVX2 has (it
+    # has no unsigned one), and no flip of the running maxima per pair and token. The flip
+    # rides on the key's "+ 1" (`key_base`, INT32_MIN + 1) and comes off as they are stored.
     max_declare = [
-        f"__m512i best_{p} = zero_i, at_{p} = _mm512_set1_epi32(-1);" for p in range(len(pairs))
+        f"__m512i best_{p} = unset, at_{p} = _mm512_set1_epi32(-1);" for p in range(len(pairs))
     ]
     max_step = [
         f"const __m512i key_{h} = "
-        f"_mm512_add_epi32(_mm512_rol_epi32(_mm512_castps_si512(v_{h}), 1), one);"
+        f"_mm512_add_epi32(_mm512_rol_epi32(_mm512_castps_si512(v_{h}), 1), key_base);"
         for h in keyed
     ]
     for p, (q, h) in enumerate(pair_index):
         max_step.append(
-            f"{{ const lanes16 up = _mm512_mask_cmp_epu32_mask(in_q_{q}, key_{h}, best_{p}, "
+            f"{{ const lanes16 up = _mm512_mask_cmp_epi32_mask(in_q_{q}, key_{h}, best_{p}, "
             f"_MM_CMPINT_NLE); best_{p} = _mm512_mask_mov_epi32(best_{p}, up, key_{h}); "
             f"at_{p} = _mm512_mask_mov_epi32(at_{p}, up, here); }}"
         )
     max_store = [
-        f"_mm512_storeu_si512(best[{p}], best_{p}); _mm512_storeu_si512(at[{p}], at_{p});"
+        f"_mm512_storeu_si512(best[{p}], _mm512_xor_si512(best_{p}, unset)); "
+        f"_mm512_storeu_si512(at[{p}], at_{p});"
         for p in range(len(pairs))
     ]
 

@@ -1,6 +1,6 @@
 """The kernel built for other CPUs gives the same bytes (totals, lists and value histograms):
-glu_kernel_driver.c runs it over the same batches built natively, for plain x86-64 (SSE2), for
-AVX2 where this CPU runs it, and for aarch64 (NEON, under qemu)."""
+glu_kernel_driver.c runs it over the same batches built natively, for plain x86-64 (SSE2) and
+x86-64-v2 (SSE4.1's blends), for AVX2 where this CPU runs it, and for aarch64 (NEON, under qemu)."""
 
 from __future__ import annotations
 
@@ -81,6 +81,9 @@ def test_every_cpu_build_gives_the_same_bytes(tmp_path, product):
     if X86:
         build("gcc", ["-march=x86-64"], tmp_path / "sse2")
         others["x86-64"] = [str(tmp_path / "sse2")]
+        # SSE4.1: the selects as blend instructions (glu_vectors.h), every x86-64 CPU since 2008
+        build("gcc", ["-march=x86-64-v2"], tmp_path / "sse4")
+        others["x86-64-v2"] = [str(tmp_path / "sse4")]
     if AVX2:  # gcc's vector extensions as two 256-bit halves, run here
         build("gcc", ["-march=x86-64-v3"], tmp_path / "avx2")
         others["x86-64-v3"] = [str(tmp_path / "avx2")]
