@@ -20,6 +20,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 from activations.io.lru import LruCache
@@ -28,7 +29,10 @@ READ_AHEAD_SHARE = 0.5
 """The share of the decoded-group cache (its bytes and its count) that reading ahead fills: the
 record columns of a 46,080-neuron collated file (histograms included) decode to about 160 MB,
 which half of the default 512 MB holds."""
-EXIT_WAIT_S = 5.0
+EXIT_WAIT_S = 30.0
+"""How long exiting waits for the groups being decoded, all threads together: a group is a few
+milliseconds of one core, but at nice 19 on a machine whose cores are busy (a test suite in two
+processes) it may wait seconds for them."""
 
 _log = logging.getLogger(__name__)
 _stopping = threading.Event()
@@ -80,12 +84,29 @@ def _lowest_priority() -> None:
             pass
 
 
+def _restore_priority(thread: threading.Thread) -> None:
+    """The thread at the calling thread's priority again, where the system lets a priority be
+    raised (Linux: root, or within RLIMIT_NICE); elsewhere it stays at 19."""
+    if sys.platform.startswith("linux") and thread.native_id is not None:
+        try:
+            caller = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+            os.setpriority(os.PRIO_PROCESS, thread.native_id, caller)
+        except OSError:
+            pass
+
+
 @atexit.register
 def _stop_all() -> None:
-    """Stop every reading ahead before the interpreter finalizes (a thread decoding then would
-    be ended inside pyarrow's C++ frames): each stops after the group it decodes."""
+    """Stop every reading ahead before the interpreter finalizes (a thread decoding then is
+    ended inside pyarrow's C++ frames, and the process aborts: "terminate called without an
+    active exception"): each stops after the group it decodes, which it decodes at the exiting
+    thread's priority where that may be restored, so that busy cores do not starve it past
+    EXIT_WAIT_S."""
     _stopping.set()
     with _threads_lock:
         threads = list(_threads)
+    deadline = time.monotonic() + EXIT_WAIT_S
     for thread in threads:
-        thread.join(EXIT_WAIT_S)
+        _restore_priority(thread)
+    for thread in threads:
+        thread.join(max(0.01, deadline - time.monotonic()))

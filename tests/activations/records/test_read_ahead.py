@@ -192,3 +192,29 @@ time.sleep(0.1)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["decoding", "0"]  # stopped after the first
     assert time.monotonic() - began < 30
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a thread's own nice: Linux")
+@pytest.mark.skipif(os.geteuid() != 0, reason="raising a priority again needs root here")
+def test_exit_gives_the_group_it_decodes_the_exiting_priority(tmp_path):
+    """At nice 19 on busy cores a group's few milliseconds can take seconds: exiting raises the
+    thread's priority back to the exiting thread's before it waits."""
+    script = """
+import os, threading, time
+from activations.io.lru import LruCache
+from activations.records import read_ahead
+def decode(i):
+    time.sleep(0.5)  # exit comes meanwhile
+    print(i, os.getpriority(os.PRIO_PROCESS, threading.get_native_id()), flush=True)
+    return True
+read_ahead.start("test", iter(range(1000)), decode, LruCache(10, max_weight=100))
+time.sleep(0.1)
+print("exiting at", os.getpriority(os.PRIO_PROCESS, threading.get_native_id()), flush=True)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+        cwd=Path(__file__).parents[3],
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    exiting = done.stdout.splitlines()[0].split()[-1]
+    assert done.stdout.splitlines()[1:] == [f"0 {exiting}"]  # one group, at the exit's priority
