@@ -74,25 +74,27 @@ def start(
     return thread
 
 
-def _lowest_priority() -> None:
-    """This thread at nice 19 (Linux: a thread's own priority; elsewhere the call would set the
-    whole process's, so it is not made)."""
-    if sys.platform.startswith("linux"):
+def _set_nice(native_id: int | None, nice: int | None) -> None:
+    """One thread's nice value, or (None) the calling thread's (Linux: a thread's own priority;
+    elsewhere the call would set the whole process's, so it is not made), where the system
+    allows it (raising a priority again needs root, or room within RLIMIT_NICE)."""
+    if sys.platform.startswith("linux") and native_id is not None:
         try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+            if nice is None:
+                nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+            os.setpriority(os.PRIO_PROCESS, native_id, nice)
         except OSError:
             pass
+
+
+def _lowest_priority() -> None:
+    """This thread at nice 19."""
+    _set_nice(threading.get_native_id(), 19)
 
 
 def _restore_priority(thread: threading.Thread) -> None:
-    """The thread at the calling thread's priority again, where the system lets a priority be
-    raised (Linux: root, or within RLIMIT_NICE); elsewhere it stays at 19."""
-    if sys.platform.startswith("linux") and thread.native_id is not None:
-        try:
-            caller = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-            os.setpriority(os.PRIO_PROCESS, thread.native_id, caller)
-        except OSError:
-            pass
+    """The thread at the calling thread's priority again, where the system allows it."""
+    _set_nice(thread.native_id, None)
 
 
 @atexit.register

@@ -196,7 +196,7 @@ time.sleep(0.1)
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a thread's own nice: Linux")
 @pytest.mark.skipif(os.geteuid() != 0, reason="raising a priority again needs root here")
-def test_exit_gives_the_group_it_decodes_the_exiting_priority(tmp_path):
+def test_exit_gives_the_group_it_decodes_the_exiting_priority():
     """At nice 19 on busy cores a group's few milliseconds can take seconds: exiting raises the
     thread's priority back to the exiting thread's before it waits."""
     script = """
