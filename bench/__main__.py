@@ -57,9 +57,19 @@ def run_child(name: str) -> dict[str, Any]:
         part = Path(tmp) / "part.json"
         command = [sys.executable, "-m", "bench", name, "--part", str(part)]
         done = subprocess.run(command, check=False)
-        if done.returncode != 0 or not part.exists():
-            return {"rows": [], "details": {}, "error": f"exit status {done.returncode}"}
-        return json.loads(part.read_text())
+        return read_part(part, done.returncode)
+
+
+def read_part(part: Path, returncode: int) -> dict[str, Any]:
+    """A child's figure: what it wrote, kept where the process failed after writing it (an
+    abort as it exits loses no rows), with the failure said beside them."""
+    if not part.exists():
+        return {"rows": [], "details": {}, "error": f"exit status {returncode}"}
+    figure = json.loads(part.read_text())
+    if returncode != 0:
+        said = [figure.get("error"), f"exit status {returncode} after its figure was written"]
+        figure["error"] = "; ".join(filter(None, said))
+    return figure
 
 
 def _format_ratio(ratio: float | None) -> str:
