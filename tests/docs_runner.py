@@ -36,7 +36,7 @@ SHOWN = ("", "text")  # diagrams and output: shown, not run
 # Lines that the tests cannot run from inside themselves, and why.
 NOT_RUN = {
     "make test": "the test suite itself, of which this test is a part",
-    "make bench": "the benchmarks (about 10 minutes, whole CPUs); bench/ is their code",
+    "make bench": "the benchmarks (about 50 minutes, whole CPUs); bench/ is their code",
     ".venv/bin/python -m bench": "a benchmark figure (minutes, whole CPUs); bench/ is its code",
 }
 # A block that builds transformer-debugger's frontend (it names npm) runs only where
