@@ -139,9 +139,9 @@ class ExplainerMetadata(_RegistryEntry):
     explainer's all-at-once simulator); False: the logprob-free simulator (chat)."""
     dtype: str | None = None
     """in_process: explain and simulate with a copy of the model in this dtype (e.g.
-    "bfloat16": about 3x faster passes on a CPU with AMX); "auto": bfloat16 where the device
-    multiplies it natively (a CPU with AMX, a GPU that supports it), else as loaded; None: the
-    model as loaded."""
+    "bfloat16": 2-3x faster passes on a CPU with AMX or AVX512-BF16); "auto": bfloat16 where
+    the device multiplies it natively (such a CPU, a GPU that supports it), else as loaded;
+    None: the model as loaded."""
 
 
 EXPLAINER_REGISTRY: dict[str, ExplainerMetadata] = {}

@@ -141,9 +141,13 @@ def test_another_dtype_runs_on_a_copy_and_simulates_alike(lm):
         LocalLM(lm.model, lm.tokenizer, "tiny-chat", dtype="half-ish")
 
 
-@pytest.mark.parametrize("native", [True, False])
-def test_auto_dtype_is_bfloat16_only_where_the_cpu_multiplies_it(lm, monkeypatch, native):
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: native)
+@pytest.mark.parametrize(
+    ("amx", "avx512_bf16"), [(True, False), (False, True), (True, True), (False, False)]
+)
+def test_auto_dtype_is_bfloat16_only_where_the_cpu_multiplies_it(lm, monkeypatch, amx, avx512_bf16):
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    native = amx or avx512_bf16
     auto = LocalLM(lm.model, lm.tokenizer, "tiny-chat", dtype="auto")
     if native:
         assert auto.model.dtype == torch.bfloat16 and auto.source is lm.model
